@@ -1,0 +1,181 @@
+"""Checkpoints: safetensors for tensors, JSON for everything else, written atomically.
+
+A checkpoint directory holds ``hrkd.json`` (what it is: role, kind, domains,
+labels, data hash, preset, scores), ``config.json`` (the BERT config),
+``model.safetensors`` (encoder and heads), the tokenizer files, and optionally
+``extras.safetensors`` (projections, graphs) and ``train_state.*`` (optimizer,
+scheduler, RNG, data position) for ``--resume``.
+
+A *group* checkpoint has no weights of its own: its ``hrkd.json`` maps each
+domain to a member checkpoint (one teacher or student per domain).
+Nothing here unpickles: a file handed to us can only be JSON or safetensors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import BertConfig
+
+from hrkd_cli.errors import HrkdError
+from hrkd_cli.models import DomainClassifier, encoder_from_config
+
+FORMAT = "hrkd-checkpoint/1"
+META = "hrkd.json"
+
+
+# ---------------------------------------------------------------- atomic writes
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def replace_dir(tmp_dir: Path, final_dir: Path) -> None:
+    """Swap a fully written directory into place; the old one survives until the new one is there."""
+    final_dir = Path(final_dir)
+    old = None
+    if final_dir.exists():
+        old = final_dir.with_name(f".{final_dir.name}.old-{os.getpid()}")
+        os.replace(final_dir, old)
+    os.replace(tmp_dir, final_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def staging_dir(final_dir: Path) -> Path:
+    final_dir = Path(final_dir)
+    final_dir.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(dir=final_dir.parent, prefix=f".{final_dir.name}.tmp-"))
+
+
+# ---------------------------------------------------------------- model checkpoints
+
+
+def save_checkpoint(
+    final_dir: Path,
+    model: DomainClassifier,
+    meta: dict,
+    tokenizer=None,
+    extras: dict[str, torch.Tensor] | None = None,
+    train_state: tuple[dict[str, torch.Tensor], dict] | None = None,
+    files: dict[str, object] | None = None,
+) -> Path:
+    """Write a classifier checkpoint into ``final_dir`` atomically."""
+    tmp = staging_dir(final_dir)
+    try:
+        state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+        save_file(state, tmp / "model.safetensors")
+        (tmp / "config.json").write_text(model.config.to_json_string())
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        if extras:
+            save_file({k: v.detach().contiguous().cpu() for k, v in extras.items()}, tmp / "extras.safetensors")
+        if train_state is not None:
+            tensors, info = train_state
+            save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, tmp / "train_state.safetensors")
+            (tmp / "train_state.json").write_text(json.dumps(info, indent=2, sort_keys=True))
+        for name, obj in (files or {}).items():
+            (tmp / name).write_text(json.dumps(obj, indent=2, sort_keys=True))
+        meta = {"format": FORMAT, "num_heads": len(model.heads), **meta}
+        (tmp / META).write_text(json.dumps(meta, indent=2, sort_keys=True))
+        replace_dir(tmp, final_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return Path(final_dir)
+
+
+def save_group(final_dir: Path, members: dict[str, str], meta: dict) -> Path:
+    """A checkpoint made of one member checkpoint per domain (paths relative to the group)."""
+    final_dir = Path(final_dir)
+    final_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(final_dir / META, {"format": FORMAT, "members": members, **meta})
+    return final_dir
+
+
+def read_meta(path: Path) -> dict:
+    path = Path(path)
+    meta_path = path / META
+    if not path.is_dir():
+        raise HrkdError(f"{path}: checkpoint directory not found")
+    if not meta_path.is_file():
+        raise HrkdError(f"{path}: not an hrkd checkpoint (no {META})")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as err:
+        raise HrkdError(f"{meta_path}: not valid JSON ({err.msg}, line {err.lineno})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise HrkdError(f"{meta_path}: not an hrkd checkpoint (format {meta.get('format') if isinstance(meta, dict) else None!r})")
+    return meta
+
+
+def load_classifier(path: Path, device: torch.device | str = "cpu") -> tuple[DomainClassifier, dict]:
+    path = Path(path)
+    meta = read_meta(path)
+    if "members" in meta:
+        raise HrkdError(f"{path}: is a group checkpoint; load one of its members")
+    weights = path / "model.safetensors"
+    if not weights.is_file() or not (path / "config.json").is_file():
+        raise HrkdError(f"{path}: checkpoint is incomplete (model.safetensors or config.json missing)")
+    cfg = BertConfig.from_json_file(str(path / "config.json"))
+    model = DomainClassifier(encoder_from_config(cfg), meta["num_heads"], len(meta["label_names"]))
+    state = load_file(str(weights))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise HrkdError(f"{weights}: weights do not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return model.to(device), meta
+
+
+def load_extras(path: Path) -> dict[str, torch.Tensor]:
+    f = Path(path) / "extras.safetensors"
+    return load_file(str(f)) if f.is_file() else {}
+
+
+def members(path: Path) -> dict[str, Path]:
+    """Domain -> checkpoint directory; a plain checkpoint serves every domain it knows."""
+    path = Path(path)
+    meta = read_meta(path)
+    if "members" in meta:
+        return {d: path / rel for d, rel in meta["members"].items()}
+    return {d: path for d in meta["domains"]}
+
+
+# ---------------------------------------------------------------- training state
+
+
+def optimizer_to_tensors(optimizer: torch.optim.Optimizer, prefix: str) -> tuple[dict[str, torch.Tensor], dict]:
+    sd = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for idx, st in sd["state"].items():
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"{prefix}.{idx}.{k}"] = v
+            else:
+                scalars[f"{idx}.{k}"] = v
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def optimizer_from_tensors(optimizer: torch.optim.Optimizer, prefix: str, tensors: dict, info: dict) -> None:
+    state: dict[int, dict] = {}
+    for key, v in tensors.items():
+        if not key.startswith(prefix + "."):
+            continue
+        _, idx, name = key.split(".", 2)
+        state.setdefault(int(idx), {})[name] = v
+    for key, v in info["scalars"].items():
+        idx, name = key.split(".", 1)
+        state.setdefault(int(idx), {})[name] = v
+    optimizer.load_state_dict({"state": state, "param_groups": info["param_groups"]})

