@@ -1,0 +1,241 @@
+"""The `hrkd` command line: parse, load the preset, call one recipe. No training logic here."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+
+from hrkd_cli.errors import HrkdError
+
+app = typer.Typer(
+    name="hrkd",
+    help="Hierarchical Relational Knowledge Distillation (HRKD, EMNLP 2021) and its baselines.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=True,
+)
+presets_app = typer.Typer(help="List and show the shipped presets.", invoke_without_command=True)
+app.add_typer(presets_app, name="presets")
+
+out = Console()
+err = Console(stderr=True)
+
+PresetOpt = typer.Option("demo", "--preset", "-p", help="preset name (see `hrkd presets`) or path to a TOML file")
+SetOpt = typer.Option(None, "--set", help="override a preset field: section.key=value (repeatable)")
+PrecisionOpt = typer.Option(None, "--precision", help="bf16 (CPU autocast) or fp32; default: the preset's runtime.precision")
+NprocOpt = typer.Option(None, "--nproc", help="processes under torchrun (DDP; gloo on CPU, NCCL on GPU)")
+
+
+def say(msg: str) -> None:
+    if int(os.environ.get("RANK", "0")) == 0:
+        err.print(f"[cyan]hrkd[/cyan] {msg}", highlight=False)
+
+
+def _load(preset: str, overrides: Optional[List[str]], precision: Optional[str] = None, nproc: Optional[int] = None):
+    from hrkd_cli.config import load_preset
+
+    extra = list(overrides or [])
+    if precision:
+        extra.append(f"runtime.precision={precision}")
+    if nproc:
+        extra.append(f"runtime.nproc={nproc}")
+    return load_preset(preset, extra)
+
+
+def _relaunch_under_torchrun(nproc: int) -> None:
+    """Re-run this very command under torchrun with ``nproc`` processes, then exit with its status."""
+    argv = [a for a in sys.argv[1:]]
+    cleaned, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a == "--nproc":
+            skip = True
+            continue
+        if a.startswith("--nproc="):
+            continue
+        cleaned.append(a)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "hrkd_cli", *cleaned]
+    env = {**os.environ, "HRKD_NPROC": str(nproc), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))}
+    raise typer.Exit(subprocess.run(cmd, env=env).returncode)
+
+
+def _runtime(preset):
+    """Set up the process (and process group under torchrun); relaunch if more processes are asked for."""
+    from hrkd_cli.runtime import setup
+
+    n = preset.runtime.nproc
+    if n > 1 and "WORLD_SIZE" not in os.environ:
+        _relaunch_under_torchrun(n)
+    return setup(preset.runtime.device, preset.runtime.precision, preset.runtime.threads)
+
+
+# ---------------------------------------------------------------- presets
+
+
+@presets_app.callback()
+def presets_list(ctx: typer.Context) -> None:
+    """List the shipped presets with a one-line description."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from rich.table import Table
+
+    from hrkd_cli.config import list_presets
+
+    table = Table(title="Presets", title_justify="left")
+    table.add_column("Name", style="bold")
+    table.add_column("Description")
+    for name, desc in list_presets():
+        table.add_row(name, desc)
+    out.print(table)
+
+
+@presets_app.command("show")
+def presets_show(name: str = typer.Argument(..., help="preset name or path"), set_: Optional[List[str]] = SetOpt) -> None:
+    """Print the resolved preset (defaults filled in, overrides applied) as TOML."""
+    from hrkd_cli.config import preset_to_toml
+
+    out.print(preset_to_toml(_load(name, set_)), highlight=False, markup=False)
+
+
+# ---------------------------------------------------------------- prepare / teach / eval
+
+
+@app.command()
+def prepare(
+    preset: str = PresetOpt,
+    source: Optional[str] = typer.Option(None, "--source", help="source directory or file (overrides data.path)"),
+    sample_rate: Optional[float] = typer.Option(None, "--sample-rate", help="few-shot: keep this front share of each train split"),
+    set_: Optional[List[str]] = SetOpt,
+) -> None:
+    """Split a source per domain, tokenise once and save it in the run directory."""
+    from hrkd_cli.recipes.prepare import prepare as run
+    from hrkd_cli.tables import counts_table
+
+    overrides = list(set_ or [])
+    if source is not None:
+        overrides.append(f"data.path={_toml_str(source)}")
+    if sample_rate is not None:
+        overrides.append(f"data.sample_rate={sample_rate}")
+    p = _load(preset, overrides)
+    manifest = run(p, say)
+    out.print(counts_table(manifest))
+    say(f"manifest hash {manifest['hash']}")
+
+
+def _toml_str(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+@app.command()
+def teach(
+    preset: str = PresetOpt,
+    kind: Optional[str] = typer.Option(None, "--kind", help="single | mix | mtl | multi-domain | meta (default: the preset's)"),
+    exclude_domain: Optional[str] = typer.Option(None, "--exclude-domain", help="train the teacher without this domain"),
+    resume: bool = typer.Option(False, "--resume", help="continue from the last checkpoint"),
+    precision: Optional[str] = PrecisionOpt,
+    nproc: Optional[int] = NprocOpt,
+    set_: Optional[List[str]] = SetOpt,
+) -> None:
+    """Fine-tune a teacher (prepares the data first if needed)."""
+    from hrkd_cli.recipes.teach import teach as run
+
+    overrides = list(set_ or [])
+    if kind:
+        overrides.append(f"teacher.kind={_toml_str(kind)}")
+    if exclude_domain:
+        overrides.append(f"teacher.exclude_domain={_toml_str(exclude_domain)}")
+    p = _load(preset, overrides, precision, nproc)
+    rt = _runtime(p)
+    run(p, rt, resume=resume, say=say)
+
+
+@app.command("eval")
+def evaluate(
+    checkpoints: List[Path] = typer.Argument(..., help="teacher or student checkpoint directories"),
+    split: str = typer.Option("test", "--split", help="dev or test"),
+    data: Optional[Path] = typer.Option(None, "--data", help="prepared data directory (default: the one the model was trained on)"),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="also write the numbers to this JSON file"),
+) -> None:
+    """Score checkpoints per domain and on average, as a table like HRKD Tables 2 and 3."""
+    from hrkd_cli.recipes.evaluate import evaluate as run
+
+    if split not in ("dev", "test"):
+        raise HrkdError(f"--split {split!r}: choose dev or test")
+    from hrkd_cli.runtime import setup
+
+    run(checkpoints, split, data, json_path, setup(), out, say)
+
+
+# ---------------------------------------------------------------- distill / inspect-ratios / bench
+
+
+@app.command()
+def distill(
+    preset: str = PresetOpt,
+    method: Optional[str] = typer.Option(None, "--method", "-m", help="tinybert | multi-domain | hrkd | meta-kd | mtn-kd"),
+    drop: Optional[List[str]] = typer.Option(None, "--drop", help="ablation: self-attention | comp-agg | hierarchical | domain-rel (repeatable)"),
+    graph_mode: Optional[str] = typer.Option(None, "--graph-mode", help="frozen (released code) | joint | meta"),
+    teacher_kind: Optional[str] = typer.Option(None, "--teacher", help="teacher kind to distil from (default: the method's)"),
+    exclude_domain: Optional[str] = typer.Option(None, "--exclude-domain", help="distil from a teacher trained without this domain"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="student seed (default: the preset's)"),
+    resume: bool = typer.Option(False, "--resume", help="continue from the last checkpoint"),
+    precision: Optional[str] = PrecisionOpt,
+    nproc: Optional[int] = NprocOpt,
+    set_: Optional[List[str]] = SetOpt,
+) -> None:
+    """Distil a student; prepares the data and trains the teacher first when they are missing."""
+    from hrkd_cli.recipes.distill import distill as run
+
+    overrides = list(set_ or [])
+    if method:
+        overrides.append(f"distill.method={_toml_str(method)}")
+    if drop:
+        overrides.append("distill.drop=[" + ", ".join(_toml_str(d) for d in drop) + "]")
+    if graph_mode:
+        overrides.append(f"distill.graph_mode={_toml_str(graph_mode)}")
+    if teacher_kind:
+        overrides.append(f"distill.teacher_kind={_toml_str(teacher_kind)}")
+    if exclude_domain:
+        overrides.append(f"teacher.exclude_domain={_toml_str(exclude_domain)}")
+    if seed is not None:
+        overrides.append(f"seed={seed}")
+    p = _load(preset, overrides, precision, nproc)
+    rt = _runtime(p)
+    run(p, rt, resume=resume, say=say)
+
+
+@app.command("inspect-ratios")
+def inspect_ratios(
+    checkpoint: Path = typer.Argument(..., help="an HRKD student run directory (student/<tag>/seed-N) or its best/ checkpoint"),
+    examples: Optional[Path] = typer.Option(None, "--examples", help="JSONL with one example per domain: domain, text[, text_b], label"),
+    sample: bool = typer.Option(False, "--sample", help="pick one test example per domain (as HRKD Tables 5 and 6)"),
+    labels: Optional[str] = typer.Option(None, "--labels", help="with --sample: the label wanted per domain, e.g. pos,pos,neg,pos"),
+    seed: int = typer.Option(0, "--seed", help="with --sample: which examples are picked"),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="draw the ratios to this PNG"),
+) -> None:
+    """Show the domain-relational and hierarchical similarity ratios of an HRKD student."""
+    from hrkd_cli.recipes.inspect_ratios import inspect_ratios as run
+
+    run(checkpoint, examples=examples, sample=sample, labels=labels, seed=seed, plot=plot, console=out, say=say)
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def main() -> None:
+    try:
+        app()
+    except HrkdError as e:
+        err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        err.print("[red]interrupted[/red]")
+        sys.exit(130)

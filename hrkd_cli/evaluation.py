@@ -1,0 +1,69 @@
+"""Accuracy per domain on dev or test, for any teacher or student checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from hrkd_cli.batches import Split, make_batch
+from hrkd_cli.checkpoint import load_classifier, members, read_meta
+from hrkd_cli.errors import HrkdError
+from hrkd_cli.models import DomainClassifier
+from hrkd_cli.runtime import Runtime, all_reduce_mean_detached
+
+
+@torch.no_grad()
+def domain_accuracy(model: DomainClassifier, domain_index: int, split: Split, runtime: Runtime, batch_size: int = 64) -> float:
+    """Accuracy of ``model``'s head for one domain. Rows are sorted by length to cut padding;
+    under DDP each process scores every W-th batch and the counts are summed."""
+    was_training = model.training
+    model.eval()
+    order = sorted(range(len(split)), key=lambda i: len(split.input_ids[i]))
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    correct = torch.zeros((), dtype=torch.float64)
+    for rows in batches[runtime.rank :: runtime.world_size]:
+        b = make_batch([(domain_index, split, rows)]).to(runtime.device)
+        with runtime.autocast():
+            out = model(b.input_ids, b.attention_mask, b.token_type_ids, b.domain_sizes)
+        correct += (out.logits.argmax(-1) == b.labels).sum().double().cpu()
+    if runtime.distributed:
+        correct = all_reduce_mean_detached(correct, runtime) * runtime.world_size
+    model.train(was_training)
+    return float(correct) / max(1, len(split))
+
+
+def scores_with_average(per_domain: dict[str, float]) -> dict[str, float]:
+    return {**per_domain, "average": sum(per_domain.values()) / len(per_domain)}
+
+
+def evaluate_model(model: DomainClassifier, model_domains: list[str], splits: list[Split], runtime: Runtime) -> dict[str, float]:
+    """Per-domain accuracy and the plain average over domains (as in HRKD Tables 2 and 3)."""
+    out = {}
+    for split in splits:
+        if split.domain not in model_domains:
+            raise HrkdError(f"the model has no head for domain {split.domain!r} (it knows {', '.join(model_domains)})")
+        out[split.domain] = domain_accuracy(model, model_domains.index(split.domain), split, runtime)
+    return scores_with_average(out)
+
+
+def evaluate_checkpoint(path: Path, splits: list[Split], runtime: Runtime, data_hash: str | None = None) -> dict[str, float]:
+    """Score a checkpoint, or a group of per-domain checkpoints, on the given splits."""
+    meta = read_meta(path)
+    if data_hash and meta.get("data_hash") and meta["data_hash"] != data_hash:
+        raise HrkdError(
+            f"{path}: was trained on data {meta['data_hash'][:12]} but the prepared data is {data_hash[:12]} "
+            "(another preset or dataset)"
+        )
+    by_domain = members(path)
+    cache: dict[Path, tuple[DomainClassifier, dict]] = {}
+    out = {}
+    for split in splits:
+        if split.domain not in by_domain:
+            raise HrkdError(f"{path}: has no model for domain {split.domain!r}")
+        member = by_domain[split.domain]
+        if member not in cache:
+            cache[member] = load_classifier(member, runtime.device)
+        model, mmeta = cache[member]
+        out[split.domain] = domain_accuracy(model, mmeta["domains"].index(split.domain), split, runtime)
+    return scores_with_average(out)

@@ -1,0 +1,1 @@
+"""One recipe per command: setup, train, save. The CLI calls these and nothing else."""

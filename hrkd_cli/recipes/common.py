@@ -1,0 +1,56 @@
+"""Run-directory layout and the reuse rules shared by the recipes."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from hrkd_cli.checkpoint import write_json_atomic
+from hrkd_cli.config import Preset
+
+Say = Callable[[str], None]
+
+
+def run_dir(preset: Preset) -> Path:
+    return Path(preset.run_dir)
+
+
+def data_dir(preset: Preset) -> Path:
+    return run_dir(preset) / "data"
+
+
+def teacher_dir(preset: Preset, kind: str | None = None) -> Path:
+    kind = kind or preset.teacher.kind
+    tag = kind + (f"-without-{preset.teacher.exclude_domain}" if preset.teacher.exclude_domain else "")
+    return run_dir(preset) / "teacher" / tag
+
+
+def environment() -> dict:
+    import transformers
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def write_run_record(path: Path, record: dict) -> None:
+    """The JSON record every teach/distill run leaves next to its checkpoint."""
+    record = {"written": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "environment": environment(), **record}
+    write_json_atomic(path, record)
+
+
+def read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None

@@ -1,0 +1,456 @@
+"""`hrkd distill`: compress a teacher into a student (SPEC sec. 2-5, 8).
+
+Methods:
+- tinybert: one student per domain from that domain's teacher (single-domain TinyBERT-KD)
+- multi-domain: every step holds a sub-batch of every domain, loss Eq. 5
+- hrkd: Eq. 17, the per-layer, per-domain terms weighted by the domain-relational
+  ratios of the graphs fed with (hierarchically aggregated) prototypes
+- meta-kd, mtn-kd: the Meta-KD and multi-teacher baselines (hrkd_cli/recipes/baselines.py)
+
+Setup builds the teacher(s) (reusing a matching one), the student, the
+projections and the relational module; train runs hrkd_cli.trainer.fit with the
+step below; save keeps the best-on-dev student, its ratio log and its run record.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from hrkd_cli import losses
+from hrkd_cli.batches import Batch, Split, load_splits, make_batch
+from hrkd_cli.checkpoint import load_classifier, load_extras, members, read_meta, save_checkpoint, save_group
+from hrkd_cli.config import Preset
+from hrkd_cli.data import load_prepared
+from hrkd_cli.errors import HrkdError
+from hrkd_cli.evaluation import evaluate_checkpoint, evaluate_model
+from hrkd_cli.graph import HierarchicalRelationalModule, prototype_sum_and_count
+from hrkd_cli.models import (
+    DomainClassifier,
+    EncoderOutput,
+    Projections,
+    load_pretrained_encoder,
+    load_tokenizer,
+    random_student,
+    set_dropout,
+    student_from_teacher_layers,
+    uniform_layer_map,
+)
+from hrkd_cli.recipes.common import Say, data_dir, read_json, run_dir, write_run_record
+from hrkd_cli.recipes.prepare import ensure_prepared
+from hrkd_cli.recipes.teach import TEACHER_ROW_NAMES, check_seq_length, reusable_teacher, teach
+from hrkd_cli.runtime import Runtime, all_reduce_mean_detached, all_reduce_sum, barrier, seed_everything
+from hrkd_cli.sampling import StepSchedule, check_shardable, shard
+from hrkd_cli.trainer import FitState, adamw, fit, linear_warmup_decay, restore_training_state, training_state
+
+METHOD_NAMES = {
+    "tinybert": "TinyBERT-KD",
+    "multi-domain": "TinyBERT-KD",
+    "hrkd": "HRKD",
+    "meta-kd": "Meta-distillation",
+    "mtn-kd": "MTN-KD",
+}
+DEFAULT_TEACHER = {"tinybert": "single", "multi-domain": "multi-domain", "hrkd": "multi-domain", "meta-kd": "meta", "mtn-kd": "single"}
+
+
+def teacher_kind(preset: Preset) -> str:
+    cfg = preset.distill
+    return DEFAULT_TEACHER[cfg.method] if cfg.teacher_kind == "auto" else cfg.teacher_kind
+
+
+def student_tag(preset: Preset) -> str:
+    cfg = preset.distill
+    tag = cfg.method
+    if teacher_kind(preset) != DEFAULT_TEACHER[cfg.method]:
+        tag += f"-from-{teacher_kind(preset)}"
+    if cfg.method == "hrkd" and cfg.graph_mode != "frozen":
+        tag += f"-{cfg.graph_mode}"
+    if cfg.drop:
+        tag += "-drop-" + "+".join(cfg.drop)
+    if preset.teacher.exclude_domain:
+        tag += f"-teacher-without-{preset.teacher.exclude_domain}"
+    return tag
+
+
+def student_dir(preset: Preset) -> Path:
+    return run_dir(preset) / "student" / student_tag(preset) / f"seed-{preset.seed}"
+
+
+def row_name(preset: Preset) -> str:
+    kind = teacher_kind(preset)
+    teacher = "Multi-teachers" if preset.distill.method == "mtn-kd" else TEACHER_ROW_NAMES[kind]
+    name = f"{teacher} -({METHOD_NAMES[preset.distill.method]})-> BERT_S"
+    if preset.distill.drop:
+        name += " - " + ", ".join(preset.distill.drop)
+    return name
+
+
+# ---------------------------------------------------------------- setup
+
+
+class Teachers:
+    """The frozen teacher(s): domain -> (model, head index). Run under no_grad, never in DDP."""
+
+    def __init__(self, path: Path, domains: list[str], runtime: Runtime):
+        self.by_domain: dict[str, tuple[DomainClassifier, int]] = {}
+        cache: dict[Path, tuple[DomainClassifier, dict]] = {}
+        for d, member in members(path).items():
+            if member not in cache:
+                model, meta = load_classifier(member, runtime.device)
+                model.eval()
+                for p in model.parameters():
+                    p.requires_grad_(False)
+                cache[member] = (model, meta)
+        group = members(path)
+        for d in domains:
+            if d in group:
+                model, meta = cache[group[d]]
+            else:
+                # A domain the teacher never saw (Meta-KD Table 4): only a one-head teacher can serve it.
+                model, meta = next(iter(cache.values()))
+                if len(model.heads) > 1:
+                    raise HrkdError(f"{path}: teacher has no head for domain {d!r} and has one head per domain")
+            head = meta["domains"].index(d) if (len(model.heads) > 1) else 0
+            self.by_domain[d] = (model, head)
+        self.models = list({id(m): m for m, _ in self.by_domain.values()}.values())
+
+    @property
+    def config(self):
+        return self.models[0].config
+
+    @torch.no_grad()
+    def __call__(self, batch: Batch, domains: list[str], runtime: Runtime, attentions: bool) -> EncoderOutput:
+        """Teacher outputs for a step's batch; one forward when a single model serves every domain."""
+        groups: dict[int, list[int]] = {}
+        for i, (d, _) in enumerate(batch.domain_sizes):
+            groups.setdefault(id(self.by_domain[domains[d]][0]), []).append(i)
+        outs = []
+        slices = list(batch.slices())
+        for key, idxs in groups.items():
+            model = next(m for m in self.models if id(m) == key)
+            rows = torch.cat([torch.arange(slices[i][1].start, slices[i][1].stop) for i in idxs]).to(batch.input_ids.device)
+            sizes = [(self.by_domain[domains[batch.domain_sizes[i][0]]][1], batch.domain_sizes[i][1]) for i in idxs]
+            with runtime.autocast():
+                out = model(batch.input_ids[rows], batch.attention_mask[rows], batch.token_type_ids[rows], sizes,
+                            hidden_states=True, attentions=attentions)
+            outs.append((rows, out))
+        if len(outs) == 1:
+            return outs[0][1]
+        return _merge(outs, batch.input_ids.shape[0])
+
+
+def _merge(outs, n: int) -> EncoderOutput:
+    """Put per-model outputs back into batch order."""
+    first = outs[0][1]
+
+    def scatter(get):
+        ref = get(first)
+        full = ref.new_zeros((n, *ref.shape[1:]))
+        for rows, out in outs:
+            full[rows] = get(out)
+        return full
+
+    hidden = tuple(scatter(lambda o, i=i: o.hidden_states[i]) for i in range(len(first.hidden_states)))
+    attn = tuple(scatter(lambda o, i=i: o.attentions[i]) for i in range(len(first.attentions))) if first.attentions else None
+    return EncoderOutput(logits=scatter(lambda o: o.logits), hidden_states=hidden, attentions=attn)
+
+
+def build_student(preset: Preset, teacher: DomainClassifier, num_domains: int, num_labels: int) -> DomainClassifier:
+    s = preset.student
+    if s.init == "teacher-layers":
+        encoder = student_from_teacher_layers(teacher.encoder, s.teacher_layers)
+    elif s.init == "pretrained":
+        if not s.model:
+            raise HrkdError("student.init='pretrained' needs student.model (a hub name or a local path)")
+        encoder = load_pretrained_encoder(s.model)
+    else:
+        encoder = random_student(teacher.config, s.num_layers, s.hidden_size, s.num_heads, s.intermediate_size)
+    if encoder.config.vocab_size != teacher.config.vocab_size:
+        raise HrkdError(f"student vocabulary ({encoder.config.vocab_size}) differs from the teacher's ({teacher.config.vocab_size})")
+    return DomainClassifier(encoder, num_domains, num_labels)
+
+
+class DistillationModel(nn.Module):
+    """Everything the optimiser may touch: student, projections (W_embd, W_m^hidn) and relational module.
+
+    forward() returns the student's outputs, its projected features and, for HRKD,
+    the relational output computed from prototypes of the *global* batch.
+    """
+
+    def __init__(self, student: DomainClassifier, projections: Projections, relational: HierarchicalRelationalModule | None,
+                 prototype_tokens: str, attentions: bool, runtime: Runtime):
+        super().__init__()
+        self.student = student
+        self.projections = projections
+        self.relational = relational
+        self.include_padding = prototype_tokens == "all"
+        self.attentions = attentions
+        self.runtime = runtime
+
+    def forward(self, batch: Batch):
+        with self.runtime.autocast():
+            out = self.student(batch.input_ids, batch.attention_mask, batch.token_type_ids, batch.domain_sizes,
+                               hidden_states=True, attentions=self.attentions)
+            projected = self.projections(out.hidden_states)
+        rel = None
+        if self.relational is not None:
+            rel = self.relational(self.prototypes(projected, batch))
+        return out, projected, rel
+
+    def prototypes(self, projected: list[torch.Tensor], batch: Batch) -> torch.Tensor:
+        """Eq. 6 per domain over the global batch: token sums and counts are all-reduced before dividing."""
+        protos = []
+        for _, sl in batch.slices():
+            sums, count = prototype_sum_and_count([h[sl] for h in projected], batch.attention_mask[sl], self.include_padding)
+            protos.append(all_reduce_sum(sums, self.runtime) / all_reduce_sum(count, self.runtime))
+        return torch.stack(protos, dim=1)  # [M+1, D, F]
+
+
+def domain_losses(preset: Preset, out: EncoderOutput, projected: list[torch.Tensor], t: EncoderOutput,
+                  batch: Batch, layer_map: list[int], reduction: str = "mean") -> losses.DomainLosses:
+    """The per-domain terms of Eq. 1-4 for one step: embd [D], attn [D, M], hidn [D, M], pred [D]."""
+    cfg = preset.distill
+    M = len(layer_map)
+    embd, attn, hidn, pred = [], [], [], []
+    zero = projected[0].new_zeros((), dtype=torch.float32)
+    for _, sl in batch.slices():
+        embd.append(losses.embedding_loss(projected[0][sl], t.hidden_states[0][sl], reduction))
+        a_d, h_d = [], []
+        for m in range(1, M + 1):
+            n = layer_map[m - 1]
+            h_d.append(losses.hidden_loss(projected[m][sl], t.hidden_states[n][sl], reduction))
+            if cfg.attention_loss == "off":
+                a_d.append(zero if reduction == "mean" else zero.expand(sl.stop - sl.start))
+            else:
+                s_att, t_att = out.attentions[m - 1][sl], t.attentions[n - 1][sl]
+                if cfg.attention_loss == "probs":
+                    s_att, t_att = s_att.float().softmax(-1), t_att.float().softmax(-1)
+                a_d.append(losses.attention_loss(s_att, t_att, mode=cfg.attention_loss, reduction=reduction))
+        attn.append(torch.stack(a_d, dim=-1) if reduction == "none" else torch.stack(a_d))
+        hidn.append(torch.stack(h_d, dim=-1) if reduction == "none" else torch.stack(h_d))
+        pred.append(losses.soft_cross_entropy(out.logits[sl], t.logits[sl], cfg.temperature, class_reduction=cfg.soft_ce, reduction=reduction))
+    if reduction == "none":  # lists of per-example tensors, one per domain (Meta-KD weights them)
+        return losses.DomainLosses(embd, attn, hidn, pred)
+    return losses.DomainLosses(torch.stack(embd), torch.stack(attn), torch.stack(hidn), torch.stack(pred))
+
+
+def total_loss(preset: Preset, terms: losses.DomainLosses, rel) -> torch.Tensor:
+    """Eq. 17 for HRKD; Eq. 5 for plain multi-domain KD and for '- Domain Rel.' at the released code's scale."""
+    cfg = preset.distill
+    if cfg.method == "hrkd" and not ("domain-rel" in cfg.drop and cfg.domain_rel_scale == "eq5"):
+        return terms.total(rel.ratios, gamma=cfg.gamma)
+    return terms.total(None, gamma=cfg.gamma)
+
+
+# ---------------------------------------------------------------- the recipe
+
+
+@dataclass
+class Setup:
+    preset: Preset
+    data: object
+    domains: list[str]
+    teachers: Teachers
+    model: DistillationModel
+    layer_map: list[int]
+    tokenizer: object
+
+
+def setup(preset: Preset, runtime: Runtime, teacher_path: Path, domains: list[str], data) -> Setup:
+    cfg = preset.distill
+    seed_everything(preset.seed)
+    teachers = Teachers(teacher_path, domains, runtime)
+    tcfg = teachers.config
+    check_seq_length(preset, tcfg)
+    student = build_student(preset, teachers.models[0], len(domains), len(data.label_names)).to(runtime.device)
+    scfg = student.config
+    layer_map = uniform_layer_map(tcfg.num_hidden_layers, scfg.num_hidden_layers)
+    if cfg.attention_loss != "off" and scfg.num_attention_heads != tcfg.num_attention_heads:
+        raise HrkdError(
+            f"the attention loss (Eq. 3) needs equal head counts: student {scfg.num_attention_heads}, teacher "
+            f"{tcfg.num_attention_heads}; set distill.attention_loss='off' or student.num_heads"
+        )
+    projections = Projections(scfg.hidden_size, tcfg.hidden_size, scfg.num_hidden_layers, preset.student.projections == "always")
+    relational = None
+    if cfg.method == "hrkd":
+        relational = HierarchicalRelationalModule(
+            scfg.num_hidden_layers, len(domains), tcfg.hidden_size, gat_heads=cfg.gat_heads,
+            dropout=cfg.gat_dropout, drop=cfg.drop,
+        )
+        if cfg.graph_mode != "joint":
+            # frozen: the released code never optimises the graph (SPEC 8.1); meta: own update rule.
+            for p in relational.parameters():
+                p.requires_grad_(cfg.graph_mode == "meta")
+    model = DistillationModel(student, projections, relational, cfg.prototype_tokens, cfg.attention_loss != "off", runtime).to(runtime.device)
+    set_dropout(model, cfg.dropout)
+    return Setup(preset, data, domains, teachers, model, layer_map, load_tokenizer(preset.teacher.model))
+
+
+def train_student(preset: Preset, runtime: Runtime, out: Path, teacher_path: Path, domains: list[str], data, resume: bool, say: Say) -> dict:
+    cfg = preset.distill
+    s = setup(preset, runtime, teacher_path, domains, data)
+    model = s.model
+    train = load_splits(data, "train", domains)
+    dev = load_splits(data, "dev", domains)
+    check_shardable(cfg.batch_per_domain, runtime.world_size, [len(x) for x in train], "distill.batch_per_domain")
+    schedule = StepSchedule([len(x) for x in train], cfg.batch_per_domain, preset.seed, cfg.epochs)
+    total = schedule.total_steps
+    lr = cfg.fewshot_lr if preset.data.sample_rate < 1.0 else cfg.lr
+    groups = [{"named_params": [(n, p) for n, p in model.named_parameters() if not n.startswith("relational.")], "lr": lr}]
+    if model.relational is not None and cfg.graph_mode == "joint":
+        groups.append({"named_params": list(model.relational.named_parameters()), "lr": cfg.graph_lr})
+    optimizer = adamw(groups, cfg.weight_decay)
+    scheduler = linear_warmup_decay(optimizer, int(cfg.warmup * total), total)
+    optimizers, schedulers = {"main": optimizer}, {"main": scheduler}
+    meta_graph = None
+    if model.relational is not None and cfg.graph_mode == "meta":
+        from hrkd_cli.meta_graph import MetaGraphUpdate
+
+        meta_graph = MetaGraphUpdate(model, cfg.graph_lr)
+        optimizers["graph"] = meta_graph.optimizer
+    net = DDP(model, find_unused_parameters=cfg.graph_mode == "joint") if runtime.distributed else model
+
+    state = None
+    if resume:
+        last = out / "last"
+        if not (last / "train_state.json").is_file():
+            raise HrkdError(f"--resume: no checkpoint to resume from at {last}")
+        load_distillation_weights(model, last)
+        state = restore_training_state(load_file(str(last / "train_state.safetensors")), read_json(last / "train_state.json"),
+                                       optimizers, schedulers, read_json(last / "ratio_log.json") or [])
+        say(f"resuming {out} at step {state.step}/{total}")
+
+    def batch_at(step: int) -> Batch:
+        rows = schedule.global_indices(step)
+        pad_to = max(max(x.lengths(r)) for x, r in zip(train, rows))
+        parts = [(d, x, shard(r, runtime.rank, runtime.world_size)) for d, (x, r) in enumerate(zip(train, rows))]
+        return make_batch(parts, pad_to=pad_to, pad_id=s.tokenizer.pad_token_id or 0).to(runtime.device)
+
+    def loss_at(batch: Batch, module=None):
+        module = module or net
+        t = s.teachers(batch, domains, runtime, attentions=cfg.attention_loss != "off")
+        out_, projected, rel = module(batch)
+        terms = domain_losses(preset, out_, projected, t, batch, s.layer_map)
+        return total_loss(preset, terms, rel), terms, rel
+
+    def step_fn(step: int):
+        net.train()
+        batch = batch_at(step)
+        if meta_graph is not None:
+            meta_graph.step(lambda b, module=None: loss_at(b, module)[0], batch, batch_at(step + 1), lr=scheduler.get_last_lr()[0])
+        loss, terms, rel = loss_at(batch)
+        logs = {
+            "loss": float(all_reduce_mean_detached(loss, runtime)),
+            "embd": float(terms.embd.sum()), "attn": float(terms.attn.sum()),
+            "hidn": float(terms.hidn.sum()), "pred": float(terms.pred.sum()),
+        }
+        if rel is not None:
+            logs["ratios"] = rel.ratios.detach().cpu().tolist()
+            logs["similarity"] = [a.detach().cpu().tolist() for a in rel.similarity]
+        return loss, logs
+
+    def eval_fn():
+        return evaluate_model(model.student, domains, dev, runtime)
+
+    meta = {
+        "role": "student", "method": cfg.method, "domains": domains, "label_names": data.label_names,
+        "data_hash": data.hash, "data_dir": str(Path(data.path).resolve()), "preset": preset.name,
+        "student_hash": preset.section_hash("data", "teacher", "student", "distill"), "seed": preset.seed,
+        "teacher": str(teacher_path), "layer_map": s.layer_map, "drop": cfg.drop, "graph_mode": cfg.graph_mode,
+        "row": row_name(preset), "prototype_tokens": cfg.prototype_tokens,
+        "projections": preset.student.projections, "teacher_width": s.teachers.config.hidden_size,
+        "relational": None if model.relational is None else {
+            "num_student_layers": model.relational.num_student_layers, "num_domains": len(domains),
+            "feature_dim": model.relational.feature_dim, "gat_heads": cfg.gat_heads, "dropout": cfg.gat_dropout,
+            "drop": list(cfg.drop)},
+    }
+
+    def save_fn(tag: str, st: FitState):
+        if runtime.is_main:
+            ts = training_state(optimizers, schedulers, st) if tag == "last" else None
+            extras = {f"projections.{k}": v for k, v in model.projections.state_dict().items()}
+            if model.relational is not None:
+                extras.update({f"relational.{k}": v for k, v in model.relational.state_dict().items()})
+            save_checkpoint(out / tag, model.student, {**meta, "tag": tag, "step": st.step, "dev": st.history[-1]},
+                            s.tokenizer, extras=extras, train_state=ts, files={"ratio_log.json": st.log})
+        barrier(runtime)
+
+    t0 = time.perf_counter()
+    state = fit(
+        params=[p for p in model.parameters() if p.requires_grad and not (meta_graph and p in meta_graph.params)],
+        optimizers=optimizers, schedulers=schedulers, step_fn=step_fn, eval_fn=eval_fn, save_fn=save_fn,
+        total_steps=total, eval_every=cfg.eval_every or schedule.steps_per_epoch, log_every=cfg.log_every,
+        max_grad_norm=cfg.max_grad_norm, runtime=runtime,
+        label=f"distill {cfg.method}" + (f" [{domains[0]}]" if len(domains) == 1 else ""),
+        state=state, examples_per_step=cfg.batch_per_domain * len(domains), per_domain_best=cfg.per_domain_best,
+    )
+    return {"fit": state.to_json(), "wall_time_s": time.perf_counter() - t0, "steps": total, "meta": meta}
+
+
+def load_distillation_weights(model: DistillationModel, ckpt: Path) -> None:
+    student, _ = load_classifier(ckpt)
+    model.student.load_state_dict(student.state_dict())
+    extras = load_extras(ckpt)
+    model.projections.load_state_dict({k[len("projections."):]: v for k, v in extras.items() if k.startswith("projections.")})
+    if model.relational is not None:
+        model.relational.load_state_dict({k[len("relational."):]: v for k, v in extras.items() if k.startswith("relational.")})
+
+
+def ensure_teacher(preset: Preset, runtime: Runtime, data, say: Say) -> Path:
+    """Reuse the run directory's teacher when its preset sections and data hash match; otherwise train it."""
+    kind = teacher_kind(preset)
+    found = reusable_teacher(preset, kind, data.hash)
+    if found is not None:
+        say(f"reusing teacher {found}")
+        return found
+    say(f"training teacher ({kind}) first")
+    return teach(preset, runtime, kind=kind, say=say)
+
+
+def distill(preset: Preset, runtime: Runtime, resume: bool = False, say: Say = print) -> Path:
+    """The one command for the main job: prepare and teach if missing, then distil and score on test."""
+    cfg = preset.distill
+    if cfg.method in ("meta-kd", "mtn-kd"):
+        from hrkd_cli.recipes.baselines import distill_baseline
+
+        return distill_baseline(preset, runtime, resume=resume, say=say)
+    if runtime.is_main:
+        ensure_prepared(preset, say)
+    barrier(runtime)
+    data = load_prepared(data_dir(preset))
+    teacher_path = ensure_teacher(preset, runtime, data, say)
+    out = student_dir(preset)
+    domains = list(data.domains)
+    say(f"distilling ({cfg.method}) into {out}")
+    t0 = time.perf_counter()
+    if cfg.method == "tinybert":
+        group_members, records = {}, {}
+        for d in domains:
+            records[d] = train_student(preset, runtime, out / d, teacher_path, [d], data, resume, say)
+            group_members[d] = f"{d}/best"
+    else:
+        records = {"all": train_student(preset, runtime, out, teacher_path, domains, data, resume, say)}
+        group_members = {d: (f"best-{d}" if cfg.per_domain_best and (out / f"best-{d}").is_dir() else "best") for d in domains}
+    if runtime.is_main:
+        save_group(out, group_members, {"role": "student", "method": cfg.method, "domains": domains,
+                                         "label_names": data.label_names, "data_hash": data.hash,
+                                         "data_dir": str(Path(data.path).resolve()), "row": row_name(preset),
+                                         "seed": preset.seed, "preset": preset.name})
+    barrier(runtime)
+    test = evaluate_checkpoint(out, load_splits(data, "test", domains), runtime, data.hash)
+    dev = evaluate_checkpoint(out, load_splits(data, "dev", domains), runtime, data.hash)
+    if runtime.is_main:
+        write_run_record(out / "run.json", {
+            "role": "student", "method": cfg.method, "row": row_name(preset), "preset": preset.model_dump(mode="json"),
+            "preset_hash": preset.section_hash("data", "teacher", "student", "distill"), "seed": preset.seed,
+            "data_hash": data.hash, "teacher": str(teacher_path), "dev": dev, "test": test,
+            "wall_time_s": time.perf_counter() - t0, "runs": records,
+        })
+        say(f"student saved to {out}: test average {100 * test['average']:.2f}")
+    return out

@@ -1,0 +1,42 @@
+"""`hrkd eval`: score saved teachers and students on dev or test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hrkd_cli.batches import load_splits
+from hrkd_cli.checkpoint import read_meta, write_json_atomic
+from hrkd_cli.data import load_prepared
+from hrkd_cli.errors import HrkdError
+from hrkd_cli.evaluation import evaluate_checkpoint
+from hrkd_cli.recipes.common import Say, read_json
+from hrkd_cli.runtime import Runtime
+from hrkd_cli.tables import results_table
+
+
+def row_name(path: Path, meta: dict) -> str:
+    record = read_json(Path(path) / "run.json") or {}
+    return record.get("row") or meta.get("row") or str(path)
+
+
+def evaluate(checkpoints: list[Path], split: str, data_dir: Path | None, json_path: Path | None, runtime: Runtime, console, say: Say) -> dict:
+    rows, results, domains, data_cache = [], {}, None, {}
+    for ckpt in checkpoints:
+        meta = read_meta(ckpt)
+        ddir = Path(data_dir or meta.get("data_dir") or "")
+        if not str(ddir) or not ddir.is_dir():
+            raise HrkdError(f"{ckpt}: its prepared data {ddir} is gone; pass --data DIR")
+        if ddir not in data_cache:
+            data_cache[ddir] = load_prepared(ddir)
+        data = data_cache[ddir]
+        ckpt_domains = [d for d in meta["domains"] if d in data.domains]
+        scores = evaluate_checkpoint(ckpt, load_splits(data, split, ckpt_domains), runtime, data.hash)
+        name = row_name(ckpt, meta)
+        rows.append((name, scores))
+        results[str(ckpt)] = {"row": name, "split": split, "data_hash": data.hash, "scores": scores}
+        domains = domains or list(data.domains)
+    console.print(results_table(f"Accuracy (%) on {split}", domains, rows))
+    if json_path:
+        write_json_atomic(json_path, results)
+        say(f"wrote {json_path}")
+    return results

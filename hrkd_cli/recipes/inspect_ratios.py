@@ -1,0 +1,244 @@
+"""`hrkd inspect-ratios`: what the relational module said during and after training.
+
+(a) From the ratio log saved with the checkpoint: the domain-relational ratios
+    per layer and domain at the start, middle and end of training.
+(b) For one example per domain (HRKD Tables 5 and 6): the student and graphs are
+    run on those examples (one example is each domain's prototype batch) and the
+    domain-relational ratio of every layer and the hierarchical similarity ratios
+    of every layer are printed per domain.
+
+The module runs in eval mode (no dropout), so (b) is deterministic. With the
+`frozen` graph mode the second GAT layer often yields exactly uniform ratios in
+eval mode (see hrkd_cli/graph.py); the log in (a) was recorded in train mode.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import torch
+from rich.table import Table
+
+from hrkd_cli.batches import Split, load_splits, make_batch
+from hrkd_cli.checkpoint import load_classifier, load_extras, read_meta
+from hrkd_cli.data import load_prepared
+from hrkd_cli.errors import HrkdError
+from hrkd_cli.graph import HierarchicalRelationalModule, prototype_sum_and_count
+from hrkd_cli.models import Projections, load_tokenizer
+from hrkd_cli.recipes.common import Say, read_json
+
+
+def resolve_checkpoint(path: Path) -> Path:
+    """Accept a student run directory (a group) or one of its checkpoints; return the checkpoint with weights."""
+    path = Path(path)
+    meta = read_meta(path)
+    if "members" in meta:
+        targets = sorted(set(meta["members"].values()))
+        path = path / targets[0]
+        meta = read_meta(path)
+    if meta.get("role") != "student" or not meta.get("relational"):
+        raise HrkdError(f"{path}: not an HRKD student checkpoint (no relational module); use a run of --method hrkd")
+    return path
+
+
+def ratio_log(ckpt: Path) -> list[dict]:
+    log = read_json(ckpt / "ratio_log.json") or []
+    return [e for e in log if "ratios" in e]
+
+
+def log_table(log: list[dict], domains: list[str]) -> Table:
+    picks = {"start": log[0], "middle": log[len(log) // 2], "end": log[-1]}
+    table = Table(title="Domain-relational ratios during training (per layer m; columns: domains)", title_justify="left")
+    table.add_column("Layer", justify="right")
+    table.add_column("When")
+    table.add_column("Step", justify="right")
+    for d in domains:
+        table.add_column(d, justify="right")
+    layers = len(log[0]["ratios"])
+    for m in range(layers):
+        for when, entry in picks.items():
+            table.add_row(str(m) if when == "start" else "", when, str(entry["step"]), *[f"{r:.3f}" for r in entry["ratios"][m]])
+    return table
+
+
+def plot_log(log: list[dict], domains: list[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    layers = len(log[0]["ratios"])
+    steps = [e["step"] for e in log]
+    fig, axes = plt.subplots(1, layers, figsize=(3.2 * layers, 3), sharey=True, squeeze=False)
+    for m in range(layers):
+        ax = axes[0][m]
+        for i, d in enumerate(domains):
+            ax.plot(steps, [e["ratios"][m][i] for e in log], label=d)
+        ax.axhline(1 / len(domains), color="grey", lw=0.5, ls="--")
+        ax.set_title(f"layer {m}")
+        ax.set_xlabel("step")
+    axes[0][0].set_ylabel("domain-relational ratio")
+    axes[0][-1].legend(fontsize=7)
+    fig.tight_layout()
+    _save_fig(fig, path)
+
+
+def _save_fig(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def read_examples(path: Path, domains: list[str], label_names: list[str]) -> list[dict]:
+    rows = []
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as err:
+        raise HrkdError(f"{path}: cannot read ({err.strerror})") from None
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            raise HrkdError(f"{path}:{n}: not a JSON object") from None
+        for key in ("domain", "text"):
+            if key not in row:
+                raise HrkdError(f"{path}:{n}: missing field {key!r}")
+        if row["domain"] not in domains:
+            raise HrkdError(f"{path}:{n}: unknown domain {row['domain']!r} (the student knows {', '.join(domains)})")
+        rows.append(row)
+    missing = [d for d in domains if d not in {r["domain"] for r in rows}]
+    if missing:
+        raise HrkdError(f"{path}: needs one example for every domain; missing {', '.join(missing)}")
+    by_domain = {r["domain"]: r for r in rows}
+    return [by_domain[d] for d in domains]
+
+
+def sample_examples(data, domains: list[str], labels: str | None, seed: int) -> list[dict]:
+    wanted = [x.strip() for x in labels.split(",")] if labels else [None] * len(domains)
+    if len(wanted) != len(domains):
+        raise HrkdError(f"--labels {labels!r}: give one label per domain ({len(domains)})")
+    rng = random.Random(seed)
+    out = []
+    for d, want in zip(domains, wanted):
+        split = load_splits(data, "test", [d])[0]
+        rows = list(range(len(split)))
+        if want is not None:
+            match = [i for i, name in enumerate(data.label_names) if name == want or name.startswith(want)]
+            if not match:
+                raise HrkdError(f"--labels: {want!r} is not a label ({', '.join(data.label_names)})")
+            rows = [i for i in rows if split.label[i] == match[0]]
+        i = rng.choice(rows)
+        out.append({"domain": d, "text": split.text[i], "text_b": split.text_b[i] or None, "label": data.label_names[split.label[i]]})
+    return out
+
+
+@torch.no_grad()
+def example_ratios(ckpt: Path, examples: list[dict]):
+    """Run student, projections and relational module with one example per domain."""
+    meta = read_meta(ckpt)
+    student, _ = load_classifier(ckpt)
+    student.eval()
+    cfg = meta["relational"]
+    extras = load_extras(ckpt)
+    projections = Projections(student.config.hidden_size, meta["teacher_width"], student.config.num_hidden_layers,
+                              meta.get("projections", "always") == "always")
+    projections.load_state_dict({k[len("projections."):]: v for k, v in extras.items() if k.startswith("projections.")})
+    relational = HierarchicalRelationalModule(cfg["num_student_layers"], cfg["num_domains"], cfg["feature_dim"],
+                                              gat_heads=cfg["gat_heads"], dropout=cfg["dropout"], drop=cfg["drop"])
+    relational.load_state_dict({k[len("relational."):]: v for k, v in extras.items() if k.startswith("relational.")})
+    relational.eval()
+    tokenizer = load_tokenizer(str(ckpt))
+    enc = [tokenizer(e["text"], e.get("text_b") or None, truncation=True, max_length=512) for e in examples]
+    split = Split("examples", [x["input_ids"] for x in enc], [x.get("token_type_ids", [0] * len(x["input_ids"])) for x in enc],
+                  [0] * len(enc), [e["text"] for e in examples], [e.get("text_b") or "" for e in examples])
+    batch = make_batch([(d, split, [d]) for d in range(len(examples))])
+    out = student(batch.input_ids, batch.attention_mask, batch.token_type_ids, batch.domain_sizes, hidden_states=True)
+    projected = projections(out.hidden_states)
+    protos = []
+    for _, sl in batch.slices():
+        sums, count = prototype_sum_and_count([h[sl] for h in projected], batch.attention_mask[sl], meta.get("prototype_tokens") == "all")
+        protos.append(sums / count)
+    return relational(torch.stack(protos, dim=1))
+
+
+def case_study_table(examples: list[dict], rel, width: int = 70) -> Table:
+    table = Table(title="Case study (HRKD Tables 5 and 6 layout)", title_justify="left", show_lines=True)
+    table.add_column("Domain", style="bold")
+    table.add_column("Label")
+    table.add_column("Text", max_width=width)
+    table.add_column("Domain-relational ratio (layers 0..M)")
+    table.add_column("Hierarchical similarity ratio (layers 1..M)")
+    for d, e in enumerate(examples):
+        ratios = "[" + ", ".join(f"{r:.2f}" for r in rel.ratios[:, d].tolist()) + "]"
+        sims = ", ".join("[" + ", ".join(f"{x:.2f}" for x in a[d].tolist()) + "]" for a in rel.similarity)
+        text = e["text"] if len(e["text"]) <= width else e["text"][: width - 3] + "..."
+        table.add_row(e["domain"], str(e.get("label", "")), text, ratios, sims)
+    return table
+
+
+def plot_case_study(examples: list[dict], rel, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    domains = [e["domain"] for e in examples]
+    M = len(rel.similarity)
+    fig, axes = plt.subplots(1, M + 1, figsize=(3.2 * (M + 1), 3), squeeze=False)
+    ax = axes[0][0]
+    im = ax.imshow(rel.ratios.T.numpy(), cmap="viridis", aspect="auto")
+    ax.set_title("domain-relational ratio")
+    ax.set_yticks(range(len(domains)), domains)
+    ax.set_xlabel("layer")
+    fig.colorbar(im, ax=ax)
+    for m, sim in enumerate(rel.similarity, start=1):
+        ax = axes[0][m]
+        im = ax.imshow(sim.numpy(), cmap="magma", aspect="auto", vmin=0, vmax=1)
+        ax.set_title(f"hier. similarity, layer {m}")
+        ax.set_yticks(range(len(domains)), domains)
+        ax.set_xlabel("layer")
+    fig.tight_layout()
+    _save_fig(fig, path)
+
+
+def inspect_ratios(checkpoint: Path, *, examples: Path | None, sample: bool, labels: str | None, seed: int,
+                   plot: Path | None, console, say: Say) -> dict:
+    ckpt = resolve_checkpoint(checkpoint)
+    meta = read_meta(ckpt)
+    domains = meta["domains"]
+    result: dict = {"checkpoint": str(ckpt)}
+    if examples is None and not sample:
+        log = ratio_log(ckpt)
+        if not log:
+            raise HrkdError(f"{ckpt}: its ratio log is empty")
+        console.print(log_table(log, domains))
+        result["log"] = log
+        if plot:
+            plot_log(log, domains, plot)
+            say(f"wrote {plot}")
+        return result
+    if examples is not None:
+        rows = read_examples(examples, domains, meta["label_names"])
+    else:
+        ddir = Path(meta.get("data_dir", ""))
+        if not ddir.is_dir():
+            raise HrkdError(f"{ckpt}: its prepared data {ddir} is gone; use --examples FILE")
+        rows = sample_examples(load_prepared(ddir), domains, labels, seed)
+    rel = example_ratios(ckpt, rows)
+    console.print(case_study_table(rows, rel))
+    result["examples"] = rows
+    result["ratios"] = rel.ratios.tolist()
+    result["similarity"] = [a.tolist() for a in rel.similarity]
+    if plot:
+        plot_case_study(rows, rel, plot)
+        say(f"wrote {plot}")
+    return result

@@ -1,0 +1,236 @@
+"""`hrkd teach`: fine-tune the teachers of HRKD Tables 2 and 3 (SPEC sec. 6).
+
+- single: one model per domain, trained on that domain alone (BERT-single)
+- mix: one model with one head on all domains pooled (BERT-mix)
+- mtl: shared encoder, one head per domain, mean of the per-domain losses (BERT-mtl)
+- multi-domain: shared encoder, one head per domain, sum of the per-domain
+  losses (HRKD-teacher); optionally keeps each domain's best-dev snapshot
+- meta: Meta-KD's meta-teacher (hrkd_cli/recipes/meta_teacher.py)
+
+Every step of mtl and multi-domain holds one sub-batch from every domain.
+Model selection uses dev only; test is scored once, on the selected model.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from hrkd_cli.batches import Split, load_splits, make_batch
+from hrkd_cli.checkpoint import load_classifier, read_meta, save_checkpoint, save_group
+from hrkd_cli.config import Preset
+from hrkd_cli.errors import HrkdError
+from hrkd_cli.evaluation import evaluate_checkpoint, evaluate_model
+from hrkd_cli.models import DomainClassifier, load_pretrained_encoder, load_tokenizer, set_dropout
+from hrkd_cli.recipes.common import Say, read_json, teacher_dir, write_run_record
+from hrkd_cli.recipes.prepare import ensure_prepared
+from hrkd_cli.runtime import Runtime, all_reduce_mean_detached, barrier, seed_everything
+from hrkd_cli.sampling import StepSchedule, check_shardable, shard
+from hrkd_cli.trainer import FitState, adamw, fit, linear_warmup_decay, restore_training_state, training_state
+
+TEACHER_ROW_NAMES = {
+    "single": "BERT-single",
+    "mix": "BERT-mix",
+    "mtl": "BERT-mtl",
+    "multi-domain": "HRKD-teacher",
+    "meta": "Meta-teacher",
+}
+
+
+def check_seq_length(preset: Preset, model_cfg) -> None:
+    limit = model_cfg.max_position_embeddings
+    if preset.data.max_seq_length > limit:
+        raise HrkdError(f"data.max_seq_length={preset.data.max_seq_length} exceeds the model's limit of {limit} positions")
+
+
+def meta_data_dir(data) -> str:
+    return str(Path(data.path).resolve())
+
+
+def unwrap(model):
+    return model.module if isinstance(model, DDP) else model
+
+
+def pooled(splits: list[Split]) -> Split:
+    """All domains as one stream (BERT-mix): the single head serves every domain."""
+    return Split(
+        "pooled",
+        [x for s in splits for x in s.input_ids],
+        [x for s in splits for x in s.token_type_ids],
+        [x for s in splits for x in s.label],
+        [x for s in splits for x in s.text],
+        [x for s in splits for x in s.text_b],
+    )
+
+
+def train_classifier(
+    preset: Preset,
+    runtime: Runtime,
+    out: Path,
+    *,
+    data,
+    domains: list[str],
+    kind: str,
+    resume: bool,
+    say: Say,
+) -> dict:
+    """Fine-tune one DomainClassifier on ``domains``; returns its run record."""
+    cfg = preset.teacher
+    seed_everything(cfg.seed)
+    encoder = load_pretrained_encoder(cfg.model)
+    check_seq_length(preset, encoder.config)
+    tokenizer = load_tokenizer(cfg.model)
+    num_heads = 1 if kind in ("mix", "single") else len(domains)
+    model = DomainClassifier(encoder, num_heads, len(data.label_names)).to(runtime.device)
+    set_dropout(model, cfg.dropout)
+
+    train = load_splits(data, "train", domains)
+    dev = load_splits(data, "dev", domains)
+    streams = [pooled(train)] if kind in ("mix",) else train
+    stream_domain = [0] if kind == "mix" else list(range(len(train)))
+    batch = cfg.batch_per_domain * (len(domains) if kind in ("mix", "single") else 1)
+    check_shardable(batch, runtime.world_size, [len(s) for s in streams], "teacher.batch_per_domain")
+    schedule = StepSchedule([len(s) for s in streams], batch, cfg.seed, cfg.epochs)
+    total = schedule.total_steps
+    optimizer = adamw([{"named_params": list(model.named_parameters()), "lr": cfg.lr}], cfg.weight_decay)
+    scheduler = linear_warmup_decay(optimizer, int(cfg.warmup * total), total)
+    net = DDP(model) if runtime.distributed else model
+
+    state = None
+    if resume:
+        last = out / "last"
+        if not (last / "train_state.json").is_file():
+            raise HrkdError(f"--resume: no checkpoint to resume from at {last}")
+        model.load_state_dict(load_classifier(last)[0].state_dict())
+        from safetensors.torch import load_file
+
+        info = read_json(last / "train_state.json")
+        state = restore_training_state(load_file(str(last / "train_state.safetensors")), info, {"main": optimizer}, {"main": scheduler}, [])
+        say(f"resuming {out} at step {state.step}/{total}")
+
+    def step_fn(step: int):
+        net.train()
+        rows = schedule.global_indices(step)
+        pad_to = max(max(s.lengths(r)) for s, r in zip(streams, rows))
+        parts = [(stream_domain[i], s, shard(r, runtime.rank, runtime.world_size)) for i, (s, r) in enumerate(zip(streams, rows))]
+        b = make_batch(parts, pad_to=pad_to, pad_id=tokenizer.pad_token_id or 0).to(runtime.device)
+        with runtime.autocast():
+            logits = net(b.input_ids, b.attention_mask, b.token_type_ids, b.domain_sizes).logits
+        per_domain = torch.stack([F.cross_entropy(logits[sl], b.labels[sl]) for _, sl in b.slices()])
+        # HRKD-teacher sums the per-domain losses (SPEC sec. 6); mtl averages them.
+        loss = per_domain.sum() if kind == "multi-domain" else per_domain.mean()
+        return loss, {"loss": float(all_reduce_mean_detached(loss, runtime))}
+
+    def eval_fn():
+        return evaluate_model(model, domains, dev, runtime)
+
+    meta = {
+        "role": "teacher",
+        "kind": kind,
+        "domains": domains,
+        "label_names": data.label_names,
+        "data_hash": data.hash,
+        "data_dir": meta_data_dir(data),
+        "preset": preset.name,
+        "teacher_hash": preset.section_hash("teacher", "data"),
+        "seed": cfg.seed,
+        "source_model": cfg.model,
+    }
+
+    def save_fn(tag: str, st: FitState):
+        if runtime.is_main:
+            ts = training_state({"main": optimizer}, {"main": scheduler}, st) if tag == "last" else None
+            save_checkpoint(out / tag, model, {**meta, "tag": tag, "step": st.step, "dev": st.history[-1]}, tokenizer, train_state=ts)
+        barrier(runtime)
+
+    t0 = time.perf_counter()
+    state = fit(
+        params=[p for p in model.parameters() if p.requires_grad],
+        optimizers={"main": optimizer},
+        schedulers={"main": scheduler},
+        step_fn=step_fn,
+        eval_fn=eval_fn,
+        save_fn=save_fn,
+        total_steps=total,
+        eval_every=cfg.eval_every or schedule.steps_per_epoch,
+        log_every=cfg.log_every,
+        max_grad_norm=cfg.max_grad_norm,
+        runtime=runtime,
+        label=f"teach {kind}" + (f" [{domains[0]}]" if len(domains) == 1 else ""),
+        state=state,
+        examples_per_step=batch * len(streams),
+        per_domain_best=cfg.per_domain_best and kind == "multi-domain",
+    )
+    return {"fit": state.to_json(), "wall_time_s": time.perf_counter() - t0, "steps": total, "meta": meta}
+
+
+def teach(preset: Preset, runtime: Runtime, kind: str | None = None, resume: bool = False, say: Say = print) -> Path:
+    """Train the preset's teacher (or ``kind``) into <run_dir>/teacher/<kind>/ and score it on test."""
+    kind = kind or preset.teacher.kind
+    if kind == "meta":
+        from hrkd_cli.recipes.meta_teacher import teach_meta  # issue: Meta-KD baselines
+
+        return teach_meta(preset, runtime, resume=resume, say=say)
+    data = ensure_prepared(preset, say) if runtime.is_main else None
+    barrier(runtime)
+    if data is None:
+        from hrkd_cli.data import load_prepared
+        from hrkd_cli.recipes.common import data_dir
+
+        data = load_prepared(data_dir(preset))
+    domains = list(data.domains)
+    excluded = preset.teacher.exclude_domain
+    if excluded:
+        if excluded not in domains:
+            raise HrkdError(f"teacher.exclude_domain={excluded!r} is not a domain of the data ({', '.join(domains)})")
+        domains.remove(excluded)
+    out = teacher_dir(preset, kind)
+    t0 = time.perf_counter()
+    if kind == "single":
+        members, records = {}, {}
+        for d in domains:
+            records[d] = train_classifier(preset, runtime, out / d, data=data, domains=[d], kind=kind, resume=resume, say=say)
+            members[d] = f"{d}/best"
+        group_members = members
+    else:
+        record = train_classifier(preset, runtime, out, data=data, domains=domains, kind=kind, resume=resume, say=say)
+        records = {"all": record}
+        per_domain = preset.teacher.per_domain_best and kind == "multi-domain"
+        group_members = {d: (f"best-{d}" if per_domain and (out / f"best-{d}").is_dir() else "best") for d in domains}
+    test = None
+    if runtime.is_main:
+        save_group(out, group_members, {"role": "teacher", "kind": kind, "domains": domains, "label_names": data.label_names,
+                                         "data_hash": data.hash, "row": TEACHER_ROW_NAMES[kind], "data_dir": meta_data_dir(data), "teacher_hash": preset.section_hash("teacher", "data"),
+                                         "seed": preset.teacher.seed, "preset": preset.name})
+    barrier(runtime)
+    from hrkd_cli.batches import load_splits as _load
+
+    test = evaluate_checkpoint(out, _load(data, "test", domains), runtime, data.hash)
+    dev = evaluate_checkpoint(out, _load(data, "dev", domains), runtime, data.hash)
+    if runtime.is_main:
+        write_run_record(out / "run.json", {
+            "role": "teacher", "kind": kind, "row": TEACHER_ROW_NAMES[kind], "preset": preset.model_dump(mode="json"),
+            "seed": preset.teacher.seed, "data_hash": data.hash, "dev": dev, "test": test,
+            "wall_time_s": time.perf_counter() - t0, "runs": records,
+        })
+        say(f"teacher {kind} saved to {out}: test average {100 * test['average']:.2f}")
+    return out
+
+
+def reusable_teacher(preset: Preset, kind: str, data_hash: str) -> Path | None:
+    """The teacher under <run_dir>/teacher/<kind>/ if it was trained from this preset's teacher and data sections."""
+    out = teacher_dir(preset, kind)
+    try:
+        meta = read_meta(out)
+    except HrkdError:
+        return None
+    record = read_json(out / "run.json")
+    if record is None or meta.get("data_hash") != data_hash:
+        return None
+    if meta.get("teacher_hash") != preset.section_hash("teacher", "data"):
+        return None
+    return out

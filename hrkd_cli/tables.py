@@ -1,0 +1,31 @@
+"""Results as rich tables laid out like HRKD Tables 2 and 3: one row per model, one column per domain, then Average."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+
+def results_table(title: str, domains: list[str], rows: list[tuple[str, dict[str, float]]]) -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column("Method", style="bold")
+    for d in domains:
+        table.add_column(d.capitalize(), justify="right")
+    table.add_column("Average", justify="right")
+    for name, scores in rows:
+        table.add_row(name, *[f"{100 * scores[d]:.1f}" if d in scores else "-" for d in domains],
+                      f"{100 * scores['average']:.1f}" if "average" in scores else "-")
+    return table
+
+
+def counts_table(manifest: dict) -> Table:
+    """Examples per domain and split (HRKD Table 1), with the label balance of train."""
+    table = Table(title=f"Prepared data ({manifest['source']}, hash {manifest['hash'][:12]})", title_justify="left")
+    table.add_column("Domain", style="bold")
+    for col in ("#Train", "#Dev", "#Test"):
+        table.add_column(col, justify="right")
+    table.add_column("Train labels", justify="left")
+    for d in manifest["domains"]:
+        c = manifest["counts"][d]
+        labels = ", ".join(f"{k} {v}" for k, v in c["train"].items() if k != "total")
+        table.add_row(d, str(c["train"]["total"]), str(c["dev"]["total"]), str(c["test"]["total"]), labels)
+    return table
