@@ -186,13 +186,14 @@ def distill(
     teacher_kind: Optional[str] = typer.Option(None, "--teacher", help="teacher kind to distil from (default: the method's)"),
     exclude_domain: Optional[str] = typer.Option(None, "--exclude-domain", help="distil from a teacher trained without this domain"),
     seed: Optional[int] = typer.Option(None, "--seed", help="student seed (default: the preset's)"),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="several student seeds: a count (5) or a list (1,2,3); finished seeds are reused"),
     resume: bool = typer.Option(False, "--resume", help="continue from the last checkpoint"),
     precision: Optional[str] = PrecisionOpt,
     nproc: Optional[int] = NprocOpt,
     set_: Optional[List[str]] = SetOpt,
 ) -> None:
     """Distil a student; prepares the data and trains the teacher first when they are missing."""
-    from hrkd_cli.recipes.distill import distill as run
+    from hrkd_cli.recipes.sweep import distill_seeds, parse_seeds
 
     overrides = list(set_ or [])
     if method:
@@ -208,8 +209,9 @@ def distill(
     if seed is not None:
         overrides.append(f"seed={seed}")
     p = _load(preset, overrides, precision, nproc)
+    seed_list = parse_seeds(seeds, p.seed)
     rt = _runtime(p)
-    run(p, rt, resume=resume, say=say)
+    distill_seeds(p, rt, seed_list, resume=resume, say=say)
 
 
 @app.command("inspect-ratios")

@@ -284,9 +284,10 @@ def setup(preset: Preset, runtime: Runtime, teacher_path: Path, domains: list[st
             dropout=cfg.gat_dropout, drop=cfg.drop,
         )
         if cfg.graph_mode != "joint":
-            # frozen: the released code never optimises the graph (SPEC 8.1); meta: own update rule.
+            # frozen: the released code never optimises the graph (SPEC 8.1). meta: updated only by
+            # MetaGraphUpdate, which switches gradients on inside its own passes.
             for p in relational.parameters():
-                p.requires_grad_(cfg.graph_mode == "meta")
+                p.requires_grad_(False)
     model = DistillationModel(student, projections, relational, cfg.prototype_tokens, cfg.attention_loss != "off", runtime).to(runtime.device)
     set_dropout(model, cfg.dropout)
     return Setup(preset, data, domains, teachers, model, layer_map, load_tokenizer(preset.teacher.model))
@@ -342,13 +343,15 @@ def train_student(preset: Preset, runtime: Runtime, out: Path, teacher_path: Pat
     def step_fn(step: int):
         net.train()
         batch = batch_at(step)
+        meta_logs = {}
         if meta_graph is not None:
-            meta_graph.step(lambda b, module=None: loss_at(b, module)[0], batch, batch_at(step + 1), lr=scheduler.get_last_lr()[0])
+            meta_logs = meta_graph.step(lambda b, module=None: loss_at(b, module)[0], batch, batch_at(step + 1),
+                                        lr=scheduler.get_last_lr()[0])
         loss, terms, rel = loss_at(batch)
         logs = {
             "loss": float(all_reduce_mean_detached(loss, runtime)),
-            "embd": float(terms.embd.sum()), "attn": float(terms.attn.sum()),
-            "hidn": float(terms.hidn.sum()), "pred": float(terms.pred.sum()),
+            "embd": float(terms.embd.detach().sum()), "attn": float(terms.attn.detach().sum()),
+            "hidn": float(terms.hidn.detach().sum()), "pred": float(terms.pred.detach().sum()), **meta_logs,
         }
         if rel is not None:
             logs["ratios"] = rel.ratios.detach().cpu().tolist()

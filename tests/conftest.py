@@ -1,0 +1,74 @@
+"""Shared fixtures: a tiny randomly initialised BERT teacher saved like a hub model, and tiny presets.
+
+Everything runs offline on the project's own synthetic data; the tokenizer is the
+uncased BERT vocabulary shipped with the embedded MiniLM package.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never wait on a hub that cannot be reached
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("HRKD_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher_dir(tmp_path_factory) -> Path:
+    """A 4-layer, 32-wide, 4-head BERT with random weights, saved as a local model directory."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from hrkd_cli.models import resolve_model_source
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny-bert")
+    cfg = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=4, num_attention_heads=4,
+                     intermediate_size=64, max_position_embeddings=128)
+    BertModel(cfg).save_pretrained(path)
+    AutoTokenizer.from_pretrained(resolve_model_source("embedded:minilm-l6")).save_pretrained(path)
+    return path
+
+
+def tiny_preset_dict(run_dir: Path, teacher: Path, **sections) -> dict:
+    """A preset for tests: 3 synthetic domains of 32 training examples, 32 tokens, tiny models, fp32."""
+    raw = {
+        "name": "tiny",
+        "run_dir": str(run_dir),
+        "seed": 1,
+        "data": {"source": "synthetic", "max_seq_length": 32, "split_seed": 7,
+                 "synthetic": {"num_domains": 3, "train_per_domain": 32, "dev_per_domain": 16, "test_per_domain": 16}},
+        "teacher": {"model": str(teacher), "epochs": 1, "lr": 1e-3, "batch_per_domain": 4, "log_every": 1},
+        "student": {"init": "teacher-layers", "teacher_layers": [2, 4]},
+        "distill": {"method": "hrkd", "epochs": 1, "lr": 1e-3, "batch_per_domain": 4, "log_every": 1},
+        "runtime": {"precision": "fp32", "threads": 1},
+    }
+    for section, values in sections.items():
+        if isinstance(values, dict):
+            raw.setdefault(section, {}).update(values)
+        else:
+            raw[section] = values
+    return raw
+
+
+@pytest.fixture
+def tiny_preset(tmp_path, tiny_teacher_dir):
+    """Factory: tiny_preset(distill={...}) -> a validated Preset writing under tmp_path/run."""
+    from hrkd_cli.config import validate_preset
+
+    def make(**sections):
+        return validate_preset(tiny_preset_dict(tmp_path / "run", tiny_teacher_dir, **sections), "tiny")
+
+    return make
+
+
+@pytest.fixture
+def cpu_runtime():
+    from hrkd_cli.runtime import setup
+
+    return setup("cpu", "fp32", 1)
