@@ -211,7 +211,8 @@ def distill(
     p = _load(preset, overrides, precision, nproc)
     seed_list = parse_seeds(seeds, p.seed)
     rt = _runtime(p)
-    distill_seeds(p, rt, seed_list, resume=resume, say=say)
+    # A plain call distils again; a sweep (--seeds) reuses the seeds that already finished.
+    distill_seeds(p, rt, seed_list, resume=resume, reuse=seeds is not None, say=say)
 
 
 @app.command("inspect-ratios")

@@ -83,6 +83,7 @@ class MetaTeacherConfig(Section):
 class TeacherConfig(OptimConfig):
     model: str = Field(EMBEDDED_TEACHER, description="hub name, local path, or embedded:minilm-l6")
     kind: Literal["single", "mix", "mtl", "multi-domain", "meta"] = "multi-domain"
+    seed: int = Field(1, description="the teacher's own seed: student sweeps over seeds reuse one teacher")
     per_domain_best: bool = Field(False, description="keep each domain's best-dev snapshot (released HRKD code)")
     exclude_domain: str = Field("", description="train without this domain's data (Meta-KD Table 4)")
     meta: MetaTeacherConfig = Field(default_factory=MetaTeacherConfig)

@@ -44,14 +44,16 @@ def finished_run(out: Path, preset: Preset) -> dict | None:
     return record
 
 
-def distill_seeds(preset: Preset, runtime: Runtime, seeds: list[int], resume: bool = False, say: Say = print) -> list[Path]:
+def distill_seeds(preset: Preset, runtime: Runtime, seeds: list[int], resume: bool = False, reuse: bool = True,
+                  say: Say = print) -> list[Path]:
+    """Distil one student per seed; with ``reuse``, seeds that already finished are skipped."""
     from hrkd_cli.recipes.distill import distill, student_dir
 
     outs = []
     for seed in seeds:
         p = with_seed(preset, seed)
         out = student_dir(p)
-        if finished_run(out, p) is not None:
+        if reuse and finished_run(out, p) is not None:
             say(f"seed {seed}: reusing finished run {out}")
         else:
             out = distill(p, runtime, resume=resume and (out / "last").is_dir(), say=say)
