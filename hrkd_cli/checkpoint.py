@@ -55,6 +55,16 @@ def replace_dir(tmp_dir: Path, final_dir: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def recover_dir(final_dir: Path) -> None:
+    """Undo a swap that was killed between its two renames: bring the old directory back."""
+    final_dir = Path(final_dir)
+    if final_dir.exists():
+        return
+    olds = sorted(final_dir.parent.glob(f".{final_dir.name}.old-*"))
+    if olds:
+        os.replace(olds[-1], final_dir)
+
+
 def staging_dir(final_dir: Path) -> Path:
     final_dir = Path(final_dir)
     final_dir.parent.mkdir(parents=True, exist_ok=True)

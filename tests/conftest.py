@@ -35,7 +35,7 @@ def tiny_teacher_dir(tmp_path_factory) -> Path:
     return path
 
 
-def tiny_preset_dict(run_dir: Path, teacher: Path, **sections) -> dict:
+def tiny_preset_dict(run_dir: Path, teacher_path: Path, /, **sections) -> dict:
     """A preset for tests: 3 synthetic domains of 32 training examples, 32 tokens, tiny models, fp32."""
     raw = {
         "name": "tiny",
@@ -43,7 +43,7 @@ def tiny_preset_dict(run_dir: Path, teacher: Path, **sections) -> dict:
         "seed": 1,
         "data": {"source": "synthetic", "max_seq_length": 32, "split_seed": 7,
                  "synthetic": {"num_domains": 3, "train_per_domain": 32, "dev_per_domain": 16, "test_per_domain": 16}},
-        "teacher": {"model": str(teacher), "epochs": 1, "lr": 1e-3, "batch_per_domain": 4, "log_every": 1},
+        "teacher": {"model": str(teacher_path), "epochs": 1, "lr": 1e-3, "batch_per_domain": 4, "log_every": 1},
         "student": {"init": "teacher-layers", "teacher_layers": [2, 4]},
         "distill": {"method": "hrkd", "epochs": 1, "lr": 1e-3, "batch_per_domain": 4, "log_every": 1},
         "runtime": {"precision": "fp32", "threads": 1},

@@ -25,7 +25,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from hrkd_cli import losses
 from hrkd_cli.batches import Batch, Split, load_splits, make_batch
-from hrkd_cli.checkpoint import load_classifier, load_extras, members, read_meta, save_checkpoint, save_group
+from hrkd_cli.checkpoint import recover_dir, load_classifier, load_extras, members, read_meta, save_checkpoint, save_group
 from hrkd_cli.config import Preset
 from hrkd_cli.data import load_prepared
 from hrkd_cli.errors import HrkdError
@@ -320,6 +320,7 @@ def train_student(preset: Preset, runtime: Runtime, out: Path, teacher_path: Pat
     state = None
     if resume:
         last = out / "last"
+        recover_dir(last)
         if not (last / "train_state.json").is_file():
             raise HrkdError(f"--resume: no checkpoint to resume from at {last}")
         load_distillation_weights(model, last)

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from hrkd_cli.batches import Split, load_splits, make_batch
-from hrkd_cli.checkpoint import load_classifier, read_meta, save_checkpoint, save_group
+from hrkd_cli.checkpoint import recover_dir, load_classifier, read_meta, save_checkpoint, save_group
 from hrkd_cli.config import Preset
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.evaluation import evaluate_checkpoint, evaluate_model
@@ -103,6 +103,7 @@ def train_classifier(
     state = None
     if resume:
         last = out / "last"
+        recover_dir(last)
         if not (last / "train_state.json").is_file():
             raise HrkdError(f"--resume: no checkpoint to resume from at {last}")
         model.load_state_dict(load_classifier(last)[0].state_dict())

@@ -1,0 +1,247 @@
+"""Tokenize the splits once and store them, with a manifest, as ``datasets`` on disk.
+
+Layout of a prepared directory::
+
+    manifest.json           format "hrkd-data/1", provenance, counts, hashes
+    <domain>/<split>/       datasets.save_to_disk: input_ids, token_type_ids,
+                            attention_mask, label, text, text_b, idx
+
+No padding is stored (the trainer pads per batch, see ``collate``). The
+directory is written atomically: everything is built in a temporary sibling
+and swapped in at the end, so a failure never damages an existing dataset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+
+import datasets
+
+from hrkd_cli.data.corpus import SPLITS, Example, RawCorpus
+from hrkd_cli.data.splits import Splits, make_splits
+from hrkd_cli.errors import HrkdError
+
+FORMAT = "hrkd-data/1"
+MANIFEST = "manifest.json"
+FEATURES = datasets.Features(
+    {
+        "input_ids": datasets.List(datasets.Value("int32")),
+        "token_type_ids": datasets.List(datasets.Value("int8")),
+        "attention_mask": datasets.List(datasets.Value("int8")),
+        "label": datasets.Value("int64"),
+        "text": datasets.Value("string"),
+        "text_b": datasets.Value("string"),
+        "idx": datasets.Value("int32"),
+    }
+)
+BATCH = 1024  # examples per tokenizer call
+
+
+def tokenize(tokenizer, examples: list[Example], max_seq_length: int, text_pair: bool) -> dict[str, list]:
+    """Columns for one split: token ids truncated to ``max_seq_length``, unpadded."""
+    cols: dict[str, list] = {k: [] for k in FEATURES}
+    for start in range(0, len(examples), BATCH):
+        chunk = examples[start : start + BATCH]
+        texts = [e.text for e in chunk]
+        pairs = [e.text_b or "" for e in chunk] if text_pair else None
+        enc = tokenizer(
+            texts,
+            pairs,
+            truncation="longest_first" if text_pair else True,
+            max_length=max_seq_length,
+            padding=False,
+            return_token_type_ids=True,
+            return_attention_mask=True,
+        )
+        cols["input_ids"] += enc["input_ids"]
+        cols["token_type_ids"] += enc["token_type_ids"]
+        cols["attention_mask"] += enc["attention_mask"]
+    cols["label"] = [e.label for e in examples]
+    cols["text"] = [e.text for e in examples]
+    cols["text_b"] = [e.text_b or "" for e in examples]
+    cols["idx"] = list(range(len(examples)))
+    return cols
+
+
+def split_hash(cols: dict[str, list]) -> str:
+    """sha256 over (text, text_b, label, input_ids, token_type_ids) of every row, in order."""
+    h = hashlib.sha256()
+    for row in zip(cols["text"], cols["text_b"], cols["label"], cols["input_ids"], cols["token_type_ids"]):
+        h.update(json.dumps(row, ensure_ascii=False, separators=(",", ":")).encode())
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def dataset_hash(split_hashes: dict[str, str], max_seq_length: int, tokenizer_name: str, label_names: list[str], domains: list[str]) -> str:
+    """The hash that identifies a prepared dataset: contents, length, tokenizer, labels, domain order."""
+    blob = json.dumps(
+        {
+            "split_hashes": sorted(split_hashes.items()),
+            "max_seq_length": max_seq_length,
+            "tokenizer": tokenizer_name,
+            "label_names": label_names,
+            "domains": domains,
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _check_domain_name(domain: str) -> None:
+    if not domain or domain in (".", "..") or any(c in domain for c in "/\\\0") or domain == MANIFEST:
+        raise HrkdError(f"domain name {domain!r} cannot be used as a directory name")
+
+
+def _source_path(cfg) -> str:
+    path = str(getattr(cfg, "path", "") or "")
+    if cfg.source == "synthetic" or not path:
+        return ""
+    if cfg.source == "mnli" and path.strip() == "hub":
+        return "hub"
+    return str(Path(path).expanduser().resolve())
+
+
+def build(
+    cfg, corpus: RawCorpus, splits: Splits, tokenizer, out_dir: Path, tokenizer_name: str
+) -> dict:
+    """Write every (domain, split) dataset and the manifest into ``out_dir`` (not atomic)."""
+    label_names, domains = list(corpus.label_names), list(splits)
+    counts: dict = {}
+    split_hashes: dict[str, str] = {}
+    for d in domains:
+        _check_domain_name(d)
+        counts[d] = {}
+        for split in SPLITS:
+            examples = splits[d][split]
+            cols = tokenize(tokenizer, examples, cfg.max_seq_length, corpus.text_pair)
+            split_hashes[f"{d}/{split}"] = split_hash(cols)
+            datasets.Dataset.from_dict(cols, features=FEATURES).save_to_disk(str(out_dir / d / split))
+            per_label = {name: 0 for name in label_names}
+            for y in cols["label"]:
+                per_label[label_names[y]] += 1
+            counts[d][split] = {**per_label, "total": len(examples)}
+    manifest = {
+        "format": FORMAT,
+        "source": cfg.source,
+        "source_path": _source_path(cfg),
+        "split_seed": cfg.split_seed,
+        "sample_rate": cfg.sample_rate,
+        "dev_fraction": getattr(cfg, "dev_fraction", None),
+        "test_fraction": getattr(cfg, "test_fraction", None),
+        "max_seq_length": cfg.max_seq_length,
+        "tokenizer": tokenizer_name,
+        "task": corpus.task,
+        "text_pair": corpus.text_pair,
+        "label_names": label_names,
+        "domains": domains,
+        "counts": counts,
+        "split_hashes": split_hashes,
+        "hash": dataset_hash(split_hashes, cfg.max_seq_length, tokenizer_name, label_names, domains),
+    }
+    if cfg.source == "synthetic":
+        syn = cfg.synthetic
+        manifest["synthetic"] = syn.model_dump() if hasattr(syn, "model_dump") else dict(vars(syn))
+    (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    return manifest
+
+
+def _swap_in(new: Path, out_dir: Path) -> None:
+    """Replace ``out_dir`` by ``new``: old aside, new into place, old deleted."""
+    old = None
+    if out_dir.exists():
+        old = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
+        os.rename(out_dir, old)
+    try:
+        os.rename(new, out_dir)
+    except BaseException:
+        if old is not None:
+            os.rename(old, out_dir)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def prepare_dataset(cfg, tokenizer, out_dir: Path, tokenizer_name: str, corpus: RawCorpus | None = None) -> dict:
+    """Read the source named by ``cfg`` (a DataConfig), split, tokenize, store; returns the manifest.
+
+    ``corpus`` skips reading the source (for callers that already hold one).
+    """
+    from hrkd_cli.data import read_source  # the dispatcher lives in the package
+
+    out_dir = Path(out_dir).expanduser().absolute()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise HrkdError(f"{out_dir}: exists and is not a directory")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / MANIFEST).is_file():
+        raise HrkdError(f"{out_dir}: exists, is not empty and is not a prepared dataset; refusing to replace it")
+    corpus = corpus if corpus is not None else read_source(cfg)
+    splits = make_splits(corpus, cfg)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    bars_were_off = datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()
+    try:
+        manifest = build(cfg, corpus, splits, tokenizer, tmp, tokenizer_name)
+        _swap_in(tmp, out_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+        if not bars_were_off:
+            datasets.enable_progress_bars()
+    return manifest
+
+
+class PreparedData:
+    """A prepared dataset directory: its manifest and its (domain, split) datasets."""
+
+    def __init__(self, path: Path, manifest: dict):
+        self.path = Path(path)
+        self.manifest = manifest
+        self._cache: dict[tuple[str, str], datasets.Dataset] = {}
+
+    domains = property(lambda self: list(self.manifest["domains"]))
+    label_names = property(lambda self: list(self.manifest["label_names"]))
+    num_labels = property(lambda self: len(self.manifest["label_names"]))
+    hash = property(lambda self: self.manifest["hash"])
+    text_pair = property(lambda self: bool(self.manifest["text_pair"]))
+    max_seq_length = property(lambda self: int(self.manifest["max_seq_length"]))
+    counts = property(lambda self: self.manifest["counts"])
+
+    def dataset(self, domain: str, split: str) -> datasets.Dataset:
+        """The stored ``datasets.Dataset`` of one domain and split (memory-mapped, cached)."""
+        if domain not in self.manifest["domains"]:
+            raise HrkdError(f"{self.path}: no domain {domain!r}; domains: {', '.join(self.domains)}")
+        if split not in SPLITS:
+            raise HrkdError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+        key = (domain, split)
+        if key not in self._cache:
+            where = self.path / domain / split
+            try:
+                self._cache[key] = datasets.load_from_disk(str(where))
+            except FileNotFoundError:
+                raise HrkdError(f"{where}: missing; the prepared dataset is incomplete, prepare it again") from None
+        return self._cache[key]
+
+    def __repr__(self) -> str:
+        return f"PreparedData({str(self.path)!r}, domains={self.domains}, hash={self.hash[:12]})"
+
+
+def load_prepared(data_dir) -> PreparedData:
+    """Open a directory written by :func:`prepare_dataset`, or raise a one-line HrkdError."""
+    path = Path(data_dir).expanduser()
+    mf = path / MANIFEST
+    if not mf.is_file():
+        raise HrkdError(f"{path}: not a prepared dataset (no {MANIFEST}); prepare the data first")
+    try:
+        manifest = json.loads(mf.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise HrkdError(f"{mf}: not valid JSON ({err})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        got = manifest.get("format") if isinstance(manifest, dict) else None
+        raise HrkdError(f"{mf}: format {got!r}, expected {FORMAT!r}; not a dataset prepared by this version of hrkd")
+    return PreparedData(path, manifest)

@@ -1,0 +1,339 @@
+"""`hrkd teach --kind meta`: Meta-KD's meta-teacher (Pan et al., ACL 2021, sec. 3.2; SPEC sec. 6).
+
+One BERT encoder with one classification head, fine-tuned on the training data
+of every domain pooled (like BERT-mix), with two additions:
+
+- instance level: each example's cross-entropy is weighted by its prototype
+  score t_i. The scores are computed once, before any fine-tuning, from the
+  *pre-trained* encoder (mean-pooled last layer, class prototypes per domain)
+  and stored next to the checkpoint in ``prototype_scores.safetensors``, keyed
+  by domain and by the example's position in that domain's training split;
+  meta-distillation reads them back for its domain-expertise weights.
+- feature level: a TransferableKnowledge module, h_d(x) = tanh((h(x) + e_D(x)) W + b),
+  and a K-way domain classifier trained towards corrupted (in-batch shuffled)
+  domain labels, weight gamma1. Its weights go into the checkpoint's
+  ``extras.safetensors`` (prefix ``transferable.``) so that meta-distillation
+  can compute the teacher's transferable-knowledge vector.
+
+Loss per step: (sum_i t_i CE_i) / N + gamma1 * L_DA (hrkd_cli.metakd.meta_teacher_loss).
+
+With ``teacher.exclude_domain`` the teacher is trained on the other domains only:
+their scores use only their own prototypes (K - 1 domains), so nothing of the
+excluded domain reaches the teacher. The excluded domain's own scores, which its
+student needs later, are computed in the same pass from the same pre-trained
+encoder against its own class prototypes plus the seen domains' prototypes
+(zeta = (1 - alpha) / (K - 1) over the K - 1 seen domains); the teacher never reads them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from hrkd_cli.batches import Split, load_splits, make_batch
+from hrkd_cli.checkpoint import load_classifier, load_extras, members, read_meta, recover_dir, save_checkpoint, save_group
+from hrkd_cli.config import Preset
+from hrkd_cli.data import load_prepared
+from hrkd_cli.errors import HrkdError
+from hrkd_cli.evaluation import evaluate_checkpoint, evaluate_model
+from hrkd_cli.metakd import (
+    TransferableKnowledge,
+    class_prototypes,
+    corrupt_domain_labels,
+    mean_pooled_embedding,
+    meta_teacher_loss,
+    prototype_scores,
+)
+from hrkd_cli.models import DomainClassifier, load_pretrained_encoder, load_tokenizer, set_dropout
+from hrkd_cli.recipes.common import Say, data_dir, read_json, teacher_dir, write_run_record
+from hrkd_cli.recipes.prepare import ensure_prepared
+from hrkd_cli.recipes.teach import TEACHER_ROW_NAMES, check_seq_length, meta_data_dir
+from hrkd_cli.runtime import Runtime, all_reduce_mean_detached, barrier, seed_everything
+from hrkd_cli.sampling import StepSchedule, check_shardable, shard
+from hrkd_cli.trainer import FitState, adamw, fit, linear_warmup_decay, restore_training_state, training_state
+
+PROTOTYPE_FILE = "prototype_scores.safetensors"
+PROTOTYPE_FORMAT = "hrkd-prototype-scores/1"
+EXTRAS_PREFIX = "transferable."
+
+
+# ---------------------------------------------------------------- prototype scores (sec. 3.2, instance level)
+
+
+@torch.no_grad()
+def pooled_embeddings(encoder, split: Split, runtime: Runtime, pad_id: int = 0, batch_size: int = 64) -> torch.Tensor:
+    """h(x) of every example of a split, [N, H] float32 on the CPU, in the split's order."""
+    was_training = encoder.training
+    encoder.eval()
+    out = torch.zeros(len(split), encoder.config.hidden_size)
+    order = sorted(range(len(split)), key=lambda i: len(split.input_ids[i]))  # less padding
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        b = make_batch([(0, split, rows)], pad_id=pad_id).to(runtime.device)
+        with runtime.autocast():
+            last = encoder(input_ids=b.input_ids, attention_mask=b.attention_mask, token_type_ids=b.token_type_ids).last_hidden_state
+        out[rows] = mean_pooled_embedding(last.float(), b.attention_mask).cpu()
+    encoder.train(was_training)
+    return out
+
+
+def compute_prototype_scores(embeddings: dict[str, torch.Tensor], labels: dict[str, list[int]], seen: list[str],
+                             num_labels: int, alpha: float) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """t_i of every example of every domain in ``embeddings``; returns ({domain: [N_d]}, prototypes [K, C, H]).
+
+    Prototypes p_k^(m) come from the ``seen`` domains. A domain outside ``seen`` (the
+    excluded one) is scored against its own class prototypes plus the seen ones.
+    """
+    K = len(seen)
+    emb = torch.cat([embeddings[d] for d in seen])
+    lab = torch.cat([torch.tensor(labels[d], dtype=torch.long) for d in seen])
+    dom = torch.cat([torch.full((len(labels[d]),), k, dtype=torch.long) for k, d in enumerate(seen)])
+    protos = class_prototypes(emb, lab, dom, K, num_labels)
+    t = prototype_scores(emb, lab, dom, protos, alpha)
+    scores, start = {}, 0
+    for d in seen:
+        scores[d] = t[start : start + len(labels[d])].contiguous()
+        start += len(labels[d])
+    for d in embeddings:
+        if d in seen:
+            continue
+        lab_x = torch.tensor(labels[d], dtype=torch.long)
+        own = class_prototypes(embeddings[d], lab_x, torch.zeros_like(lab_x), 1, num_labels)
+        scores[d] = prototype_scores(embeddings[d], lab_x, torch.full_like(lab_x, K), torch.cat([protos, own]), alpha)
+    return scores, protos
+
+
+def save_prototype_scores(path: Path, scores: dict[str, torch.Tensor], prototypes: torch.Tensor, info: dict) -> None:
+    tensors = {f"score.{d}": t.float().contiguous() for d, t in scores.items()}
+    tensors["prototypes"] = prototypes.float().contiguous()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(tensors, str(tmp), metadata={"format": PROTOTYPE_FORMAT, "info": json.dumps(info, sort_keys=True)})
+    tmp.replace(path)
+
+
+def load_prototype_scores(teacher_path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """({domain: t [N_d]}, info) stored by a meta-teacher run; index i is the i-th example of the domain's train split."""
+    path = Path(teacher_path) / PROTOTYPE_FILE
+    if not path.is_file():
+        raise HrkdError(f"{teacher_path}: no {PROTOTYPE_FILE}; it is not a meta-teacher (hrkd teach --kind meta)")
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    if meta.get("format") != PROTOTYPE_FORMAT:
+        raise HrkdError(f"{path}: not a prototype-score file (format {meta.get('format')!r})")
+    tensors = load_file(str(path))
+    scores = {k[len("score."):]: v for k, v in tensors.items() if k.startswith("score.")}
+    return scores, json.loads(meta["info"])
+
+
+def prototype_scores_for(preset: Preset, runtime: Runtime, data, seen: list[str], out: Path, say: Say) -> dict[str, torch.Tensor]:
+    """Compute (rank 0) and store the scores of every domain of the data; every rank then reads the file."""
+    path = out / PROTOTYPE_FILE
+    if runtime.is_main:
+        cfg = preset.teacher
+        encoder = load_pretrained_encoder(cfg.model).to(runtime.device)
+        pad_id = load_tokenizer(cfg.model).pad_token_id or 0
+        train = {s.domain: s for s in load_splits(data, "train", list(data.domains))}
+        say(f"meta-teacher: prototype scores of {sum(len(s) for s in train.values())} training examples "
+            f"from the pre-trained encoder (alpha {cfg.meta.alpha})")
+        emb = {d: pooled_embeddings(encoder, s, runtime, pad_id) for d, s in train.items()}
+        scores, protos = compute_prototype_scores(emb, {d: s.label for d, s in train.items()}, seen, data.num_labels, cfg.meta.alpha)
+        info = {"alpha": cfg.meta.alpha, "seen_domains": seen, "excluded_domain": cfg.exclude_domain or None,
+                "data_hash": data.hash, "source_model": cfg.model, "pooling": "mean over real tokens of the last layer",
+                "counts": {d: len(s) for d, s in train.items()}}
+        save_prototype_scores(path, scores, protos, info)
+        del encoder
+    barrier(runtime)
+    return load_prototype_scores(out)[0]
+
+
+def check_stored_scores(out: Path, data, seen: list[str], alpha: float) -> dict[str, torch.Tensor]:
+    """The scores of an interrupted run, if they were computed for this data, domains and alpha (--resume)."""
+    scores, info = load_prototype_scores(out)
+    if info.get("data_hash") != data.hash or info.get("seen_domains") != seen or info.get("alpha") != alpha:
+        raise HrkdError(f"--resume: {out / PROTOTYPE_FILE} was computed for other data, domains or alpha; start afresh")
+    return scores
+
+
+# ---------------------------------------------------------------- the model
+
+
+class MetaTeacherModel(nn.Module):
+    """The classifier (one head) and the transferable-knowledge module, trained together."""
+
+    def __init__(self, classifier: DomainClassifier, num_domains: int):
+        super().__init__()
+        self.classifier = classifier
+        self.transferable = TransferableKnowledge(classifier.config.hidden_size, num_domains)
+
+    def forward(self, batch, domain_ids: torch.Tensor, runtime: Runtime):
+        """-> (class logits [B, C], domain logits [B, K]); h(x) and h_d(x) are computed in float32."""
+        with runtime.autocast():
+            out = self.classifier(batch.input_ids, batch.attention_mask, batch.token_type_ids, batch.domain_sizes)
+        h = mean_pooled_embedding(out.last_hidden.float(), batch.attention_mask)
+        return out.logits, self.transferable.domain_logits(self.transferable(h, domain_ids))
+
+
+def transferable_extras(module: TransferableKnowledge) -> dict[str, torch.Tensor]:
+    return {EXTRAS_PREFIX + k: v for k, v in module.state_dict().items()}
+
+
+def load_transferable(teacher_path: Path, device="cpu") -> tuple[TransferableKnowledge, list[str]]:
+    """The meta-teacher's TransferableKnowledge module (frozen) and the domains its embedding rows stand for."""
+    member = next(iter(members(teacher_path).values()))
+    meta = read_meta(member)
+    extras = {k[len(EXTRAS_PREFIX):]: v for k, v in load_extras(member).items() if k.startswith(EXTRAS_PREFIX)}
+    if not extras:
+        raise HrkdError(f"{member}: no transferable-knowledge weights; it is not a meta-teacher checkpoint")
+    module = TransferableKnowledge(extras["dense.weight"].shape[1], extras["domain_embedding.weight"].shape[0])
+    module.load_state_dict(extras)
+    module.eval()
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module.to(device), list(meta["domains"])
+
+
+# ---------------------------------------------------------------- the recipe
+
+
+def pooled_stream(train: list[Split]) -> list[tuple[int, int]]:
+    """All domains as one stream of (domain index, row in that domain's split)."""
+    return [(k, r) for k, s in enumerate(train) for r in range(len(s))]
+
+
+def train_meta_teacher(preset: Preset, runtime: Runtime, out: Path, *, data, domains: list[str], resume: bool, say: Say) -> dict:
+    """Fine-tune the meta-teacher on ``domains`` pooled; returns its run record."""
+    cfg = preset.teacher
+    K = len(domains)
+    if resume:
+        recover_dir(out / "last")
+        if not (out / "last" / "train_state.json").is_file():
+            raise HrkdError(f"--resume: no checkpoint to resume from at {out / 'last'}")
+        scores = check_stored_scores(out, data, domains, cfg.meta.alpha)
+    else:
+        scores = prototype_scores_for(preset, runtime, data, domains, out, say)
+
+    seed_everything(cfg.seed)
+    encoder = load_pretrained_encoder(cfg.model)
+    check_seq_length(preset, encoder.config)
+    tokenizer = load_tokenizer(cfg.model)
+    model = MetaTeacherModel(DomainClassifier(encoder, 1, data.num_labels), K).to(runtime.device)
+    set_dropout(model, cfg.dropout)
+
+    train = load_splits(data, "train", domains)
+    dev = load_splits(data, "dev", domains)
+    stream = pooled_stream(train)
+    batch_size = cfg.batch_per_domain * K  # as BERT-mix: the same examples per step as the per-domain teachers
+    check_shardable(batch_size, runtime.world_size, [len(stream)], "teacher.batch_per_domain")
+    schedule = StepSchedule([len(stream)], batch_size, cfg.seed, cfg.epochs)
+    total = schedule.total_steps
+    optimizer = adamw([{"named_params": list(model.named_parameters()), "lr": cfg.lr}], cfg.weight_decay)
+    scheduler = linear_warmup_decay(optimizer, int(cfg.warmup * total), total)
+    net = DDP(model) if runtime.distributed else model
+
+    state = None
+    if resume:
+        last = out / "last"
+        model.classifier.load_state_dict(load_classifier(last)[0].state_dict())
+        model.transferable.load_state_dict({k[len(EXTRAS_PREFIX):]: v for k, v in load_extras(last).items()})
+        state = restore_training_state(load_file(str(last / "train_state.safetensors")), read_json(last / "train_state.json"),
+                                       {"main": optimizer}, {"main": scheduler}, [])
+        say(f"resuming {out} at step {state.step}/{total}")
+
+    def batch_at(step: int):
+        rows = schedule.global_indices(step)[0]
+        pad_to = max(len(train[k].input_ids[r]) for k, r in (stream[i] for i in rows))
+        mine = [stream[i] for i in shard(rows, runtime.rank, runtime.world_size)]
+        by_domain = {k: [r for kk, r in mine if kk == k] for k in range(K)}
+        parts = [(k, train[k], rs) for k, rs in by_domain.items() if rs]
+        b = make_batch(parts, pad_to=pad_to, pad_id=tokenizer.pad_token_id or 0).to(runtime.device)
+        domain_ids = torch.cat([torch.full((len(rs),), k, dtype=torch.long) for k, _, rs in parts])
+        t = torch.cat([scores[domains[k]][rs] for k, _, rs in parts])
+        return b, domain_ids, t
+
+    def step_fn(step: int):
+        net.train()
+        b, domain_ids, t = batch_at(step)
+        # z_i: the batch's domain labels shuffled, seeded by the step so that a resumed run draws the same ones.
+        corrupted = corrupt_domain_labels(domain_ids, torch.Generator().manual_seed(cfg.seed * 1_000_003 + step))
+        logits, domain_logits = net(b, domain_ids.to(runtime.device), runtime)
+        loss = meta_teacher_loss(logits, b.labels, t.to(runtime.device), domain_logits, corrupted.to(runtime.device), cfg.meta.gamma1)
+        return loss, {"loss": float(all_reduce_mean_detached(loss, runtime)), "t_mean": float(t.mean())}
+
+    def eval_fn():
+        return evaluate_model(model.classifier, domains, dev, runtime)
+
+    meta = {
+        "role": "teacher", "kind": "meta", "domains": domains, "label_names": data.label_names,
+        "data_hash": data.hash, "data_dir": meta_data_dir(data), "preset": preset.name,
+        "teacher_hash": preset.section_hash("teacher", "data"), "seed": cfg.seed, "source_model": cfg.model,
+        "excluded_domain": cfg.exclude_domain or None, "alpha": cfg.meta.alpha, "gamma1": cfg.meta.gamma1,
+        "prototype_scores": f"../{PROTOTYPE_FILE}",
+        "transferable": {"hidden": model.classifier.config.hidden_size, "num_domains": K, "extras_prefix": EXTRAS_PREFIX},
+    }
+
+    def save_fn(tag: str, st: FitState):
+        if runtime.is_main:
+            ts = training_state({"main": optimizer}, {"main": scheduler}, st) if tag == "last" else None
+            save_checkpoint(out / tag, model.classifier, {**meta, "tag": tag, "step": st.step, "dev": st.history[-1]},
+                            tokenizer, extras=transferable_extras(model.transferable), train_state=ts)
+        barrier(runtime)
+
+    t0 = time.perf_counter()
+    state = fit(
+        params=[p for p in model.parameters() if p.requires_grad],
+        optimizers={"main": optimizer}, schedulers={"main": scheduler},
+        step_fn=step_fn, eval_fn=eval_fn, save_fn=save_fn, total_steps=total,
+        eval_every=cfg.eval_every or schedule.steps_per_epoch, log_every=cfg.log_every,
+        max_grad_norm=cfg.max_grad_norm, runtime=runtime, label="teach meta", state=state,
+        examples_per_step=batch_size,
+    )
+    return {"fit": state.to_json(), "wall_time_s": time.perf_counter() - t0, "steps": total, "meta": meta}
+
+
+def teach_meta(preset: Preset, runtime: Runtime, resume: bool = False, say: Say = print) -> Path:
+    """Train the meta-teacher into <run_dir>/teacher/meta[-without-X]/ and score it on dev and test."""
+    data = ensure_prepared(preset, say) if runtime.is_main else None
+    barrier(runtime)
+    if data is None:
+        data = load_prepared(data_dir(preset))
+    domains = list(data.domains)
+    excluded = preset.teacher.exclude_domain
+    if excluded:
+        if excluded not in domains:
+            raise HrkdError(f"teacher.exclude_domain={excluded!r} is not a domain of the data ({', '.join(domains)})")
+        domains.remove(excluded)
+    if len(domains) < 2:
+        raise HrkdError(
+            f"the meta-teacher needs at least 2 domains to learn from (got K={len(domains)}: {', '.join(domains)}): "
+            "its prototype score and domain-adversarial loss are undefined for a single domain"
+        )
+    out = teacher_dir(preset, "meta")
+    t0 = time.perf_counter()
+    record = train_meta_teacher(preset, runtime, out, data=data, domains=domains, resume=resume, say=say)
+    row = TEACHER_ROW_NAMES["meta"]
+    if runtime.is_main:
+        save_group(out, {d: "best" for d in domains}, {
+            "role": "teacher", "kind": "meta", "domains": domains, "label_names": data.label_names,
+            "data_hash": data.hash, "row": row, "data_dir": meta_data_dir(data),
+            "teacher_hash": preset.section_hash("teacher", "data"), "seed": preset.teacher.seed, "preset": preset.name,
+            "excluded_domain": excluded or None, "prototype_scores": PROTOTYPE_FILE,
+        })
+    barrier(runtime)
+    test = evaluate_checkpoint(out, load_splits(data, "test", domains), runtime, data.hash)
+    dev = evaluate_checkpoint(out, load_splits(data, "dev", domains), runtime, data.hash)
+    if runtime.is_main:
+        write_run_record(out / "run.json", {
+            "role": "teacher", "kind": "meta", "row": row, "preset": preset.model_dump(mode="json"),
+            "seed": preset.teacher.seed, "data_hash": data.hash, "domains": domains, "excluded_domain": excluded or None,
+            "dev": dev, "test": test, "wall_time_s": time.perf_counter() - t0, "runs": {"all": record},
+        })
+        say(f"teacher meta saved to {out}: test average {100 * test['average']:.2f}")
+    return out

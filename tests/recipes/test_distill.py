@@ -1,0 +1,134 @@
+import json
+
+import pytest
+import torch
+
+from hrkd_cli.checkpoint import load_extras, members, read_meta
+from hrkd_cli.data import load_prepared
+from hrkd_cli.errors import HrkdError
+from hrkd_cli.evaluation import evaluate_checkpoint
+from hrkd_cli.batches import load_splits, make_batch
+from hrkd_cli.recipes import distill as D
+from hrkd_cli.recipes.common import data_dir
+
+quiet = {"say": lambda m: None}
+
+
+def test_hrkd_end_to_end_records_ratios_and_test_scores(tiny_preset, cpu_runtime):
+    p = tiny_preset()
+    out = D.distill(p, cpu_runtime, **quiet)
+    record = json.loads((out / "run.json").read_text())
+    assert record["row"] == "HRKD-teacher -(HRKD)-> BERT_S"
+    assert set(record["test"]) == {"books", "films", "gadgets", "average"}
+    best = members(out)["books"]
+    log = json.loads((best / "ratio_log.json").read_text())
+    assert log and all(len(e["ratios"]) == 3 for e in log)  # layers 0..M with M = 2
+    for e in log:
+        for layer in e["ratios"]:
+            assert abs(sum(layer) - 1) < 1e-5  # domain-relational ratios sum to 1 over domains
+        assert [len(s[0]) for s in e["similarity"]] == [2, 3]  # alpha^H has m+1 entries
+
+
+@pytest.mark.parametrize("method,row", [("multi-domain", "HRKD-teacher -(TinyBERT-KD)-> BERT_S"),
+                                        ("tinybert", "BERT-single -(TinyBERT-KD)-> BERT_S")])
+def test_baseline_kd_methods(tiny_preset, cpu_runtime, method, row):
+    out = D.distill(tiny_preset(distill={"method": method}), cpu_runtime, **quiet)
+    assert json.loads((out / "run.json").read_text())["row"] == row
+    if method == "tinybert":
+        assert len(set(members(out).values())) == 3  # one student per domain
+
+
+def test_frozen_graph_never_changes_but_passes_gradient(tiny_preset, cpu_runtime):
+    # GAT dropout on (the released code's 0.1): without it the second GAT layer of a random
+    # graph usually yields exactly uniform ratios with zero gradient (see hrkd_cli/graph.py).
+    p = tiny_preset()
+    out = D.distill(p, cpu_runtime, **quiet)
+    data = load_prepared(data_dir(p))
+    s = D.setup(p, cpu_runtime, out.parent.parent.parent / "teacher" / "multi-domain", list(data.domains), data)
+    initial = {k: v.clone() for k, v in s.model.relational.state_dict().items()}
+    trained = {k[len("relational."):]: v for k, v in load_extras(members(out)["books"]).items() if k.startswith("relational.")}
+    assert initial.keys() == trained.keys() and all(torch.equal(initial[k], trained[k]) for k in initial)
+    # the student still gets gradient through the ratios
+    train = load_splits(data, "train")
+    batch = make_batch([(d, x, list(range(4))) for d, x in enumerate(train)])
+    t = s.teachers(batch, s.domains, cpu_runtime, attentions=True)
+    torch.manual_seed(0)
+    out_, projected, rel = s.model(batch)
+    terms = D.domain_losses(p, out_, projected, t, batch, s.layer_map)
+    assert all(not q.requires_grad for q in s.model.relational.parameters())
+    grad_via_ratios = torch.autograd.grad((rel.ratios * terms.hidn.detach().T.sum()).sum() + 0 * terms.embd.sum(),
+                                          s.model.student.encoder.embeddings.word_embeddings.weight, allow_unused=True)[0]
+    assert grad_via_ratios is not None and grad_via_ratios.abs().sum() > 0
+
+
+def test_joint_graph_is_optimised(tiny_preset, cpu_runtime):
+    p = tiny_preset(distill={"graph_mode": "joint", "graph_lr": 1e-2})
+    out = D.distill(p, cpu_runtime, **quiet)
+    data = load_prepared(data_dir(p))
+    s = D.setup(p, cpu_runtime, out.parent.parent.parent / "teacher" / "multi-domain", list(data.domains), data)
+    trained = {k[len("relational."):]: v for k, v in load_extras(members(out)["books"]).items() if k.startswith("relational.")}
+    initial = s.model.relational.state_dict()
+    assert any(not torch.equal(initial[k], trained[k]) for k in initial)
+
+
+@pytest.mark.parametrize("drop", [["self-attention"], ["comp-agg"], ["hierarchical"], ["domain-rel"],
+                                  ["self-attention", "comp-agg", "hierarchical", "domain-rel"]])
+def test_ablations_run_and_are_recorded(tiny_preset, cpu_runtime, drop):
+    out = D.distill(tiny_preset(distill={"drop": drop}), cpu_runtime, **quiet)
+    assert read_meta(members(out)["books"])["drop"] == drop
+    assert "drop-" + "+".join(drop) in str(out)
+
+
+def test_domain_rel_loss_scale_setting(tiny_preset):
+    terms = D.losses.DomainLosses(torch.ones(3), torch.ones(3, 2), torch.ones(3, 2), torch.ones(3))
+    rel = type("R", (), {"ratios": torch.full((3, 3), 1 / 3)})()
+    eq5 = D.total_loss(tiny_preset(distill={"drop": ["domain-rel"], "domain_rel_scale": "eq5"}), terms, rel)
+    uniform = D.total_loss(tiny_preset(distill={"drop": ["domain-rel"], "domain_rel_scale": "uniform"}), terms, rel)
+    assert float(eq5) == pytest.approx(3 * (1 + 2 + 2) + 3)
+    assert float(uniform) == pytest.approx(float(eq5) / 3)
+
+
+def test_student_depth_must_divide_teacher_depth(tiny_preset, cpu_runtime):
+    with pytest.raises(HrkdError, match="does not divide teacher depth 4"):
+        D.distill(tiny_preset(student={"teacher_layers": [1, 2, 3]}), cpu_runtime, **quiet)
+
+
+def test_attention_loss_needs_equal_heads(tiny_preset, cpu_runtime):
+    p = tiny_preset(student={"init": "random", "num_layers": 2, "hidden_size": 16, "num_heads": 2, "intermediate_size": 32})
+    with pytest.raises(HrkdError, match="equal head counts: student 2, teacher 4"):
+        D.distill(p, cpu_runtime, **quiet)
+    p = tiny_preset(student={"init": "random", "num_layers": 2, "hidden_size": 16, "num_heads": 2, "intermediate_size": 32},
+                    distill={"attention_loss": "off"})
+    assert (D.distill(p, cpu_runtime, **quiet) / "run.json").is_file()
+
+
+def test_checkpoint_from_other_data_is_refused(tiny_preset, cpu_runtime, tmp_path):
+    out = D.distill(tiny_preset(), cpu_runtime, **quiet)
+    other = tiny_preset(run_dir=str(tmp_path / "other"), data={"split_seed": 8})
+    from hrkd_cli.recipes.prepare import ensure_prepared
+
+    data = ensure_prepared(other, lambda m: None)
+    with pytest.raises(HrkdError, match="was trained on data"):
+        evaluate_checkpoint(out, load_splits(data, "test"), cpu_runtime, data.hash)
+
+
+def test_resume_without_checkpoint(tiny_preset, cpu_runtime):
+    with pytest.raises(HrkdError, match="--resume: no checkpoint"):
+        D.distill(tiny_preset(), cpu_runtime, resume=True, **quiet)
+
+
+def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tiny_preset, cpu_runtime, monkeypatch):
+    p = tiny_preset(distill={"eval_every": 2, "epochs": 2})
+    real = D.total_loss
+    calls = {"n": 0}
+
+    def poisoned(preset, terms, rel):
+        calls["n"] += 1
+        loss = real(preset, terms, rel)
+        return loss * float("nan") if calls["n"] == 5 else loss
+
+    monkeypatch.setattr(D, "total_loss", poisoned)
+    with pytest.raises(HrkdError, match="at step 4"):
+        D.distill(p, cpu_runtime, **quiet)
+    last = D.student_dir(p) / "last"
+    assert read_meta(last)["step"] == 4  # evaluated and saved after steps 2 and 4, before the bad step

@@ -1,0 +1,89 @@
+import pytest
+
+from hrkd_cli.config import (
+    PRESET_DIR,
+    apply_overrides,
+    list_presets,
+    load_preset,
+    preset_to_toml,
+    tomllib,
+    validate_preset,
+)
+from hrkd_cli.errors import HrkdError
+
+SHIPPED = sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
+
+
+def test_the_required_presets_are_shipped():
+    assert {"demo", "amazon-cpu", "mnli-cpu", "amazon", "mnli"} <= set(SHIPPED)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_shipped_preset_validates_and_has_a_description(name):
+    preset = load_preset(name)
+    assert preset.name == name
+    assert preset.description
+    assert dict(list_presets())[name] == preset.description
+
+
+def test_paper_presets_name_hub_models():
+    amazon = load_preset("amazon")
+    assert amazon.teacher.model == "bert-base-uncased"
+    assert amazon.student.model == "huawei-noah/TinyBERT_General_4L_312D"
+    assert amazon.distill.lr == 5e-4 and load_preset("mnli").distill.lr == 1e-3
+    assert load_preset("amazon-released").distill.lr == 5e-5
+
+
+def test_unknown_key_is_rejected_naming_the_allowed_ones():
+    with pytest.raises(HrkdError) as e:
+        validate_preset({"data": {"max_seq_len": 64}}, "x.toml")
+    msg = str(e.value)
+    assert "x.toml" in msg and "data.max_seq_len: unknown key" in msg and "max_seq_length" in msg
+
+
+def test_all_errors_are_reported_at_once_with_dotted_paths():
+    with pytest.raises(HrkdError) as e:
+        validate_preset({"distill": {"lr": -1.0, "drop": ["nope"]}, "data": {"max_seq_length": 1024}, "teacher": {"epochs": "two"}}, "p")
+    msg = str(e.value)
+    for path in ("distill.lr", "distill.drop", "data.max_seq_length", "teacher.epochs"):
+        assert path in msg
+    assert "\n" not in msg
+
+
+def test_overrides_are_parsed_as_toml_values_and_validated():
+    p = load_preset("demo", ["distill.lr=0.001", "distill.drop=[\"comp-agg\"]", "run_dir=/tmp/x", "data.synthetic.num_domains=3"])
+    assert p.distill.lr == 0.001 and p.distill.drop == ["comp-agg"] and p.run_dir == "/tmp/x"
+    assert p.data.synthetic.num_domains == 3
+    with pytest.raises(HrkdError, match="distill.lr"):
+        load_preset("demo", ["distill.lr=-5"])
+    with pytest.raises(HrkdError, match="expected section.key=value"):
+        apply_overrides({}, ["novalue"])
+
+
+def test_unknown_preset_name_lists_the_shipped_ones():
+    with pytest.raises(HrkdError) as e:
+        load_preset("amazn")
+    assert "amazn" in str(e.value) and "amazon-cpu" in str(e.value)
+
+
+def test_preset_file_by_path_and_broken_toml(tmp_path):
+    good = tmp_path / "mine.toml"
+    good.write_text('description = "mine"\n[distill]\nlr = 0.01\n')
+    assert load_preset(str(good)).distill.lr == 0.01
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[distill\n")
+    with pytest.raises(HrkdError, match="bad.toml: not valid TOML"):
+        load_preset(str(bad))
+
+
+def test_shown_preset_round_trips():
+    p = load_preset("amazon-cpu")
+    again = validate_preset(tomllib.loads(preset_to_toml(p)), "shown")
+    assert again == p
+
+
+def test_section_hash_changes_only_with_its_sections():
+    a = load_preset("demo")
+    b = load_preset("demo", ["distill.lr=0.5"])
+    assert a.section_hash("data", "teacher") == b.section_hash("data", "teacher")
+    assert a.section_hash("distill") != b.section_hash("distill")
