@@ -34,7 +34,7 @@ NprocOpt = typer.Option(None, "--nproc", help="processes under torchrun (DDP; gl
 
 def say(msg: str) -> None:
     if int(os.environ.get("RANK", "0")) == 0:
-        err.print(f"[cyan]hrkd[/cyan] {msg}", highlight=False)
+        err.print(f"[cyan]hrkd[/cyan] {msg}", highlight=False, soft_wrap=True)
 
 
 def _load(preset: str, overrides: Optional[List[str]], precision: Optional[str] = None, nproc: Optional[int] = None):
@@ -62,9 +62,24 @@ def _relaunch_under_torchrun(nproc: int) -> None:
         if a.startswith("--nproc="):
             continue
         cleaned.append(a)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "hrkd_cli", *cleaned]
-    env = {**os.environ, "HRKD_NPROC": str(nproc), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))}
-    raise typer.Exit(subprocess.run(cmd, env=env).returncode)
+    import logging
+    import uuid
+
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    # torchrun's launcher, called in-process: the children print their own one-line errors,
+    # and the launcher's tracebacks and error logs stay out of the user's way.
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=str(uuid.uuid4()),
+                          rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.1)
+    try:
+        elastic_launch(config, sys.executable)("-m", "hrkd_cli", *cleaned)
+    except ChildFailedError as failure:
+        codes = [f.exitcode for f in failure.failures.values()]
+        raise typer.Exit(next((c for c in codes if c > 0), 1)) from None
+    raise typer.Exit(0)
 
 
 def _runtime(preset):

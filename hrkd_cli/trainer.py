@@ -175,7 +175,11 @@ def fit(
                 t_window, n_window = now, 0
                 logs = {"step": step, "lr": main_opt.param_groups[0]["lr"], **logs}
                 state.log.append(logs)
-                progress.update(task, info=f"loss {logs.get('loss', float('nan')):.4f}  {rate:.1f} ex/s")
+                info = f"loss {logs.get('loss', float('nan')):.4f}  {rate:.1f} ex/s"
+                progress.update(task, info=info)
+                if runtime.is_main and not console.is_terminal:
+                    # Logs and CI have no live bar: leave a plain line instead.
+                    console.print(f"{label} step {state.step}/{total_steps} {info}", highlight=False)
             progress.update(task, completed=state.step)
             last = state.step == total_steps
             if (eval_every and state.step % eval_every == 0) or last:

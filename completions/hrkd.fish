@@ -1,0 +1,1 @@
+complete --command hrkd --no-files --arguments "(env _HRKD_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) hrkd)" --condition "env _HRKD_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) hrkd"
