@@ -245,6 +245,29 @@ def inspect_ratios(
     run(checkpoint, examples=examples, sample=sample, labels=labels, seed=seed, plot=plot, console=out, say=say)
 
 
+bench_app = typer.Typer(help="Speed figures measured side by side in one process.")
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("distill")
+def bench_distill(
+    preset: str = PresetOpt,
+    steps: int = typer.Option(5, "--steps", help="timed repeats of each configuration"),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="also write the figures to this JSON file"),
+    precision: Optional[str] = PrecisionOpt,
+    set_: Optional[List[str]] = SetOpt,
+) -> None:
+    """Step time of multi-domain vs hrkd, teacher vs student throughput, achieved FLOP/s."""
+    from hrkd_cli.checkpoint import write_json_atomic
+    from hrkd_cli.recipes.bench import bench_distill as run, bench_table
+
+    p = _load(preset, set_, precision)
+    result = run(p, _runtime(p), steps=steps, say=say)
+    out.print(bench_table(result))
+    if json_path:
+        write_json_atomic(json_path, result)
+
+
 # ---------------------------------------------------------------- entry point
 
 

@@ -262,6 +262,15 @@ class Setup:
     tokenizer: object
 
 
+def distillation_loss(s: Setup, batch: Batch, runtime: Runtime, module: nn.Module | None = None):
+    """One step's loss: frozen teacher outputs, student forward (through DDP when given), Eq. 1-5 / 17."""
+    cfg = s.preset.distill
+    t = s.teachers(batch, s.domains, runtime, attentions=cfg.attention_loss != "off")
+    out, projected, rel = (module or s.model)(batch)
+    terms = domain_losses(s.preset, out, projected, t, batch, s.layer_map)
+    return total_loss(s.preset, terms, rel), terms, rel
+
+
 def setup(preset: Preset, runtime: Runtime, teacher_path: Path, domains: list[str], data) -> Setup:
     cfg = preset.distill
     seed_everything(preset.seed)
@@ -335,11 +344,7 @@ def train_student(preset: Preset, runtime: Runtime, out: Path, teacher_path: Pat
         return make_batch(parts, pad_to=pad_to, pad_id=s.tokenizer.pad_token_id or 0).to(runtime.device)
 
     def loss_at(batch: Batch, module=None):
-        module = module or net
-        t = s.teachers(batch, domains, runtime, attentions=cfg.attention_loss != "off")
-        out_, projected, rel = module(batch)
-        terms = domain_losses(preset, out_, projected, t, batch, s.layer_map)
-        return total_loss(preset, terms, rel), terms, rel
+        return distillation_loss(s, batch, runtime, module or net)
 
     def step_fn(step: int):
         net.train()

@@ -1,0 +1,149 @@
+"""`hrkd bench distill`: speed figures measured side by side in one process.
+
+- the graph's overhead: training-step time of `multi-domain` (Eq. 5) vs `hrkd` (Eq. 17)
+- the compression speed-up: teacher vs student inference throughput
+- the step's achieved FLOP/s (counted by torch's FlopCounterMode) against this
+  machine's measured bf16 (or fp32) matmul rate
+
+Timings alternate between the compared configurations so that noise from other
+processes hits both alike; each figure is the median of its repeats.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from rich.table import Table
+from torch.utils.flop_counter import FlopCounterMode
+
+from hrkd_cli.batches import load_splits, make_batch
+from hrkd_cli.checkpoint import save_checkpoint
+from hrkd_cli.config import Preset
+from hrkd_cli.data import load_prepared
+from hrkd_cli.models import DomainClassifier, count_parameters, load_pretrained_encoder
+from hrkd_cli.recipes.common import Say, data_dir
+from hrkd_cli.recipes.distill import distillation_loss, setup, teacher_kind
+from hrkd_cli.recipes.prepare import ensure_prepared
+from hrkd_cli.recipes.teach import reusable_teacher
+from hrkd_cli.runtime import Runtime
+
+
+def matmul_rate(runtime: Runtime, n: int = 1024, repeats: int = 10) -> float:
+    """FLOP/s of a square matmul at the run's precision (the machine's practical peak)."""
+    dtype = torch.bfloat16 if runtime.precision == "bf16" else torch.float32
+    a = torch.randn(n, n, device=runtime.device, dtype=dtype)
+    b = torch.randn(n, n, device=runtime.device, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        if runtime.device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return 2 * n**3 / statistics.median(times)
+
+
+def _teacher_for_bench(preset: Preset, data, tmp: Path, say: Say) -> Path:
+    found = reusable_teacher(preset, teacher_kind(preset), data.hash)
+    if found is not None:
+        return found
+    # Speed does not depend on the weights: an untrained teacher of the same architecture will do.
+    say("no trained teacher in the run directory: timing an untrained one of the same architecture")
+    model = DomainClassifier(load_pretrained_encoder(preset.teacher.model), len(data.domains), len(data.label_names))
+    return save_checkpoint(tmp / "teacher", model, {"role": "teacher", "kind": "bench", "domains": list(data.domains),
+                                                    "label_names": data.label_names, "data_hash": data.hash})
+
+
+def bench_distill(preset: Preset, runtime: Runtime, steps: int = 5, say: Say = print) -> dict:
+    ensure_prepared(preset, say)
+    data = load_prepared(data_dir(preset))
+    domains = list(data.domains)
+    train = load_splits(data, "train", domains)
+    b = preset.distill.batch_per_domain
+    batch = make_batch([(d, x, list(range(min(b, len(x))))) for d, x in enumerate(train)]).to(runtime.device)
+    tokens = int(batch.input_ids.numel())
+    with tempfile.TemporaryDirectory() as tmp:
+        teacher_path = _teacher_for_bench(preset, data, Path(tmp), say)
+        setups = {}
+        for method in ("multi-domain", "hrkd"):
+            p = preset.model_copy(update={"distill": preset.distill.model_copy(update={"method": method})}, deep=True)
+            setups[method] = setup(p, runtime, teacher_path, domains, data)
+
+    def train_step(s) -> None:
+        s.model.train()
+        loss, _, _ = distillation_loss(s, batch, runtime)
+        loss.backward()
+        s.model.zero_grad(set_to_none=True)
+
+    times = {m: [] for m in setups}
+    for m, s in setups.items():  # warm-up
+        train_step(s)
+    for _ in range(steps):
+        for m, s in setups.items():
+            t0 = time.perf_counter()
+            train_step(s)
+            times[m].append(time.perf_counter() - t0)
+    step_time = {m: statistics.median(v) for m, v in times.items()}
+
+    with FlopCounterMode(display=False) as counter:
+        train_step(setups["hrkd"])
+    step_flops = counter.get_total_flops()
+
+    s = setups["hrkd"]
+    teacher = s.teachers.models[0]
+    student = s.model.student
+    infer = {"teacher": [], "student": []}
+
+    @torch.no_grad()
+    def infer_once(model) -> None:
+        model.eval()
+        with runtime.autocast():
+            model(batch.input_ids, batch.attention_mask, batch.token_type_ids, [(0, batch.input_ids.shape[0])])
+
+    infer_once(teacher)
+    infer_once(student)
+    for _ in range(steps):
+        for name, model in (("teacher", teacher), ("student", student)):
+            t0 = time.perf_counter()
+            infer_once(model)
+            infer[name].append(time.perf_counter() - t0)
+    throughput = {k: batch.input_ids.shape[0] / statistics.median(v) for k, v in infer.items()}
+    peak = matmul_rate(runtime)
+    return {
+        "batch": {"examples": int(batch.input_ids.shape[0]), "tokens": tokens, "precision": runtime.precision},
+        "step_time_s": step_time,
+        "graph_overhead": step_time["hrkd"] / step_time["multi-domain"],
+        "params": {"teacher": count_parameters(teacher), "student": count_parameters(student)},
+        "inference_examples_per_s": throughput,
+        "speedup": throughput["student"] / throughput["teacher"],
+        "step_flops": step_flops,
+        "achieved_flops_per_s": step_flops / step_time["hrkd"],
+        "matmul_flops_per_s": peak,
+        "utilisation": step_flops / step_time["hrkd"] / peak,
+    }
+
+
+def bench_table(r: dict) -> Table:
+    t = Table(title=f"hrkd bench distill ({r['batch']['examples']} examples, {r['batch']['tokens']} tokens per step, "
+                    f"{r['batch']['precision']})", title_justify="left")
+    t.add_column("Measure", style="bold")
+    t.add_column("Value", justify="right")
+    t.add_row("step time, multi-domain (Eq. 5)", f"{1000 * r['step_time_s']['multi-domain']:.0f} ms")
+    t.add_row("step time, hrkd (Eq. 17)", f"{1000 * r['step_time_s']['hrkd']:.0f} ms")
+    t.add_row("graph overhead (hrkd / multi-domain)", f"{r['graph_overhead']:.2f}x")
+    t.add_row("teacher parameters", f"{r['params']['teacher'] / 1e6:.1f} M")
+    t.add_row("student parameters", f"{r['params']['student'] / 1e6:.1f} M")
+    t.add_row("teacher inference", f"{r['inference_examples_per_s']['teacher']:.0f} ex/s")
+    t.add_row("student inference", f"{r['inference_examples_per_s']['student']:.0f} ex/s")
+    t.add_row("compression speed-up", f"{r['speedup']:.2f}x")
+    t.add_row("hrkd step FLOPs", f"{r['step_flops'] / 1e9:.1f} GFLOP")
+    t.add_row("achieved", f"{r['achieved_flops_per_s'] / 1e9:.1f} GFLOP/s")
+    t.add_row("matmul rate (this machine)", f"{r['matmul_flops_per_s'] / 1e9:.1f} GFLOP/s")
+    t.add_row("utilisation", f"{100 * r['utilisation']:.0f} %")
+    return t
