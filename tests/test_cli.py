@@ -159,3 +159,10 @@ def test_nproc_larger_than_the_data_allows(tmp_path, tiny_teacher_dir):
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
     assert "not divisible by --nproc 3" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_paper_presets_fail_at_model_loading_without_the_hub(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code, _, err = run_main(["prepare", "--preset", "amazon", "--set", 'data.source="synthetic"',
+                             "--set", f'run_dir="{tmp_path / "run"}"'], capsys, monkeypatch)
+    assert_one_line_error(code, err, "bert-base-uncased", "could not be reached")
