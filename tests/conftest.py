@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tiny import tiny_preset_dict  # noqa: F401  (re-exported for older imports)
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never wait on a hub that cannot be reached
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -33,27 +35,6 @@ def tiny_teacher_dir(tmp_path_factory) -> Path:
     BertModel(cfg).save_pretrained(path)
     AutoTokenizer.from_pretrained(resolve_model_source("embedded:minilm-l6")).save_pretrained(path)
     return path
-
-
-def tiny_preset_dict(run_dir: Path, teacher_path: Path, /, **sections) -> dict:
-    """A preset for tests: 3 synthetic domains of 32 training examples, 32 tokens, tiny models, fp32."""
-    raw = {
-        "name": "tiny",
-        "run_dir": str(run_dir),
-        "seed": 1,
-        "data": {"source": "synthetic", "max_seq_length": 32, "split_seed": 7,
-                 "synthetic": {"num_domains": 3, "train_per_domain": 32, "dev_per_domain": 16, "test_per_domain": 16}},
-        "teacher": {"model": str(teacher_path), "epochs": 1, "lr": 1e-3, "batch_per_domain": 4, "log_every": 1},
-        "student": {"init": "teacher-layers", "teacher_layers": [2, 4]},
-        "distill": {"method": "hrkd", "epochs": 1, "lr": 1e-3, "batch_per_domain": 4, "log_every": 1},
-        "runtime": {"precision": "fp32", "threads": 1},
-    }
-    for section, values in sections.items():
-        if isinstance(values, dict):
-            raw.setdefault(section, {}).update(values)
-        else:
-            raw[section] = values
-    return raw
 
 
 @pytest.fixture

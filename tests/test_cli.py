@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import tiny_preset_dict
+from tiny import tiny_preset_dict
 from hrkd_cli import cli
 from hrkd_cli.completions import COMPLETIONS_DIR, SHELLS, script
 from hrkd_cli.config import preset_to_toml, validate_preset

@@ -6,7 +6,7 @@ import shutil
 import subprocess
 import sys
 
-from conftest import tiny_preset_dict
+from tiny import tiny_preset_dict
 
 from hrkd_cli.config import preset_to_toml, validate_preset
 

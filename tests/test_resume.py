@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from conftest import tiny_preset_dict
+from tiny import tiny_preset_dict
 
 from hrkd_cli.config import preset_to_toml, validate_preset
 
