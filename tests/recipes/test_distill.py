@@ -52,13 +52,18 @@ def test_frozen_graph_never_changes_but_passes_gradient(tiny_preset, cpu_runtime
     train = load_splits(data, "train")
     batch = make_batch([(d, x, list(range(4))) for d, x in enumerate(train)])
     t = s.teachers(batch, s.domains, cpu_runtime, attentions=True)
-    torch.manual_seed(0)
-    out_, projected, rel = s.model(batch)
-    terms = D.domain_losses(p, out_, projected, t, batch, s.layer_map)
     assert all(not q.requires_grad for q in s.model.relational.parameters())
-    grad_via_ratios = torch.autograd.grad((rel.ratios * terms.hidn.detach().T.sum()).sum() + 0 * terms.embd.sum(),
-                                          s.model.student.encoder.embeddings.word_embeddings.weight, allow_unused=True)[0]
-    assert grad_via_ratios is not None and grad_via_ratios.abs().sum() > 0
+    word = s.model.student.encoder.embeddings.word_embeddings.weight
+    norms = []
+    for seed in range(8):  # GAT dropout draws differ per seed; some draws give exactly uniform ratios
+        torch.manual_seed(seed)
+        out_, projected, rel = s.model(batch)
+        terms = D.domain_losses(p, out_, projected, t, batch, s.layer_map)
+        # the loss with the per-domain terms held fixed: its gradient can only come through the ratios
+        loss = D.losses.hrkd_loss(terms.embd.detach(), terms.attn.detach(), terms.hidn.detach(), terms.pred.detach(), rel.ratios)
+        grad = torch.autograd.grad(loss, word, allow_unused=True)[0]
+        norms.append(0.0 if grad is None else float(grad.abs().sum()))
+    assert max(norms) > 0
 
 
 def test_joint_graph_is_optimised(tiny_preset, cpu_runtime):
