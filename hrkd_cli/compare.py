@@ -39,6 +39,8 @@ MEAN_DIGITS, STD_DIGITS = 1, 2
 TEACHER_ORDER = ["single", "mix", "mtl", "meta", "multi-domain"]
 METHOD_ORDER = ["tinybert", "multi-domain", "mtn-kd", "meta-kd", "hrkd"]
 TINYBERT_METHODS = ("tinybert", "multi-domain")
+# hrkd_cli.recipes.distill.DEFAULT_TEACHER, copied so that reading tables never imports torch (a test keeps them equal).
+DEFAULT_TEACHER = {"tinybert": "single", "multi-domain": "multi-domain", "hrkd": "multi-domain", "meta-kd": "meta", "mtn-kd": "single"}
 # Which TinyBERT-KD method is the natural one for a teacher kind (distill.DEFAULT_TEACHER reversed).
 NATURAL_TINYBERT = {"single": "tinybert", "multi-domain": "multi-domain"}
 
@@ -91,8 +93,6 @@ class RunRecord:
     def teacher_kind(self) -> str:
         if self.role == "teacher":
             return self.record.get("kind", "")
-        from hrkd_cli.recipes.distill import DEFAULT_TEACHER
-
         kind = (self.preset.get("distill") or {}).get("teacher_kind", "auto")
         return DEFAULT_TEACHER.get(self.method, "") if kind == "auto" else kind
 
@@ -143,6 +143,8 @@ def collect(paths: list[Path]) -> list[RunRecord]:
             raise HrkdError(f"{path}: no such run or results directory")
         if path.is_file() and path.name == "run.json":
             path = path.parent
+        if not (path / "run.json").is_file() and (path.parent / "run.json").is_file() and (path / "hrkd.json").is_file():
+            path = path.parent  # a checkpoint inside a run (best/, last/, a tinybert domain's directory)
         if (path / "run.json").is_file():
             found = [_record_at(path / "run.json")]
             if found[0] is None:
@@ -213,9 +215,13 @@ def welch_p(a: list[float], b: list[float]) -> float | None:
     """Two-sided Welch t-test p-value; None when either side has fewer than 2 values or the test is undefined."""
     if len(a) < 2 or len(b) < 2:
         return None
+    import warnings
+
     from scipy import stats
 
-    p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # constant samples: the test is undefined (nan -> n/a)
+        p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
     return None if math.isnan(p) else p
 
 
@@ -523,6 +529,21 @@ def rich_table(table: ResultTable):
         out += [_escape(x) for x in cells[1 + len(table.columns):]]
         t.add_row(_escape(out[0]), *out[1:])
     return t
+
+
+def print_table(console, renderable, max_width: int = 250) -> None:
+    """Print without truncating cells: a table wider than the console (80 columns off a terminal) is printed at
+    its natural width, up to ``max_width``."""
+    from rich.console import Console
+    from rich.measure import Measurement
+
+    need = min(Measurement.get(console, console.options.update_width(max_width), renderable).maximum, max_width)
+    if need <= console.width:
+        console.print(renderable)
+        return
+    wide = Console(file=console.file, width=need, force_terminal=console.is_terminal, color_system=console.color_system,
+                   highlight=False)
+    wide.print(renderable)
 
 
 def _escape(s: str) -> str:

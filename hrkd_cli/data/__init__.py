@@ -9,15 +9,31 @@
 
 from __future__ import annotations
 
+import importlib
+
 from hrkd_cli.data.amazon import read_amazon
-from hrkd_cli.data.collate import collate
 from hrkd_cli.data.corpus import SPLITS, Example, RawCorpus
 from hrkd_cli.data.custom import read_custom
 from hrkd_cli.data.mnli import read_mnli
 from hrkd_cli.data.splits import AMAZON_SPLITS, make_splits
-from hrkd_cli.data.store import FORMAT, PreparedData, load_prepared, prepare_dataset
 from hrkd_cli.data.synthetic import generate_synthetic
 from hrkd_cli.errors import HrkdError
+
+# Imported on first use: they pull in torch and datasets (seconds), which
+# reading and splitting a source does not need.
+_LAZY = {
+    "collate": "hrkd_cli.data.batching",
+    "FORMAT": "hrkd_cli.data.store",
+    "PreparedData": "hrkd_cli.data.store",
+    "load_prepared": "hrkd_cli.data.store",
+    "prepare_dataset": "hrkd_cli.data.store",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def read_source(cfg) -> RawCorpus:

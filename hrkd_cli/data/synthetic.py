@@ -218,35 +218,30 @@ class PairWorld:
 
 def _pair_texts(rng: random.Random, world: PairWorld, d: str, relation: str) -> tuple[str, str]:
     t, dims = topic(d), world.dims[d]
-    e1, e2, e3 = rng.sample(t.nouns, 3)
+    e1, e2, e3 = rng.sample(t.nouns, 3)  # described, only mentioned, absent
     target = rng.choice(world.private[d]) if rng.random() < 0.5 else rng.randrange(len(DIMENSIONS))
-    other = rng.choice([j for j in range(len(dims)) if j != target])
-    p1, p2 = rng.randrange(2), rng.randrange(2)
-    w1, w2 = rng.choice(dims[target][p1]), rng.choice(dims[other][p2])
-    facts = [rng.choice(FACT_FORMS).format(n=e1, w=w1), rng.choice(FACT_FORMS).format(n=e2, w=w2)]
-    rng.shuffle(facts)
-    premise = [
-        f"{rng.choice(PEOPLE)} {rng.choice(t.verbs)} the {rng.choice(t.nouns)} {rng.choice(TIMES)}.",
-        f"{facts[0][0].upper() + facts[0][1:]}, and {facts[1]}.",
-    ] + rng.sample(FILLERS, rng.choice([0, 1, 1]))
-    same = rng.choice(dims[target][p1])
-    opposite = rng.choice(dims[target][1 - p1])
+    pole = rng.randrange(2)
+    fact = rng.choice(FACT_FORMS).format(n=e1, w=rng.choice(dims[target][pole]))
+    premise = [f"{rng.choice(PEOPLE)} {rng.choice(t.verbs)} the {e2} {rng.choice(TIMES)}.", fact[0].upper() + fact[1:] + "."]
+    premise += rng.sample(FILLERS, rng.choice([0, 1, 1, 2]))
+    said = fact.rsplit(" ", 1)[1]  # the premise's own word
+    # Same-word overlap is frequent in every class, so overlap alone decides nothing.
+    same = said if rng.random() < 0.5 else rng.choice(dims[target][pole])
+    opposite = rng.choice(dims[target][1 - pole])
     if relation == "entailment":
         hyp = rng.choice(HYP_FORMS).format(n=e1, w=same)
     elif relation == "contradiction":
-        if rng.random() < 0.3:
+        if rng.random() < 0.4:
             hyp = rng.choice(HYP_NEG_FORMS).format(n=e1, w=same)
         else:
             hyp = rng.choice(HYP_FORMS).format(n=e1, w=opposite)
     else:  # neutral: an attribute the premise does not state
-        unused = [j for j in range(len(dims)) if j not in (target, other)]
         kind = rng.random()
-        if kind < 0.4:
-            subject, word = e1, rng.choice(dims[rng.choice(unused)][rng.randrange(2)])
-        elif kind < 0.7:
-            subject, word = e2, rng.choice([same, opposite])  # e2's attribute is another one
-        else:
-            subject, word = e3, rng.choice([same, opposite])  # an entity not in the premise
+        if kind < 0.5:
+            other = rng.choice([j for j in range(len(dims)) if j != target])
+            subject, word = e1, rng.choice(dims[other][rng.randrange(2)])
+        else:  # the right attribute, the wrong entity (mentioned, or absent)
+            subject, word = (e2 if kind < 0.75 else e3), rng.choice([same, opposite])
         forms = HYP_NEG_FORMS if rng.random() < 0.3 else HYP_FORMS
         hyp = rng.choice(forms).format(n=subject, w=word)
     return " ".join(premise), hyp

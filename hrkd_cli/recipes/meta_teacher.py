@@ -64,6 +64,11 @@ PROTOTYPE_FORMAT = "hrkd-prototype-scores/1"
 EXTRAS_PREFIX = "transferable."
 
 
+def teacher_hash(preset: Preset) -> str:
+    """What teach.reusable_teacher compares before reusing a teacher (keep the two in step)."""
+    return preset.section_hash("teacher", "data")
+
+
 # ---------------------------------------------------------------- prototype scores (sec. 3.2, instance level)
 
 
@@ -273,7 +278,7 @@ def train_meta_teacher(preset: Preset, runtime: Runtime, out: Path, *, data, dom
     meta = {
         "role": "teacher", "kind": "meta", "domains": domains, "label_names": data.label_names,
         "data_hash": data.hash, "data_dir": meta_data_dir(data), "preset": preset.name,
-        "teacher_hash": preset.section_hash("teacher", "data"), "seed": cfg.seed, "source_model": cfg.model,
+        "teacher_hash": teacher_hash(preset), "seed": cfg.seed, "source_model": cfg.model,
         "excluded_domain": cfg.exclude_domain or None, "alpha": cfg.meta.alpha, "gamma1": cfg.meta.gamma1,
         "prototype_scores": f"../{PROTOTYPE_FILE}",
         "transferable": {"hidden": model.classifier.config.hidden_size, "num_domains": K, "extras_prefix": EXTRAS_PREFIX},
@@ -323,7 +328,7 @@ def teach_meta(preset: Preset, runtime: Runtime, resume: bool = False, say: Say 
         save_group(out, {d: "best" for d in domains}, {
             "role": "teacher", "kind": "meta", "domains": domains, "label_names": data.label_names,
             "data_hash": data.hash, "row": row, "data_dir": meta_data_dir(data),
-            "teacher_hash": preset.section_hash("teacher", "data"), "seed": preset.teacher.seed, "preset": preset.name,
+            "teacher_hash": teacher_hash(preset), "seed": preset.teacher.seed, "preset": preset.name,
             "excluded_domain": excluded or None, "prototype_scores": PROTOTYPE_FILE,
         })
     barrier(runtime)

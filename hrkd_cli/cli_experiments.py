@@ -1,0 +1,186 @@
+"""The experiment commands: `hrkd ablate`, `hrkd fewshot`, `hrkd report`, and `hrkd eval --compare`.
+
+Importing this module registers the three commands on :data:`hrkd_cli.cli.app`
+(cli.py imports it at its end). ``compare_command`` is what `hrkd eval --compare`
+calls. Thin like cli.py: parse, load the preset, call a recipe, print.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from hrkd_cli.cli import NprocOpt, PrecisionOpt, PresetOpt, SetOpt, _load, _runtime, app, out, say
+from hrkd_cli.errors import HrkdError
+
+SeedsOpt = typer.Option(None, "--seeds", help="student seeds: a count (5 -> 1..5) or a list (1,2,3); finished seeds are reused")
+SplitOpt = typer.Option("test", "--split", help="dev or test")
+FormatOpt = typer.Option(None, "--format", help="also write the table as markdown | csv | json")
+OutputOpt = typer.Option(None, "--output", "-o", help="with --format: file to write (default: <name>.<md|csv|json> here)")
+
+
+def _is_main() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _check_split(split: str) -> None:
+    if split not in ("dev", "test"):
+        raise HrkdError(f"--split {split!r}: choose dev or test")
+
+
+def _check_format(fmt: Optional[str]) -> None:
+    from hrkd_cli.compare import FORMATS
+
+    if fmt is not None and fmt not in FORMATS:
+        raise HrkdError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+
+
+def _write_tables(tables, fmt: Optional[str], output: Optional[Path], default_name: str) -> None:
+    from hrkd_cli.compare import FORMATS, render, write_text_atomic
+
+    if fmt is None:
+        if output is not None:
+            fmt = {".md": "markdown", ".csv": "csv", ".json": "json"}.get(output.suffix.lower())
+            if fmt is None:
+                raise HrkdError(f"--output {output}: say --format markdown|csv|json (the suffix does not tell)")
+        else:
+            return
+    path = output or Path(default_name + FORMATS[fmt])
+    write_text_atomic(path, render(tables, fmt))
+    say(f"wrote {path}")
+
+
+# ---------------------------------------------------------------- eval --compare
+
+
+def compare_command(runs: List[Path], fmt: Optional[str] = None, output: Optional[Path] = None,
+                    json_path: Optional[Path] = None, split: str = "test", console=None):
+    """`hrkd eval --compare RUN...`: Tables 2/3 over seeds from run or results directories (no model is loaded)."""
+    from hrkd_cli.compare import collect, compare_table, print_table, rich_table
+
+    _check_split(split)
+    _check_format(fmt)
+    table = compare_table(collect(list(runs)), split)
+    print_table(console or out, rich_table(table))
+    _write_tables([table], fmt, output, "comparison")
+    if json_path is not None:
+        _write_tables([table], "json", json_path, "comparison")
+    return table
+
+
+# ---------------------------------------------------------------- ablate
+
+
+@app.command()
+def ablate(
+    preset: str = PresetOpt,
+    drop: Optional[List[str]] = typer.Option(
+        None, "--drop", help="one configuration per use: self-attention | comp-agg | hierarchical | domain-rel, or several joined by +"),
+    progressive: bool = typer.Option(False, "--progressive", help="the paper's cumulative order (HRKD Table 4): 4 configurations"),
+    seeds: Optional[str] = SeedsOpt,
+    split: str = SplitOpt,
+    fmt: Optional[str] = FormatOpt,
+    output: Optional[Path] = OutputOpt,
+    resume: bool = typer.Option(False, "--resume", help="continue unfinished seeds from their last checkpoint"),
+    precision: Optional[str] = PrecisionOpt,
+    nproc: Optional[int] = NprocOpt,
+    set_: Optional[List[str]] = SetOpt,
+) -> None:
+    """Distil full HRKD and its ablations over seeds, then print Table 4 (per domain, Average, drop vs full HRKD)."""
+    from hrkd_cli.compare import print_table, rich_table
+    from hrkd_cli.recipes.ablate import ablate as run
+    from hrkd_cli.recipes.ablate import ablation_configs, ablation_results
+    from hrkd_cli.recipes.sweep import parse_seeds
+
+    _check_split(split)
+    _check_format(fmt)
+    configs = ablation_configs(drop, progressive)
+    p = _load(preset, list(set_ or []), precision, nproc)
+    seed_list = parse_seeds(seeds, p.seed)
+    rt = _runtime(p)
+    runs = run(p, rt, configs, seed_list, resume=resume, say=say)
+    if _is_main():
+        table = ablation_results(runs, split)
+        print_table(out, rich_table(table))
+        _write_tables([table], fmt, output, "ablation")
+
+
+# ---------------------------------------------------------------- fewshot
+
+
+@app.command()
+def fewshot(
+    preset: str = PresetOpt,
+    rates: str = typer.Option("1,2,5,10,20", "--rates", help="sample rates in percent of each training split, in (0, 100]"),
+    seeds: Optional[str] = SeedsOpt,
+    meta_kd: bool = typer.Option(False, "--meta-kd", help="also run Meta-KD (meta-teacher, meta-distillation) per rate"),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="draw the improvement rates (HRKD Figure 2) to this PNG"),
+    split: str = SplitOpt,
+    fmt: Optional[str] = typer.Option(None, "--format", help="also write the summary as markdown | json"),
+    output: Optional[Path] = OutputOpt,
+    resume: bool = typer.Option(False, "--resume", help="continue unfinished seeds from their last checkpoint"),
+    precision: Optional[str] = PrecisionOpt,
+    nproc: Optional[int] = NprocOpt,
+    set_: Optional[List[str]] = SetOpt,
+) -> None:
+    """Teach and distil on the front share of each training split per rate; print the improvement of HRKD (and Meta-KD) over BERT-single -(TinyBERT-KD)-> BERT_S (HRKD Figure 2)."""
+    from hrkd_cli.compare import print_table
+    from hrkd_cli.recipes.fewshot import check_meta_kd_available, fewshot as run, fewshot_results, parse_rates, plot_fewshot
+    from hrkd_cli.recipes.sweep import parse_seeds
+
+    _check_split(split)
+    summary_fmt = _fewshot_format(fmt, output)
+    rate_list = parse_rates(rates)
+    if plot is not None and plot.suffix.lower() != ".png":
+        raise HrkdError(f"--plot {plot}: the figure is written as PNG; give a .png path")
+    if meta_kd:
+        check_meta_kd_available()
+    p = _load(preset, list(set_ or []), precision, nproc)
+    seed_list = parse_seeds(seeds, p.seed)
+    rt = _runtime(p)
+    runs = run(p, rt, rate_list, seed_list, meta_kd=meta_kd, resume=resume, say=say)
+    if not _is_main():
+        return
+    result = fewshot_results(Path(p.run_dir), split=split, runs=runs)
+    print_table(out, result.rich_table())
+    if plot is not None:
+        plot_fewshot(result, plot)
+        say(f"wrote {plot}")
+    if summary_fmt is not None:
+        import json
+
+        from hrkd_cli.compare import write_text_atomic
+
+        text = result.to_markdown() if summary_fmt == "markdown" else json.dumps(result.to_json(), indent=2) + "\n"
+        path = output or Path("fewshot" + (".md" if summary_fmt == "markdown" else ".json"))
+        write_text_atomic(path, text)
+        say(f"wrote {path}")
+
+
+def _fewshot_format(fmt: Optional[str], output: Optional[Path]) -> Optional[str]:
+    if fmt is None and output is None:
+        return None
+    fmt = fmt or {".md": "markdown", ".json": "json"}.get(output.suffix.lower())
+    if fmt not in ("markdown", "json"):
+        raise HrkdError(f"--format {fmt or '?'}: the few-shot summary is written as markdown or json")
+    return fmt
+
+
+# ---------------------------------------------------------------- report
+
+
+@app.command()
+def report(
+    results_dir: Path = typer.Argument(..., help="a preset's run directory (e.g. runs/demo)"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Markdown file (default: RESULTS_DIR/report.md)"),
+    split: str = SplitOpt,
+    case_study: bool = typer.Option(True, "--case-study/--no-case-study", help="run inspect-ratios on an HRKD student"),
+) -> None:
+    """Write one Markdown report: every table the results allow (2/3, 4, Figure 2, case study), environment, preset and data hashes."""
+    from hrkd_cli.recipes.report import report as run
+
+    _check_split(split)
+    run(results_dir, output, split=split, case_study=case_study, say=say)

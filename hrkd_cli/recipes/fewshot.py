@@ -1,0 +1,312 @@
+"""`hrkd fewshot`: the few-shot study of HRKD sec. 3.5 (Figure 2), SPEC sec. 7.
+
+For each sample rate r (percent) a separate results directory
+``<run_dir>/fewshot/rate-<r>/`` holds data prepared with ``data.sample_rate =
+r / 100`` (the front of each domain's seeded training split; dev and test
+unchanged), the teachers trained on that sample, and the students distilled
+from them (student learning rate ``distill.fewshot_lr``, which distill applies
+whenever ``data.sample_rate < 1``). The full-data runs in ``<run_dir>`` are
+never touched.
+
+Per rate the baseline is ``BERT-single -(TinyBERT-KD)-> BERT_S`` (method
+``tinybert``), and the reported number is the relative improvement of a
+method's mean test average over it: 100 * (acc_method - acc_base) / acc_base.
+HRKD always; Meta-KD where its runs exist (``--meta-kd`` trains them).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hrkd_cli.config import Preset
+from hrkd_cli.errors import HrkdError
+from hrkd_cli.recipes.common import Say
+from hrkd_cli.runtime import Runtime
+
+BASELINE = "BERT-single -(TinyBERT-KD)-> BERT_S"
+METHODS = {"hrkd": "HRKD", "meta-kd": "Meta-KD"}
+# method -> the teacher kind its paper row uses (HRKD Figure 2 compares these rows)
+ROW_TEACHER = {"tinybert": "single", "hrkd": "multi-domain", "meta-kd": "meta"}
+
+
+def parse_rates(text: str) -> list[float]:
+    """'1,2,5,10,20' -> [1.0, 2.0, 5.0, 10.0, 20.0] (percent, ascending); refuses values outside (0, 100]."""
+    rates = []
+    for part in str(text).split(","):
+        part = part.strip().rstrip("%")
+        if not part:
+            continue
+        try:
+            r = float(part)
+        except ValueError:
+            raise HrkdError(f"--rates {text!r}: {part!r} is not a number (percent, e.g. 1,2,5,10,20)") from None
+        if not math.isfinite(r) or not 0.0 < r <= 100.0:
+            raise HrkdError(f"--rates: {part}% is outside (0, 100]; rates are percentages of each training split")
+        if r not in rates:
+            rates.append(r)
+    if not rates:
+        raise HrkdError(f"--rates {text!r}: no rate given")
+    return sorted(rates)
+
+
+def rate_name(rate: float) -> str:
+    return f"{rate:g}"
+
+
+def rate_dir(run_dir: Path | str, rate: float) -> Path:
+    return Path(run_dir) / "fewshot" / f"rate-{rate_name(rate)}"
+
+
+def rate_preset(preset: Preset, rate: float) -> Preset:
+    from hrkd_cli.recipes.ablate import preset_variant
+
+    return preset_variant(preset, {"data.sample_rate": rate / 100.0, "run_dir": str(rate_dir(preset.run_dir, rate))})
+
+
+def method_preset(preset: Preset, method: str) -> Preset:
+    from hrkd_cli.recipes.ablate import preset_variant
+
+    return preset_variant(preset, {"distill.method": method, "distill.teacher_kind": "auto", "distill.drop": [],
+                                   "teacher.exclude_domain": ""})
+
+
+def check_meta_kd_available() -> None:
+    try:
+        import hrkd_cli.recipes.baselines  # noqa: F401
+    except ImportError:
+        raise HrkdError("--meta-kd: the Meta-KD baseline (hrkd_cli/recipes/baselines.py) is not in this build") from None
+
+
+def fewshot(preset: Preset, runtime: Runtime, rates: list[float], seeds: list[int], meta_kd: bool = False,
+            resume: bool = False, say: Say = print) -> dict[float, dict[str, list[Path]]]:
+    """Teach and distil on every sample rate; returns {rate: {method: [student run dirs]}}."""
+    from hrkd_cli.recipes.sweep import distill_seeds
+
+    if meta_kd:
+        check_meta_kd_available()
+    methods = ["tinybert", "hrkd"] + (["meta-kd"] if meta_kd else [])
+    out: dict[float, dict[str, list[Path]]] = {}
+    for rate in rates:
+        p = rate_preset(preset, rate)
+        say(f"fewshot: {rate_name(rate)}% of each training split -> {p.run_dir}")
+        out[rate] = {}
+        for method in methods:
+            out[rate][method] = distill_seeds(method_preset(p, method), runtime, seeds, resume=resume, reuse=True, say=say)
+    return out
+
+
+# ---------------------------------------------------------------- results (HRKD Figure 2)
+
+
+@dataclass
+class RatePoint:
+    rate: float
+    data_hash: str
+    train_counts: dict[str, int]
+    rows: dict[str, object] = field(default_factory=dict)  # "baseline" | method -> compare.TableRow
+    improvement: dict[str, float] = field(default_factory=dict)  # method -> % over baseline
+    p_value: dict[str, float | None] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {
+            "rate_percent": self.rate, "data_hash": self.data_hash, "train_counts": self.train_counts,
+            "rows": {k: v.to_json() for k, v in self.rows.items()},
+            "improvement_percent": self.improvement, "p_value": self.p_value,
+        }
+
+
+@dataclass
+class FewshotResult:
+    points: list[RatePoint]
+    split: str = "test"
+
+    @property
+    def methods(self) -> list[str]:
+        return [m for m in METHODS if any(m in p.improvement for p in self.points)]
+
+    def to_json(self) -> dict:
+        from hrkd_cli.compare import TTEST
+
+        return {"split": self.split, "baseline": BASELINE, "ttest": TTEST,
+                "improvement": "100 * (mean average accuracy of the method - that of the baseline) / that of the baseline",
+                "points": [p.to_json() for p in self.points]}
+
+    def header(self) -> list[str]:
+        cols = ["Rate", "Train/domain", "Baseline avg"]
+        for m in self.methods:
+            cols += [f"{METHODS[m]} avg", f"{METHODS[m]} impr. (%)", f"{METHODS[m]} p"]
+        return cols
+
+    def cells(self, pt: RatePoint) -> list[str]:
+        from hrkd_cli.compare import format_p
+
+        counts = sorted(set(pt.train_counts.values()))
+        base = pt.rows.get("baseline")
+        cells = [f"{rate_name(pt.rate)}%", "-".join(str(c) for c in (counts[:1] + counts[-1:] if len(counts) > 1 else counts)) or "?",
+                 base.stats["average"].text() if base is not None and "average" in base.stats else "-"]
+        for m in self.methods:
+            row = pt.rows.get(m)
+            cells += [row.stats["average"].text() if row is not None and "average" in row.stats else "-",
+                      f"{pt.improvement[m]:+.1f}" if m in pt.improvement else "-",
+                      format_p(pt.p_value.get(m)) if m in pt.improvement else "-"]
+        return cells
+
+    def rich_table(self):
+        from rich.table import Table
+
+        t = Table(title=f"Few-shot (HRKD Figure 2): improvement over {BASELINE} ({self.split} average, %)",
+                  title_justify="left")
+        for i, h in enumerate(self.header()):
+            t.add_column(h, justify="left" if i == 0 else "right")
+        for pt in self.points:
+            t.add_row(*self.cells(pt))
+        return t
+
+    def to_markdown(self, heading: str = "###") -> str:
+        from hrkd_cli.compare import STD_NOTE, TTEST
+
+        lines = [f"{heading} Few-shot learning (HRKD Figure 2)", ""] if heading else []
+        h = self.header()
+        lines.append("| " + " | ".join(h) + " |")
+        lines.append("|" + "|".join(["---"] + ["---:"] * (len(h) - 1)) + "|")
+        for pt in self.points:
+            lines.append("| " + " | ".join(self.cells(pt)) + " |")
+        lines += ["", f"- baseline: `{BASELINE}` trained on the same sample; improvement = 100 × (method − baseline) / baseline, "
+                      f"on mean {self.split} average accuracy",
+                  f"- {STD_NOTE}", f"- p: {TTEST}, method vs baseline",
+                  "- data manifest hash per rate: " + ", ".join(f"{rate_name(p.rate)}% `{p.data_hash[:16]}`" for p in self.points)]
+        return "\n".join(lines) + "\n"
+
+
+def _pick(rows, method: str):
+    """The row of ``method`` distilled from its paper teacher; with several configurations, the one with most seeds."""
+    cands = [r for r in rows if r.role == "student" and r.first.method == method and not r.first.drop
+             and r.first.teacher_kind == ROW_TEACHER[method] and not (r.first.preset.get("teacher") or {}).get("exclude_domain")]
+    if not cands:
+        return None
+    cands.sort(key=lambda r: (r.first.tag != method, -len(r.runs), -max(Path(x.path / "run.json").stat().st_mtime for x in r.runs)))
+    return cands[0]
+
+
+def rate_point(rate: float, records, split: str = "test") -> RatePoint | None:
+    """Baseline, HRKD and Meta-KD rows of one rate's records; None without a baseline."""
+    from hrkd_cli.compare import check_same_data, domains_of, group_rows, welch_p
+
+    students = [r for r in records if r.role == "student"]
+    if not students:
+        return None
+    data_hash = check_same_data(students)
+    rows = group_rows(students, split, domains_of(students, split))
+    base = _pick(rows, "tinybert")
+    if base is None:
+        return None
+    counts = {}
+    manifest = _manifest_for(base, data_hash)
+    if manifest:
+        counts = {d: c["train"]["total"] for d, c in manifest.get("counts", {}).items()}
+    pt = RatePoint(rate, data_hash, counts, rows={"baseline": base})
+    b = base.stats.get("average")
+    for m in METHODS:
+        row = _pick(rows, m)
+        if row is None or b is None or "average" not in row.stats or not b.mean:
+            continue
+        pt.rows[m] = row
+        a = row.stats["average"]
+        pt.improvement[m] = 100.0 * (a.mean - b.mean) / b.mean
+        pt.p_value[m] = welch_p(a.values, b.values)
+    return pt
+
+
+def _manifest_for(row, data_hash: str) -> dict | None:
+    import json
+
+    run_dir = (row.first.preset or {}).get("run_dir")
+    for cand in [row.first.path.parents[2] / "data" / "manifest.json"] + ([Path(run_dir) / "data" / "manifest.json"] if run_dir else []):
+        try:
+            manifest = json.loads(cand.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if manifest.get("hash") == data_hash:
+            return manifest
+    return None
+
+
+def rate_dirs(results_dir: Path) -> list[tuple[float, Path]]:
+    """The rate-<r> directories under <results_dir>/fewshot, by rate."""
+    found = []
+    for d in (Path(results_dir) / "fewshot").glob("rate-*"):
+        m = re.fullmatch(r"rate-([0-9.]+)", d.name)
+        if m and d.is_dir():
+            try:
+                found.append((float(m.group(1)), d))
+            except ValueError:
+                continue
+    return sorted(found)
+
+
+def fewshot_results(results_dir: Path, rates: list[float] | None = None, split: str = "test",
+                    runs: dict[float, dict[str, list[Path]]] | None = None) -> FewshotResult:
+    """Figure 2's numbers from <results_dir>/fewshot/rate-*/ (or from the run directories of one call)."""
+    from hrkd_cli.compare import collect, results_records
+
+    points = []
+    if runs is not None:
+        items = [(r, collect([p for paths in runs[r].values() for p in paths])) for r in sorted(runs)]
+        # Meta-KD runs that exist from earlier calls count too ("where available").
+        for i, (r, recs) in enumerate(items):
+            extra = [x for x in results_records(rate_dir(results_dir, r)) if x.method == "meta-kd"]
+            known = {x.path.resolve() for x in recs}
+            items[i] = (r, recs + [x for x in extra if x.path.resolve() not in known])
+    else:
+        items = [(r, results_records(d)) for r, d in rate_dirs(results_dir) if rates is None or r in rates]
+    for rate, recs in items:
+        pt = rate_point(rate, recs, split)
+        if pt is not None:
+            points.append(pt)
+    return FewshotResult(points, split)
+
+
+def plot_fewshot(result: FewshotResult, path: Path) -> Path:
+    """Grouped bars of the improvement rate per sample rate (HRKD Figure 2), written atomically as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not result.points:
+        raise HrkdError("--plot: no few-shot results to draw")
+    methods = result.methods
+    if not methods:
+        raise HrkdError("--plot: no rate has both the baseline and an HRKD or Meta-KD run")
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise HrkdError(f"--plot {path}: the figure is written as PNG; give a .png path")
+    colors = {"hrkd": "#d62728", "meta-kd": "#1f77b4"}
+    n = len(methods)
+    width = 0.8 / n
+    xs = range(len(result.points))
+    fig, ax = plt.subplots(figsize=(1.4 * len(result.points) + 2.5, 3.4))
+    for i, m in enumerate(methods):
+        vals = [pt.improvement.get(m, float("nan")) for pt in result.points]
+        pos = [x - 0.4 + width * (i + 0.5) for x in xs]
+        bars = ax.bar(pos, vals, width, label=METHODS[m], color=colors.get(m))
+        for b, v in zip(bars, vals):
+            if not math.isnan(v):
+                ax.annotate(f"{v:.1f}", (b.get_x() + b.get_width() / 2, v), ha="center",
+                            va="bottom" if v >= 0 else "top", fontsize=8)
+    ax.axhline(0, color="grey", lw=0.6)
+    ax.set_xticks(list(xs), [f"{rate_name(pt.rate)}%" for pt in result.points])
+    ax.set_xlabel("sample rate of the training data")
+    ax.set_ylabel("improvement rate (%)")
+    ax.set_title(f"Few-shot: improvement over BERT-single -(TinyBERT-KD)-> BERT_S", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+    return path

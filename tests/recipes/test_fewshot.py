@@ -1,0 +1,140 @@
+"""`hrkd fewshot`: rates, per-rate run directories, front-of-split sampling, few-shot lr, Figure 2 numbers."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from hrkd_cli.errors import HrkdError
+from hrkd_cli.recipes.fewshot import (
+    fewshot,
+    fewshot_results,
+    parse_rates,
+    plot_fewshot,
+    rate_dir,
+    rate_preset,
+)
+
+
+TWO_DOMAINS = {"num_domains": 2, "train_per_domain": 32, "dev_per_domain": 16, "test_per_domain": 16}
+
+
+def quiet(msg: str) -> None:
+    pass
+
+
+def test_parse_rates():
+    assert parse_rates("1,2,5,10,20") == [1.0, 2.0, 5.0, 10.0, 20.0]
+    assert parse_rates("20, 5%,5,100") == [5.0, 20.0, 100.0]
+    assert parse_rates("0.5") == [0.5]
+    for bad in ("0", "-5", "101", "5,200", "abc", "", "nan", "inf"):
+        with pytest.raises(HrkdError):
+            parse_rates(bad)
+    with pytest.raises(HrkdError, match=r"outside \(0, 100\]"):
+        parse_rates("0,5")
+
+
+def test_rate_preset_has_its_own_run_dir(tiny_preset):
+    p = tiny_preset()
+    q = rate_preset(p, 5)
+    assert q.data.sample_rate == pytest.approx(0.05)
+    assert Path(q.run_dir) == Path(p.run_dir) / "fewshot" / "rate-5"
+    assert rate_dir(p.run_dir, 2.5).name == "rate-2.5"
+    assert p.data.sample_rate == 1.0  # the full-data preset is unchanged
+
+
+def test_sampling_takes_the_front_of_each_seeded_training_split(tiny_preset):
+    from hrkd_cli.batches import load_splits
+    from hrkd_cli.recipes.prepare import ensure_prepared
+
+    p = tiny_preset()
+    full = ensure_prepared(p, quiet)
+    for rate in (25, 50):
+        few = ensure_prepared(rate_preset(p, rate), quiet)
+        assert few.hash != full.hash
+        for d in full.domains:
+            f_train, s_train = load_splits(full, "train", [d])[0], load_splits(few, "train", [d])[0]
+            n = math.ceil(rate / 100 * len(f_train))
+            assert len(s_train) == n < len(f_train)
+            assert s_train.text == f_train.text[:n] and s_train.label == f_train.label[:n]
+            for split in ("dev", "test"):  # unchanged
+                assert load_splits(few, split, [d])[0].text == load_splits(full, split, [d])[0].text
+
+
+def test_fewshot_trains_per_rate_with_fewshot_lr_and_reuses_seeds(tiny_preset, cpu_runtime, monkeypatch):
+    import hrkd_cli.recipes.distill as distill_mod
+
+    p = tiny_preset(distill={"lr": 1e-3, "fewshot_lr": 3e-4}, data={"synthetic": TWO_DOMAINS})
+    lrs = []
+    real_adamw = distill_mod.adamw
+
+    def spy(groups, *args, **kwargs):
+        lrs.extend(g["lr"] for g in groups)
+        return real_adamw(groups, *args, **kwargs)
+
+    monkeypatch.setattr(distill_mod, "adamw", spy)
+    runs = fewshot(p, cpu_runtime, [50.0], [1, 2], say=quiet)
+    assert set(runs[50.0]) == {"tinybert", "hrkd"}
+    for method, paths in runs[50.0].items():
+        assert len(paths) == 2
+        for path in paths:
+            assert Path(p.run_dir) / "fewshot" / "rate-50" in path.parents
+            assert json.loads((path / "run.json").read_text())["preset"]["data"]["sample_rate"] == 0.5
+    assert lrs and set(lrs) == {3e-4}  # every student used distill.fewshot_lr
+    for kind in ("single", "multi-domain"):  # teachers trained on the sample, in the rate's directory
+        rec = json.loads((rate_dir(p.run_dir, 50) / "teacher" / kind / "run.json").read_text())
+        assert rec["preset"]["data"]["sample_rate"] == 0.5
+    assert not (Path(p.run_dir) / "student").exists()  # the full-data run directory is untouched
+
+    monkeypatch.setattr(distill_mod, "distill", lambda *a, **k: pytest.fail("a finished seed was distilled again"))
+    assert fewshot(p, cpu_runtime, [50.0], [1, 2], say=quiet) == runs
+    result = fewshot_results(Path(p.run_dir), runs=runs)
+    [pt] = result.points
+    assert pt.rate == 50.0 and set(pt.train_counts.values()) == {16}
+    assert "hrkd" in pt.improvement
+
+
+# ---------------------------------------------------------------- Figure 2 numbers from records
+
+
+def _student(root: Path, tag: str, method: str, seed: int, avg: float, data_hash: str) -> None:
+    out = root / "student" / tag / f"seed-{seed}"
+    out.mkdir(parents=True)
+    teacher = {"tinybert": "single", "hrkd": "multi-domain", "meta-kd": "meta"}[method]
+    rec = {"role": "student", "method": method, "row": tag, "seed": seed, "data_hash": data_hash, "preset_hash": tag,
+           "preset": {"distill": {"method": method, "teacher_kind": "auto", "drop": []}, "teacher": {"exclude_domain": ""}},
+           "teacher": str(root / "teacher" / teacher), "test": {"a": avg, "average": avg}, "wall_time_s": 1}
+    (out / "run.json").write_text(json.dumps(rec))
+
+
+def test_improvement_rate_and_plot(tmp_path):
+    numbers = {5: {"tinybert": [0.60, 0.62], "hrkd": [0.66, 0.65], "meta-kd": [0.63, 0.61]},
+               20: {"tinybert": [0.70, 0.72], "hrkd": [0.73, 0.74]}}
+    for rate, methods in numbers.items():
+        for method, avgs in methods.items():
+            for seed, avg in enumerate(avgs, 1):
+                _student(rate_dir(tmp_path, rate), method, method, seed, avg, f"{rate:064d}")
+    result = fewshot_results(tmp_path)
+    assert [p.rate for p in result.points] == [5.0, 20.0]
+    assert result.methods == ["hrkd", "meta-kd"]
+    for pt in result.points:
+        base = np.mean(numbers[int(pt.rate)]["tinybert"])
+        for m in pt.improvement:
+            vals = numbers[int(pt.rate)][m]
+            assert pt.improvement[m] == pytest.approx(100 * (np.mean(vals) - base) / base)
+            assert pt.p_value[m] == pytest.approx(stats.ttest_ind([100 * v for v in vals],
+                                                                  [100 * v for v in numbers[int(pt.rate)]["tinybert"]],
+                                                                  equal_var=False).pvalue)
+    assert "meta-kd" not in result.points[1].improvement  # Meta-KD only where its runs exist
+    md = result.to_markdown()
+    assert "+7.4" in md and "HRKD impr." in md and "Meta-KD impr." in md
+    png = plot_fewshot(result, tmp_path / "fig" / "figure2.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [x.name for x in png.parent.iterdir()] == ["figure2.png"]  # no temporary file left
+    with pytest.raises(HrkdError, match="PNG"):
+        plot_fewshot(result, tmp_path / "figure2.pdf")
