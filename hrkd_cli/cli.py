@@ -174,16 +174,23 @@ def teach(
 
 @app.command("eval")
 def evaluate(
-    checkpoints: List[Path] = typer.Argument(..., help="teacher or student checkpoint directories"),
+    checkpoints: List[Path] = typer.Argument(..., help="checkpoint directories; with --compare: run or results directories"),
     split: str = typer.Option("test", "--split", help="dev or test"),
     data: Optional[Path] = typer.Option(None, "--data", help="prepared data directory (default: the one the model was trained on)"),
+    compare: bool = typer.Option(False, "--compare", help="Tables 2/3 over seeds (mean±std, t-test) from recorded runs; loads no model"),
+    fmt: Optional[str] = typer.Option(None, "--format", help="with --compare: also write markdown | csv | json"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="with --format: the file to write"),
     json_path: Optional[Path] = typer.Option(None, "--json", help="also write the numbers to this JSON file"),
 ) -> None:
     """Score checkpoints per domain and on average, as a table like HRKD Tables 2 and 3."""
-    from hrkd_cli.recipes.evaluate import evaluate as run
-
     if split not in ("dev", "test"):
         raise HrkdError(f"--split {split!r}: choose dev or test")
+    if compare:
+        from hrkd_cli.cli_experiments import compare_command
+
+        compare_command(checkpoints, fmt=fmt, output=output, json_path=json_path, split=split, console=out)
+        return
+    from hrkd_cli.recipes.evaluate import evaluate as run
     from hrkd_cli.runtime import setup
 
     run(checkpoints, split, data, json_path, setup(), out, say)
@@ -280,3 +287,7 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("[red]interrupted[/red]")
         sys.exit(130)
+
+
+# ablate, fewshot and report register themselves on `app`.
+import hrkd_cli.cli_experiments  # noqa: E402,F401
