@@ -111,7 +111,10 @@ class StudentConfig(Section):
 
 class MetaKDConfig(Section):
     gamma2: float = Field(0.3, ge=0.0, description="weight of the transferable-knowledge loss")
-    stages: Literal["one", "two"] = "one"
+    stages: Literal["one", "two"] = Field(
+        "one", description="meta-kd and mtn-kd: one = every term each step; two = intermediate layers for the first "
+        "half of distill.epochs, then the prediction layer for the second half"
+    )
 
 
 class DistillConfig(OptimConfig):

@@ -9,6 +9,7 @@ and a resumable training state.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -107,6 +108,26 @@ def restore_training_state(tensors: dict, info: dict, optimizers: dict, schedule
     if "rng.cuda" in tensors and torch.cuda.is_available():
         torch.cuda.set_rng_state(tensors["rng.cuda"])
     return FitState.from_json(info["fit"], log)
+
+
+def resume_from(out, optimizers: dict, schedulers: dict, load_weights: Callable) -> FitState:
+    """Restore ``out/last`` for --resume: weights (through ``load_weights(dir)``), optimisers,
+    schedulers, RNG and the logged steps. A swap killed half-way is repaired first."""
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    from hrkd_cli.checkpoint import recover_dir
+
+    last = Path(out) / "last"
+    recover_dir(last)
+    if not (last / "train_state.json").is_file():
+        raise HrkdError(f"--resume: no checkpoint to resume from at {last}")
+    load_weights(last)
+    info = json.loads((last / "train_state.json").read_text())
+    log_file = last / "ratio_log.json"
+    log = json.loads(log_file.read_text()) if log_file.is_file() else []
+    return restore_training_state(load_file(str(last / "train_state.safetensors")), info, optimizers, schedulers, log)
 
 
 def fit(

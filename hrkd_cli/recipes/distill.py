@@ -19,13 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from hrkd_cli import losses
-from hrkd_cli.batches import Batch, Split, load_splits, make_batch
-from hrkd_cli.checkpoint import recover_dir, load_classifier, load_extras, members, read_meta, save_checkpoint, save_group
+from hrkd_cli.batches import Batch, load_splits, make_batch
+from hrkd_cli.checkpoint import load_classifier, load_extras, members, save_checkpoint, save_group
 from hrkd_cli.config import Preset
 from hrkd_cli.data import load_prepared
 from hrkd_cli.errors import HrkdError
@@ -42,12 +41,12 @@ from hrkd_cli.models import (
     student_from_teacher_layers,
     uniform_layer_map,
 )
-from hrkd_cli.recipes.common import Say, data_dir, read_json, run_dir, write_run_record
+from hrkd_cli.recipes.common import Say, data_dir, run_dir, write_run_record
 from hrkd_cli.recipes.prepare import ensure_prepared
 from hrkd_cli.recipes.teach import TEACHER_ROW_NAMES, check_seq_length, reusable_teacher, teach
 from hrkd_cli.runtime import Runtime, all_reduce_mean_detached, all_reduce_sum, barrier, seed_everything
 from hrkd_cli.sampling import StepSchedule, check_shardable, shard
-from hrkd_cli.trainer import FitState, adamw, fit, linear_warmup_decay, restore_training_state, training_state
+from hrkd_cli.trainer import FitState, adamw, fit, linear_warmup_decay, resume_from, training_state
 
 METHOD_NAMES = {
     "tinybert": "TinyBERT-KD",
@@ -73,6 +72,8 @@ def student_tag(preset: Preset) -> str:
         tag += f"-{cfg.graph_mode}"
     if cfg.drop:
         tag += "-drop-" + "+".join(cfg.drop)
+    if cfg.method in ("meta-kd", "mtn-kd") and cfg.metakd.stages == "two":
+        tag += "-two-stage"
     if preset.teacher.exclude_domain:
         tag += f"-teacher-without-{preset.teacher.exclude_domain}"
     return tag
@@ -88,6 +89,8 @@ def row_name(preset: Preset) -> str:
     name = f"{teacher} -({METHOD_NAMES[preset.distill.method]})-> BERT_S"
     if preset.distill.drop:
         name += " - " + ", ".join(preset.distill.drop)
+    if preset.distill.method in ("meta-kd", "mtn-kd") and preset.distill.metakd.stages == "two":
+        name += " (two-stage)"
     return name
 
 
@@ -328,13 +331,7 @@ def train_student(preset: Preset, runtime: Runtime, out: Path, teacher_path: Pat
 
     state = None
     if resume:
-        last = out / "last"
-        recover_dir(last)
-        if not (last / "train_state.json").is_file():
-            raise HrkdError(f"--resume: no checkpoint to resume from at {last}")
-        load_distillation_weights(model, last)
-        state = restore_training_state(load_file(str(last / "train_state.safetensors")), read_json(last / "train_state.json"),
-                                       optimizers, schedulers, read_json(last / "ratio_log.json") or [])
+        state = resume_from(out, optimizers, schedulers, lambda last: load_distillation_weights(model, last))
         say(f"resuming {out} at step {state.step}/{total}")
 
     def batch_at(step: int) -> Batch:

@@ -54,7 +54,7 @@ from hrkd_cli.metakd import (
 from hrkd_cli.models import DomainClassifier, load_pretrained_encoder, load_tokenizer, set_dropout
 from hrkd_cli.recipes.common import Say, data_dir, read_json, teacher_dir, write_run_record
 from hrkd_cli.recipes.prepare import ensure_prepared
-from hrkd_cli.recipes.teach import TEACHER_ROW_NAMES, check_seq_length, meta_data_dir
+from hrkd_cli.recipes.teach import TEACHER_ROW_NAMES, check_seq_length, meta_data_dir, teacher_hash
 from hrkd_cli.runtime import Runtime, all_reduce_mean_detached, barrier, seed_everything
 from hrkd_cli.sampling import StepSchedule, check_shardable, shard
 from hrkd_cli.trainer import FitState, adamw, fit, linear_warmup_decay, restore_training_state, training_state
@@ -62,11 +62,6 @@ from hrkd_cli.trainer import FitState, adamw, fit, linear_warmup_decay, restore_
 PROTOTYPE_FILE = "prototype_scores.safetensors"
 PROTOTYPE_FORMAT = "hrkd-prototype-scores/1"
 EXTRAS_PREFIX = "transferable."
-
-
-def teacher_hash(preset: Preset) -> str:
-    """What teach.reusable_teacher compares before reusing a teacher (keep the two in step)."""
-    return preset.section_hash("teacher", "data")
 
 
 # ---------------------------------------------------------------- prototype scores (sec. 3.2, instance level)

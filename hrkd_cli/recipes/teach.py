@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from hrkd_cli.batches import Split, load_splits, make_batch
-from hrkd_cli.checkpoint import recover_dir, load_classifier, read_meta, save_checkpoint, save_group
+from hrkd_cli.checkpoint import load_classifier, read_meta, save_checkpoint, save_group
 from hrkd_cli.config import Preset
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.evaluation import evaluate_checkpoint, evaluate_model
@@ -30,7 +30,7 @@ from hrkd_cli.recipes.common import Say, read_json, teacher_dir, write_run_recor
 from hrkd_cli.recipes.prepare import ensure_prepared
 from hrkd_cli.runtime import Runtime, all_reduce_mean_detached, barrier, seed_everything
 from hrkd_cli.sampling import StepSchedule, check_shardable, shard
-from hrkd_cli.trainer import FitState, adamw, fit, linear_warmup_decay, restore_training_state, training_state
+from hrkd_cli.trainer import FitState, adamw, fit, linear_warmup_decay, resume_from, training_state
 
 TEACHER_ROW_NAMES = {
     "single": "BERT-single",
@@ -39,6 +39,13 @@ TEACHER_ROW_NAMES = {
     "multi-domain": "HRKD-teacher",
     "meta": "Meta-teacher",
 }
+
+
+def teacher_hash(preset: Preset) -> str:
+    """What a teacher depends on: the data and teacher sections, teacher.kind aside (the directory
+    names the kind), so `hrkd teach --kind K` is reused by `hrkd distill` of a method whose teacher is K."""
+    teacher = preset.teacher.model_copy(update={"kind": "multi-domain"})
+    return preset.model_copy(update={"teacher": teacher}).section_hash("teacher", "data")
 
 
 def check_seq_length(preset: Preset, model_cfg) -> None:
@@ -102,15 +109,8 @@ def train_classifier(
 
     state = None
     if resume:
-        last = out / "last"
-        recover_dir(last)
-        if not (last / "train_state.json").is_file():
-            raise HrkdError(f"--resume: no checkpoint to resume from at {last}")
-        model.load_state_dict(load_classifier(last)[0].state_dict())
-        from safetensors.torch import load_file
-
-        info = read_json(last / "train_state.json")
-        state = restore_training_state(load_file(str(last / "train_state.safetensors")), info, {"main": optimizer}, {"main": scheduler}, [])
+        state = resume_from(out, {"main": optimizer}, {"main": scheduler},
+                            lambda last: model.load_state_dict(load_classifier(last)[0].state_dict()))
         say(f"resuming {out} at step {state.step}/{total}")
 
     def step_fn(step: int):
@@ -137,7 +137,7 @@ def train_classifier(
         "data_hash": data.hash,
         "data_dir": meta_data_dir(data),
         "preset": preset.name,
-        "teacher_hash": preset.section_hash("teacher", "data"),
+        "teacher_hash": teacher_hash(preset),
         "seed": cfg.seed,
         "source_model": cfg.model,
     }
@@ -205,7 +205,7 @@ def teach(preset: Preset, runtime: Runtime, kind: str | None = None, resume: boo
     test = None
     if runtime.is_main:
         save_group(out, group_members, {"role": "teacher", "kind": kind, "domains": domains, "label_names": data.label_names,
-                                         "data_hash": data.hash, "row": TEACHER_ROW_NAMES[kind], "data_dir": meta_data_dir(data), "teacher_hash": preset.section_hash("teacher", "data"),
+                                         "data_hash": data.hash, "row": TEACHER_ROW_NAMES[kind], "data_dir": meta_data_dir(data), "teacher_hash": teacher_hash(preset),
                                          "seed": preset.teacher.seed, "preset": preset.name})
     barrier(runtime)
     from hrkd_cli.batches import load_splits as _load
@@ -232,6 +232,6 @@ def reusable_teacher(preset: Preset, kind: str, data_hash: str) -> Path | None:
     record = read_json(out / "run.json")
     if record is None or meta.get("data_hash") != data_hash:
         return None
-    if meta.get("teacher_hash") != preset.section_hash("teacher", "data"):
+    if meta.get("teacher_hash") != teacher_hash(preset):
         return None
     return out
