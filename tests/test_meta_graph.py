@@ -330,7 +330,7 @@ def test_two_ranks_average_and_agree():
             for proc in ctx.processes:
                 proc.kill()
             pytest.fail("the two ranks did not finish within 60 s")
-        r0, r1 = (torch.load(os.path.join(tmp, f"rank{r}.pt")) for r in range(2))
+        r0, r1 = (torch.load(os.path.join(tmp, f"rank{r}.pt"), weights_only=True) for r in range(2))
     assert torch.equal(r0["mean"], torch.full((2,), 1.5))
     for a, b in zip(r0["phi"], r1["phi"]):
         assert torch.equal(a, b)  # every rank's graph stays identical
