@@ -301,7 +301,7 @@ def plot_fewshot(result: FewshotResult, path: Path) -> Path:
     ax.set_xticks(list(xs), [f"{rate_name(pt.rate)}%" for pt in result.points])
     ax.set_xlabel("sample rate of the training data")
     ax.set_ylabel("improvement rate (%)")
-    ax.set_title(f"Few-shot: improvement over BERT-single -(TinyBERT-KD)-> BERT_S", fontsize=9)
+    ax.set_title("Few-shot: improvement over BERT-single -(TinyBERT-KD)-> BERT_S", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
