@@ -9,10 +9,13 @@ same in every domain. The seed only drives sampling.
   single: a review-like text; the label (a sentiment scale of 2..5 points) wins
     a vote of 2-3 supporting cues against at most one distractor; cues may be
     negated (2 labels), so neither one keyword nor the domain settles it.
-  pair: NLI-like; the premise states two facts "the <entity> is <word>", the
-    hypothesis claims one: same-pole word = entailment, opposite pole or a
-    negated synonym = contradiction, an unmentioned attribute or a fact about
-    the wrong entity = neutral (2 labels: entailment / not_entailment).
+  pair: NLI-like; the premise mentions one entity and describes another
+    ("the <entity> is <word>"), the hypothesis makes a claim: a same-pole word
+    about the described entity = entailment, the opposite pole or a negated
+    synonym = contradiction, another attribute or the right attribute of the
+    wrong entity = neutral (2 labels: entailment / not_entailment). Measured
+    with MiniLM-L6 (lr 5e-5, 64 tokens): ~80% needs ~300 steps, e.g. 1,200
+    examples per domain for 2 epochs; 400 per domain stays near chance.
 Label noise flips a ``label_noise`` share of the *training* labels (from a
 separate random stream, so texts do not change with it); dev and test stay
 clean so that scores measure what was learnt.
@@ -195,7 +198,7 @@ def _single_text(rng: random.Random, world: SingleWorld, d: str, y: int) -> str:
 
 
 class PairWorld:
-    """Attribute dimensions per domain: shared ones plus two private ones."""
+    """Attribute dimensions per domain: shared ones plus private ones (own words, ambiguous window)."""
 
     def __init__(self, names: list[str]):
         self.dims: dict[str, list[tuple[tuple[str, ...], tuple[str, ...]]]] = {}
