@@ -433,6 +433,12 @@ def distill(preset: Preset, runtime: Runtime, resume: bool = False, say: Say = p
     teacher_path = ensure_teacher(preset, runtime, data, say)
     out = student_dir(preset)
     domains = list(data.domains)
+    group = members(teacher_path)
+    unseen = [d for d in domains if d not in group]
+    if unseen and len(set(group.values())) > 1:
+        # Per-domain teachers have no expert for a left-out domain; borrowing another domain's would be silent.
+        raise HrkdError(f"{teacher_path}: no teacher for domain {unseen[0]!r} (left out with --exclude-domain); "
+                        f"{cfg.method} needs a one-model teacher for it: --teacher mix or meta")
     say(f"distilling ({cfg.method}) into {out}")
     t0 = time.perf_counter()
     if cfg.method == "tinybert":

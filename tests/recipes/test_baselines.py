@@ -199,6 +199,14 @@ def test_excluded_domain_with_mtn_kd_learns_from_the_other_teachers(make, runtim
     assert read_meta(members(out)["films"])["teachers"] == ["books", "gadgets"]
 
 
+def test_excluded_domain_is_refused_by_per_domain_teachers(make, runtime):
+    # TinyBERT-KD distils each domain from its own single teacher: with films left out there is none,
+    # and borrowing another domain's teacher would be a silent mistake.
+    p = make(teacher={"exclude_domain": "films", "epochs": 0.5}, distill={"method": "tinybert", "epochs": 0.5})
+    with pytest.raises(HrkdError, match="no teacher for domain 'films'"):
+        distill(p, runtime, **quiet)
+
+
 def test_two_stage_meta_kd(make, runtime):
     p = make(seed=2, distill={"method": "meta-kd", "epochs": 2, "metakd": {"stages": "two"}})  # own directory
     out = distill(p, runtime, **quiet)
