@@ -16,7 +16,6 @@ Instance weights (t_i, lambda_i) are constants: they are detached wherever they
 weight a loss, so a model cannot lower its loss by lowering its own weights.
 """
 
-import math
 
 import torch
 import torch.nn.functional as F

@@ -51,11 +51,11 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from hrkd_cli.batches import Batch, load_splits, make_batch
-from hrkd_cli.checkpoint import load_extras, read_meta, recover_dir, save_checkpoint, save_group
+from hrkd_cli.checkpoint import load_extras, read_meta, recover_dir, save_checkpoint
 from hrkd_cli.config import Preset
 from hrkd_cli.data import load_prepared
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.evaluation import evaluate_checkpoint, evaluate_model
+from hrkd_cli.evaluation import evaluate_model
 from hrkd_cli.metakd import (
     TransferableKnowledge,
     domain_expertise_weight,
@@ -65,12 +65,13 @@ from hrkd_cli.metakd import (
     transferable_knowledge_loss,
 )
 from hrkd_cli.models import EncoderOutput
-from hrkd_cli.recipes.common import Say, data_dir, read_json, write_run_record
+from hrkd_cli.recipes.common import Say, data_dir, read_json
 from hrkd_cli.recipes.distill import (
     DistillationModel,
     Teachers,
     domain_losses,
     ensure_teacher,
+    finish_student,
     load_distillation_weights,
     row_name,
     setup,
@@ -361,22 +362,6 @@ def distill_baseline(preset: Preset, runtime: Runtime, resume: bool = False, say
         records[d] = train_domain_student(preset, runtime, out / d, teacher_path, d, data, resume and started[d], say,
                                           ensemble=ensemble, teacher_domains=teacher_domains)
         group_members[d] = f"{d}/best"
-    row = row_name(preset)
-    if runtime.is_main:
-        save_group(out, group_members, {"role": "student", "method": cfg.method, "domains": domains,
-                                         "label_names": data.label_names, "data_hash": data.hash,
-                                         "data_dir": str(Path(data.path).resolve()), "row": row,
-                                         "seed": preset.seed, "preset": preset.name})
-    barrier(runtime)
-    test = evaluate_checkpoint(out, load_splits(data, "test", domains), runtime, data.hash)
-    dev = evaluate_checkpoint(out, load_splits(data, "dev", domains), runtime, data.hash)
-    if runtime.is_main:
-        write_run_record(out / "run.json", {
-            "role": "student", "method": cfg.method, "row": row, "preset": preset.model_dump(mode="json"),
-            "preset_hash": preset.section_hash("data", "teacher", "student", "distill"), "seed": preset.seed,
-            "data_hash": data.hash, "teacher": str(teacher_path), "teacher_domains": teacher_domains,
-            "excluded_domain": preset.teacher.exclude_domain or None, "stages": cfg.metakd.stages,
-            "dev": dev, "test": test, "wall_time_s": time.perf_counter() - t0, "runs": records,
-        })
-        say(f"student saved to {out}: test average {100 * test['average']:.2f}")
-    return out
+    return finish_student(preset, runtime, out, data, group_members, teacher_path, records, t0, say,
+                          teacher_domains=teacher_domains, excluded_domain=preset.teacher.exclude_domain or None,
+                          stages=cfg.metakd.stages)

@@ -449,6 +449,14 @@ def distill(preset: Preset, runtime: Runtime, resume: bool = False, say: Say = p
     else:
         records = {"all": train_student(preset, runtime, out, teacher_path, domains, data, resume, say)}
         group_members = {d: (f"best-{d}" if cfg.per_domain_best and (out / f"best-{d}").is_dir() else "best") for d in domains}
+    return finish_student(preset, runtime, out, data, group_members, teacher_path, records, t0, say)
+
+
+def finish_student(preset: Preset, runtime: Runtime, out: Path, data, group_members: dict[str, str], teacher_path: Path,
+                   records: dict, t0: float, say: Say, **extra) -> Path:
+    """Save the student group, score it on test and dev, and write its run record (with ``extra`` fields)."""
+    cfg = preset.distill
+    domains = list(group_members)
     if runtime.is_main:
         save_group(out, group_members, {"role": "student", "method": cfg.method, "domains": domains,
                                          "label_names": data.label_names, "data_hash": data.hash,
@@ -461,7 +469,7 @@ def distill(preset: Preset, runtime: Runtime, resume: bool = False, say: Say = p
         write_run_record(out / "run.json", {
             "role": "student", "method": cfg.method, "row": row_name(preset), "preset": preset.model_dump(mode="json"),
             "preset_hash": preset.section_hash("data", "teacher", "student", "distill"), "seed": preset.seed,
-            "data_hash": data.hash, "teacher": str(teacher_path), "dev": dev, "test": test,
+            "data_hash": data.hash, "teacher": str(teacher_path), **extra, "dev": dev, "test": test,
             "wall_time_s": time.perf_counter() - t0, "runs": records,
         })
         say(f"student saved to {out}: test average {100 * test['average']:.2f}")

@@ -40,7 +40,6 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from hrkd_cli.batches import Split, load_splits, make_batch
 from hrkd_cli.checkpoint import load_classifier, load_extras, members, read_meta, recover_dir, save_checkpoint, save_group
 from hrkd_cli.config import Preset
-from hrkd_cli.data import load_prepared
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.evaluation import evaluate_checkpoint, evaluate_model
 from hrkd_cli.metakd import (
@@ -52,8 +51,8 @@ from hrkd_cli.metakd import (
     prototype_scores,
 )
 from hrkd_cli.models import DomainClassifier, load_pretrained_encoder, load_tokenizer, set_dropout
-from hrkd_cli.recipes.common import Say, data_dir, read_json, teacher_dir, write_run_record
-from hrkd_cli.recipes.prepare import ensure_prepared
+from hrkd_cli.recipes.common import Say, read_json, teacher_dir, write_run_record
+from hrkd_cli.recipes.prepare import prepared_on_every_rank, teacher_domains
 from hrkd_cli.recipes.teach import TEACHER_ROW_NAMES, check_seq_length, meta_data_dir, teacher_hash
 from hrkd_cli.runtime import Runtime, all_reduce_mean_detached, barrier, seed_everything
 from hrkd_cli.sampling import StepSchedule, check_shardable, shard
@@ -300,16 +299,9 @@ def train_meta_teacher(preset: Preset, runtime: Runtime, out: Path, *, data, dom
 
 def teach_meta(preset: Preset, runtime: Runtime, resume: bool = False, say: Say = print) -> Path:
     """Train the meta-teacher into <run_dir>/teacher/meta[-without-X]/ and score it on dev and test."""
-    data = ensure_prepared(preset, say) if runtime.is_main else None
-    barrier(runtime)
-    if data is None:
-        data = load_prepared(data_dir(preset))
-    domains = list(data.domains)
+    data = prepared_on_every_rank(preset, runtime, say)
+    domains = teacher_domains(preset, list(data.domains))
     excluded = preset.teacher.exclude_domain
-    if excluded:
-        if excluded not in domains:
-            raise HrkdError(f"teacher.exclude_domain={excluded!r} is not a domain of the data ({', '.join(domains)})")
-        domains.remove(excluded)
     if len(domains) < 2:
         raise HrkdError(
             f"the meta-teacher needs at least 2 domains to learn from (got K={len(domains)}: {', '.join(domains)}): "

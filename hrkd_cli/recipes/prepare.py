@@ -8,6 +8,7 @@ from hrkd_cli.data import load_prepared, prepare_dataset
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.models import load_tokenizer
 from hrkd_cli.recipes.common import Say, data_dir, read_json
+from hrkd_cli.runtime import Runtime, barrier
 
 FINGERPRINT = "preset-fingerprint.json"
 
@@ -40,3 +41,18 @@ def ensure_prepared(preset: Preset, say: Say = print):
     say(f"preparing data into {out}")
     prepare(preset, say)
     return load_prepared(out)
+
+
+def prepared_on_every_rank(preset: Preset, runtime: Runtime, say: Say = print):
+    """Rank 0 prepares (or reuses) the data while the other ranks wait; then every rank loads it."""
+    data = ensure_prepared(preset, say) if runtime.is_main else None
+    barrier(runtime)
+    return data if data is not None else load_prepared(data_dir(preset))
+
+
+def teacher_domains(preset: Preset, domains: list[str]) -> list[str]:
+    """The domains a teacher learns from: all of the data's but ``teacher.exclude_domain`` (Meta-KD Table 4)."""
+    excluded = preset.teacher.exclude_domain
+    if excluded and excluded not in domains:
+        raise HrkdError(f"teacher.exclude_domain={excluded!r} is not a domain of the data ({', '.join(domains)})")
+    return [d for d in domains if d != excluded]

@@ -27,7 +27,7 @@ from hrkd_cli.errors import HrkdError
 from hrkd_cli.evaluation import evaluate_checkpoint, evaluate_model
 from hrkd_cli.models import DomainClassifier, load_pretrained_encoder, load_tokenizer, set_dropout
 from hrkd_cli.recipes.common import Say, read_json, teacher_dir, write_run_record
-from hrkd_cli.recipes.prepare import ensure_prepared
+from hrkd_cli.recipes.prepare import prepared_on_every_rank, teacher_domains
 from hrkd_cli.runtime import Runtime, all_reduce_mean_detached, barrier, seed_everything
 from hrkd_cli.sampling import StepSchedule, check_shardable, shard
 from hrkd_cli.trainer import FitState, adamw, fit, linear_warmup_decay, resume_from, training_state
@@ -176,19 +176,8 @@ def teach(preset: Preset, runtime: Runtime, kind: str | None = None, resume: boo
         from hrkd_cli.recipes.meta_teacher import teach_meta  # issue: Meta-KD baselines
 
         return teach_meta(preset, runtime, resume=resume, say=say)
-    data = ensure_prepared(preset, say) if runtime.is_main else None
-    barrier(runtime)
-    if data is None:
-        from hrkd_cli.data import load_prepared
-        from hrkd_cli.recipes.common import data_dir
-
-        data = load_prepared(data_dir(preset))
-    domains = list(data.domains)
-    excluded = preset.teacher.exclude_domain
-    if excluded:
-        if excluded not in domains:
-            raise HrkdError(f"teacher.exclude_domain={excluded!r} is not a domain of the data ({', '.join(domains)})")
-        domains.remove(excluded)
+    data = prepared_on_every_rank(preset, runtime, say)
+    domains = teacher_domains(preset, list(data.domains))
     out = teacher_dir(preset, kind)
     t0 = time.perf_counter()
     if kind == "single":
