@@ -456,11 +456,37 @@ def ablation_label(drop: tuple[str, ...]) -> str:
     return " ".join(f"- {ABLATION_LABELS.get(d, d)}" for d in drop) + " (together)"
 
 
+def _distill_key(r: RunRecord, leave_out: tuple[str, ...]) -> str:
+    dump = json.loads(json.dumps({k: r.preset.get(k) for k in ("data", "teacher", "student", "distill")}))
+    for field in leave_out:
+        (dump.get("distill") or {}).pop(field, None)
+    return hashlib.sha256(json.dumps(dump, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def variant_key(r: RunRecord) -> str:
     """What an ablation shares with its full-HRKD reference: every preset section but distill.drop and the seed."""
-    dump = json.loads(json.dumps({k: r.preset.get(k) for k in ("data", "teacher", "student", "distill")}))
-    (dump.get("distill") or {}).pop("drop", None)
-    return hashlib.sha256(json.dumps(dump, sort_keys=True).encode()).hexdigest()[:16]
+    return _distill_key(r, ("drop",))
+
+
+# distill fields that act only through the relational graph (prototypes, GAT, compare-aggregate)
+GRAPH_ONLY_FIELDS = ("method", "drop", "graph_mode", "graph_lr", "gat_heads", "gat_dropout", "prototype_tokens",
+                     "domain_rel_scale")
+
+
+def stands_for_domain_rel(r: RunRecord, family: list[RunRecord]) -> bool:
+    """A multi-domain TinyBERT-KD run is HRKD with every switch dropped at the released code's scale (SPEC 5, 8.5):
+    no graph, Eq. 5 with unit weights. It serves an HRKD family whose other settings it shares."""
+    ref = family[0]
+    return (r.role == "student" and r.method == "multi-domain" and not r.drop and r.data_hash == ref.data_hash
+            and (ref.preset.get("distill") or {}).get("domain_rel_scale", "eq5") == "eq5"
+            and _distill_key(r, GRAPH_ONLY_FIELDS) == _distill_key(ref, GRAPH_ONLY_FIELDS))
+
+
+def ablation_drop(r: RunRecord) -> tuple[str, ...]:
+    """The switches a run has off, as Table 4 counts them: a multi-domain run has all of them off."""
+    from hrkd_cli.config import ABLATIONS
+
+    return tuple(ABLATIONS) if r.method == "multi-domain" else r.drop
 
 
 def ablation_tables(records: list[RunRecord], split: str = "test") -> list[ResultTable]:
@@ -476,15 +502,17 @@ def ablation_tables(records: list[RunRecord], split: str = "test") -> list[Resul
         families.setdefault(variant_key(r), []).append(r)
     tables = []
     for fam in families.values():
-        if not any(not r.drop for r in fam) or not any(r.drop for r in fam):
+        if not any(set(r.drop) == set(ABLATIONS) for r in fam):
+            fam = fam + [r for r in records if stands_for_domain_rel(r, fam)]
+        if not any(not r.drop for r in fam) or not any(ablation_drop(r) for r in fam):
             continue
         domains = domains_of(fam, split)
         rows = group_rows(fam, split, domains)
-        full = next(row for row in rows if not row.first.drop)
+        full = next(row for row in rows if not ablation_drop(row.first))
         for row in rows:
-            row.label = ablation_label(tuple(d for d in ABLATIONS if d in row.first.drop))
-        rows.sort(key=lambda row: (bool(row.first.drop), row.label.endswith(")"), len(row.first.drop),
-                                   [ABLATIONS.index(d) for d in row.first.drop]))
+            row.label = ablation_label(tuple(d for d in ABLATIONS if d in ablation_drop(row.first)))
+        rows.sort(key=lambda row: (bool(ablation_drop(row.first)), row.label.endswith(")"), len(ablation_drop(row.first)),
+                                   [ABLATIONS.index(d) for d in ablation_drop(row.first)]))
         base = full.stats.get("average")
         for row in rows:
             avg = row.stats.get("average")

@@ -226,3 +226,24 @@ def test_printing_never_truncates_cells(results):
     for r in table.rows:
         assert r.stats["average"].text() in text
     assert "HRKD-teacher -(HRKD)-> BERT_S" in text and "…" not in text
+
+
+def test_multi_domain_run_is_the_domain_rel_row_of_table4(tmp_path):
+    for s in (1, 2):
+        write_record(tmp_path, "hrkd", s, HRKD[s])
+        write_record(tmp_path, "hrkd-drop-self-attention", s, [x - 0.01 for x in HRKD[s]], drop=["self-attention"])
+        write_record(tmp_path, "multi-domain", s, [x - 0.02 for x in HRKD[s]], method="multi-domain")
+    [table] = ablation_tables(collect([tmp_path]))
+    assert [r.label for r in table.rows] == ["HRKD", "- Self-attention", "- Domain Rel."]
+    assert table.rows[-1].first.method == "multi-domain" and table.rows[-1].extra["Δ Average"] == "-2.0"
+    # another student configuration (here: another learning rate) is not the HRKD family's ablation
+    other = tmp_path / "other"
+    for s in (1, 2):
+        write_record(other, "hrkd", s, HRKD[s])
+        write_record(other, "hrkd-drop-comp-agg", s, HRKD[s], drop=["comp-agg"])
+        md = write_record(other, "multi-domain", s, HRKD[s], method="multi-domain")
+        rec = json.loads((md / "run.json").read_text())
+        rec["preset"]["distill"]["lr"] = 1.0
+        (md / "run.json").write_text(json.dumps(rec))
+    [table] = ablation_tables(collect([other]))
+    assert [r.label for r in table.rows] == ["HRKD", "- Comp-Agg (alone)"]

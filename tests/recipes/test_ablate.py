@@ -56,9 +56,9 @@ def test_progressive_runs_exactly_the_paper_configurations(tiny_preset, cpu_runt
     for drop, paths in runs.items():
         [path] = paths
         rec = read_json(path / "run.json")
-        assert rec["method"] == "hrkd"  # the preset's method is replaced: ablations are of HRKD
-        recorded.append(tuple(rec["preset"]["distill"]["drop"]))
-    assert recorded == [(), *PAPER_ORDER]
+        recorded.append((rec["method"], tuple(rec["preset"]["distill"]["drop"])))
+    # the preset's method is replaced (ablations are of HRKD); all four off is the multi-domain student
+    assert recorded == [("hrkd", ()), *[("hrkd", d) for d in PAPER_ORDER[:3]], ("multi-domain", ())]
     table = ablation_results(runs)
     assert [r.label for r in table.rows] == ["HRKD", "- Self-attention", "- Comp-Agg", "- Hierarchical Rel.", "- Domain Rel."]
     assert table.extra_columns == ["Δ Average"] and table.rows[0].p_note == "ref"
@@ -85,3 +85,20 @@ def test_two_seed_sweep_writes_two_runs_and_a_rerun_reuses_both(tiny_preset, cpu
     table = ablation_results(again)
     assert [len(r.runs) for r in table.rows] == [2, 2]
     assert all(a in ABLATIONS for r in table.rows for a in r.first.drop)
+
+
+def test_hrkd_with_every_switch_off_is_the_multi_domain_student(tiny_preset, cpu_runtime):
+    """Why ablate reuses the multi-domain runs for '- Domain Rel.': same logged losses, same scores."""
+    from hrkd_cli.recipes.distill import distill
+
+    md = distill(tiny_preset(distill={"method": "multi-domain", "log_every": 1}), cpu_runtime, say=quiet)
+    off = distill(tiny_preset(distill={"method": "hrkd", "drop": list(ABLATIONS), "log_every": 1}), cpu_runtime, say=quiet)
+    assert md != off
+    losses = [[e["loss"] for e in read_json(p / "best" / "ratio_log.json")] for p in (md, off)]
+    assert len(losses[0]) > 3 and losses[0] == losses[1]
+    assert read_json(md / "run.json")["test"] == read_json(off / "run.json")["test"]
+    uniform = tiny_preset(distill={"method": "hrkd", "drop": list(ABLATIONS), "domain_rel_scale": "uniform"})
+    from hrkd_cli.recipes.ablate import is_multi_domain_kd
+
+    assert is_multi_domain_kd(preset_variant(uniform, {"distill.domain_rel_scale": "eq5"}))
+    assert not is_multi_domain_kd(uniform)  # ratios 1/D: Eq. 5 divided by D, another run
