@@ -44,7 +44,14 @@ def resolve_checkpoint(path: Path) -> Path:
 
 
 def ratio_log(ckpt: Path) -> list[dict]:
+    """The logged ratios of the run that wrote ``ckpt``, through its final step where the run kept them.
+
+    best/ holds the log up to the best dev score; the sibling last/ holds it to the end of training.
+    """
     log = read_json(ckpt / "ratio_log.json") or []
+    full = read_json(ckpt.parent / "last" / "ratio_log.json") or []
+    if len(full) > len(log) and full[: len(log)] == log:
+        log = full
     return [e for e in log if "ratios" in e]
 
 

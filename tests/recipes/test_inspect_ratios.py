@@ -1,0 +1,58 @@
+"""`hrkd inspect-ratios`: the ratio log over the whole run, and the case study on chosen examples."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from rich.console import Console
+
+from hrkd_cli.errors import HrkdError
+from hrkd_cli.recipes import distill as D
+from hrkd_cli.recipes.common import read_json
+from hrkd_cli.recipes.inspect_ratios import inspect_ratios
+
+quiet = {"say": lambda m: None}
+
+
+def run(checkpoint, **kw):
+    args = {"examples": None, "sample": False, "labels": None, "seed": 0, "plot": None}
+    return inspect_ratios(checkpoint, **{**args, **kw}, console=Console(file=open("/dev/null", "w")), **quiet)
+
+
+@pytest.fixture
+def hrkd_run(tiny_preset, cpu_runtime):
+    return D.distill(tiny_preset(distill={"epochs": 2}), cpu_runtime, **quiet)
+
+
+def test_log_reaches_the_last_step_and_plots(hrkd_run, tmp_path):
+    total = read_json(hrkd_run / "run.json")["runs"]["all"]["steps"]
+    result = run(hrkd_run, plot=tmp_path / "ratios.png")
+    steps = [e["step"] for e in result["log"]]
+    assert steps[0] == 0 and steps[-1] == total - 1  # "end" is the end of training, not the best checkpoint
+    assert steps == sorted(steps) and len(set(steps)) == len(steps)
+    assert (tmp_path / "ratios.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_sampled_and_given_examples(hrkd_run, tmp_path):
+    result = run(hrkd_run, sample=True, labels="positive,negative,positive")
+    rows, ratios = result["examples"], result["ratios"]
+    assert [r["domain"] for r in rows] == ["books", "films", "gadgets"]
+    assert [r["label"] for r in rows] == ["positive", "negative", "positive"]
+    assert len(ratios) == 3 and all(abs(sum(layer) - 1) < 1e-5 for layer in ratios)  # layers 0..2, sum over domains
+    assert [len(a[0]) for a in result["similarity"]] == [2, 3]
+    given = tmp_path / "examples.jsonl"
+    given.write_text("\n".join(json.dumps({"domain": r["domain"], "text": r["text"]}) for r in rows))
+    again = run(hrkd_run, examples=given, plot=tmp_path / "case.png")
+    assert torch.allclose(torch.tensor(again["ratios"]), torch.tensor(ratios))  # eval mode: same examples, same ratios
+    assert (tmp_path / "case.png").is_file()
+    given.write_text(json.dumps({"domain": "books", "text": "x"}))
+    with pytest.raises(HrkdError, match="missing films, gadgets"):
+        run(hrkd_run, examples=given)
+
+
+def test_refuses_a_student_without_graph(tiny_preset, cpu_runtime):
+    md = D.distill(tiny_preset(distill={"method": "multi-domain"}), cpu_runtime, **quiet)
+    with pytest.raises(HrkdError, match="not an HRKD student checkpoint"):
+        run(md)
