@@ -49,6 +49,26 @@ def matmul_rate(runtime: Runtime, n: int = 1024, repeats: int = 10) -> float:
     return 2 * n**3 / statistics.median(times)
 
 
+def alternating_medians(fns: dict, repeats: int, device: torch.device | None = None) -> dict[str, float]:
+    """Median seconds of each callable, after one warm-up call each, timed in turn so that
+    load from other processes falls on all of them alike. On CUDA each call is waited for."""
+    def wait() -> None:
+        if device is not None and device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    for fn in fns.values():
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            wait()
+            t0 = time.perf_counter()
+            fn()
+            wait()
+            times[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
 def _teacher_for_bench(preset: Preset, data, tmp: Path, say: Say) -> Path:
     found = reusable_teacher(preset, teacher_kind(preset), data.hash)
     if found is not None:
@@ -81,15 +101,7 @@ def bench_distill(preset: Preset, runtime: Runtime, steps: int = 5, say: Say = p
         loss.backward()
         s.model.zero_grad(set_to_none=True)
 
-    times = {m: [] for m in setups}
-    for m, s in setups.items():  # warm-up
-        train_step(s)
-    for _ in range(steps):
-        for m, s in setups.items():
-            t0 = time.perf_counter()
-            train_step(s)
-            times[m].append(time.perf_counter() - t0)
-    step_time = {m: statistics.median(v) for m, v in times.items()}
+    step_time = alternating_medians({m: (lambda s=s: train_step(s)) for m, s in setups.items()}, steps, runtime.device)
 
     with FlopCounterMode(display=False) as counter:
         train_step(setups["hrkd"])
@@ -98,7 +110,6 @@ def bench_distill(preset: Preset, runtime: Runtime, steps: int = 5, say: Say = p
     s = setups["hrkd"]
     teacher = s.teachers.models[0]
     student = s.model.student
-    infer = {"teacher": [], "student": []}
 
     @torch.no_grad()
     def infer_once(model) -> None:
@@ -106,14 +117,9 @@ def bench_distill(preset: Preset, runtime: Runtime, steps: int = 5, say: Say = p
         with runtime.autocast():
             model(batch.input_ids, batch.attention_mask, batch.token_type_ids, [(0, batch.input_ids.shape[0])])
 
-    infer_once(teacher)
-    infer_once(student)
-    for _ in range(steps):
-        for name, model in (("teacher", teacher), ("student", student)):
-            t0 = time.perf_counter()
-            infer_once(model)
-            infer[name].append(time.perf_counter() - t0)
-    throughput = {k: batch.input_ids.shape[0] / statistics.median(v) for k, v in infer.items()}
+    infer_time = alternating_medians({"teacher": lambda: infer_once(teacher), "student": lambda: infer_once(student)}, steps,
+                                     runtime.device)
+    throughput = {k: batch.input_ids.shape[0] / v for k, v in infer_time.items()}
     peak = matmul_rate(runtime)
     return {
         "batch": {"examples": int(batch.input_ids.shape[0]), "tokens": tokens, "precision": runtime.precision},
