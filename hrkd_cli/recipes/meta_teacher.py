@@ -56,7 +56,7 @@ from hrkd_cli.recipes.prepare import prepared_on_every_rank, teacher_domains
 from hrkd_cli.recipes.teach import TEACHER_ROW_NAMES, check_seq_length, meta_data_dir, teacher_hash
 from hrkd_cli.runtime import Runtime, all_reduce_mean_detached, barrier, seed_everything
 from hrkd_cli.sampling import StepSchedule, check_shardable, shard
-from hrkd_cli.trainer import FitState, adamw, fit, linear_warmup_decay, restore_training_state, training_state
+from hrkd_cli.trainer import FitState, adamw, fit, linear_warmup_decay, resume_from, training_state
 
 PROTOTYPE_FILE = "prototype_scores.safetensors"
 PROTOTYPE_FORMAT = "hrkd-prototype-scores/1"
@@ -239,11 +239,11 @@ def train_meta_teacher(preset: Preset, runtime: Runtime, out: Path, *, data, dom
 
     state = None
     if resume:
-        last = out / "last"
-        model.classifier.load_state_dict(load_classifier(last)[0].state_dict())
-        model.transferable.load_state_dict({k[len(EXTRAS_PREFIX):]: v for k, v in load_extras(last).items()})
-        state = restore_training_state(load_file(str(last / "train_state.safetensors")), read_json(last / "train_state.json"),
-                                       {"main": optimizer}, {"main": scheduler}, [])
+        def load_weights(last: Path) -> None:
+            model.classifier.load_state_dict(load_classifier(last)[0].state_dict())
+            model.transferable.load_state_dict({k[len(EXTRAS_PREFIX):]: v for k, v in load_extras(last).items()})
+
+        state = resume_from(out, {"main": optimizer}, {"main": scheduler}, load_weights)
         say(f"resuming {out} at step {state.step}/{total}")
 
     def batch_at(step: int):
