@@ -11,12 +11,11 @@ every row when there is no split column.
 from __future__ import annotations
 
 import csv
-import json
 import re
 import sys
 from pathlib import Path
 
-from hrkd_cli.data.corpus import SPLITS, Example, RawCorpus, source_path
+from hrkd_cli.data.corpus import SPLITS, Example, RawCorpus, jsonl_objects, source_path
 from hrkd_cli.errors import HrkdError
 
 _INT = re.compile(r"^[+-]?\d+$")
@@ -36,18 +35,9 @@ def _rows(path: Path) -> tuple[list[tuple[int, dict]], list[str]]:
         return [(n, r) for n, r in rows if any((v or "").strip() for v in r.values())], fields
     if ext in (".jsonl", ".ndjson"):
         rows, fields = [], []
-        with path.open(encoding="utf-8-sig") as f:
-            for lineno, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise HrkdError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
-                if not isinstance(obj, dict):
-                    raise HrkdError(f"{path}:{lineno}: expected a JSON object per line")
-                fields += [k for k in obj if k not in fields]
-                rows.append((lineno, obj))
+        for lineno, obj in jsonl_objects(path, encoding="utf-8-sig"):
+            fields += [k for k in obj if k not in fields]
+            rows.append((lineno, obj))
         return rows, fields
     raise HrkdError(f"{path}: unsupported file type {ext or '(none)'!r}; use .csv, .tsv or .jsonl")
 

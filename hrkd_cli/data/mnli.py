@@ -14,11 +14,10 @@ carved out of it by the splitter); dev_matched becomes the fixed test set.
 from __future__ import annotations
 
 import csv
-import json
 import sys
 from pathlib import Path
 
-from hrkd_cli.data.corpus import Example, RawCorpus, source_path
+from hrkd_cli.data.corpus import Example, RawCorpus, jsonl_objects, source_path
 from hrkd_cli.errors import HrkdError
 
 LABELS = ["entailment", "neutral", "contradiction"]
@@ -67,20 +66,13 @@ def read_tsv(path: Path) -> Rows:
 def read_jsonl(path: Path) -> Rows:
     """The labelled rows of a MultiNLI 1.0 ``.jsonl`` file."""
     rows: Rows = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise HrkdError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
-            for col in ("genre", "sentence1", "sentence2", "gold_label"):
-                if col not in obj:
-                    raise HrkdError(f"{path}:{lineno}: no {col!r} field (is this a MultiNLI 1.0 jsonl file?)")
-            label = _label(obj["gold_label"], f"{path}:{lineno}")
-            if label is not None:
-                rows.append((obj["genre"], Example(obj["sentence1"], label, obj["sentence2"])))
+    for lineno, obj in jsonl_objects(path):
+        for col in ("genre", "sentence1", "sentence2", "gold_label"):
+            if col not in obj:
+                raise HrkdError(f"{path}:{lineno}: no {col!r} field (is this a MultiNLI 1.0 jsonl file?)")
+        label = _label(obj["gold_label"], f"{path}:{lineno}")
+        if label is not None:
+            rows.append((obj["genre"], Example(obj["sentence1"], label, obj["sentence2"])))
     return rows
 
 
