@@ -148,6 +148,11 @@ def _toml_str(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _option_overrides(set_: Optional[List[str]], fields: dict[str, Optional[str]]) -> list[str]:
+    """--set overrides, then one `key="value"` override per string option given on the command line."""
+    return list(set_ or []) + [f"{key}={_toml_str(value)}" for key, value in fields.items() if value]
+
+
 @app.command()
 def teach(
     preset: str = PresetOpt,
@@ -161,11 +166,7 @@ def teach(
     """Fine-tune a teacher (prepares the data first if needed)."""
     from hrkd_cli.recipes.teach import teach as run
 
-    overrides = list(set_ or [])
-    if kind:
-        overrides.append(f"teacher.kind={_toml_str(kind)}")
-    if exclude_domain:
-        overrides.append(f"teacher.exclude_domain={_toml_str(exclude_domain)}")
+    overrides = _option_overrides(set_, {"teacher.kind": kind, "teacher.exclude_domain": exclude_domain})
     p = _load(preset, overrides, precision, nproc)
     rt = _runtime(p)
     run(p, rt, resume=resume, say=say)
@@ -216,17 +217,10 @@ def distill(
     """Distil a student; prepares the data and trains the teacher first when they are missing."""
     from hrkd_cli.recipes.sweep import distill_seeds, parse_seeds
 
-    overrides = list(set_ or [])
-    if method:
-        overrides.append(f"distill.method={_toml_str(method)}")
+    overrides = _option_overrides(set_, {"distill.method": method, "distill.graph_mode": graph_mode,
+                                         "distill.teacher_kind": teacher_kind, "teacher.exclude_domain": exclude_domain})
     if drop:
         overrides.append("distill.drop=[" + ", ".join(_toml_str(d) for d in drop) + "]")
-    if graph_mode:
-        overrides.append(f"distill.graph_mode={_toml_str(graph_mode)}")
-    if teacher_kind:
-        overrides.append(f"distill.teacher_kind={_toml_str(teacher_kind)}")
-    if exclude_domain:
-        overrides.append(f"teacher.exclude_domain={_toml_str(exclude_domain)}")
     if seed is not None:
         overrides.append(f"seed={seed}")
     p = _load(preset, overrides, precision, nproc)
