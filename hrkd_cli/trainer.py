@@ -100,10 +100,12 @@ def restore_training_state(tensors: dict, info: dict, optimizers: dict, schedule
     for name, opt in optimizers.items():
         optimizer_from_tensors(opt, f"optim-{name}", tensors, info["optimizers"][name])
     for name, sch in schedulers.items():
-        # LambdaLR recomputes the learning rate from the step count.
-        sch.last_epoch = info["schedulers"][name]["last_epoch"]
-        for group, lr in zip(sch.optimizer.param_groups, sch.get_lr()):
+        # LambdaLR's rate is a function of the step count: recompute it (and what get_last_lr reports).
+        sch.last_epoch = step = info["schedulers"][name]["last_epoch"]
+        lrs = [base * factor(step) for factor, base in zip(sch.lr_lambdas, sch.base_lrs)]
+        for group, lr in zip(sch.optimizer.param_groups, lrs):
             group["lr"] = lr
+        sch._last_lr = lrs
     torch.set_rng_state(tensors["rng.torch"])
     if "rng.cuda" in tensors and torch.cuda.is_available():
         torch.cuda.set_rng_state(tensors["rng.cuda"])
