@@ -27,9 +27,13 @@ from hrkd_cli.recipes.common import Say
 from hrkd_cli.runtime import Runtime
 
 BASELINE = "BERT-single -(TinyBERT-KD)-> BERT_S"
+# A teacher within this many points of the majority-class rate has learnt (almost) nothing from the sample:
+# the students' differences at that rate are noise, and the table says so.
+NEAR_CHANCE_POINTS = 5.0
 METHODS = {"hrkd": "HRKD", "meta-kd": "Meta-KD"}
 # method -> the teacher kind its paper row uses (HRKD Figure 2 compares these rows)
 ROW_TEACHER = {"tinybert": "single", "hrkd": "multi-domain", "meta-kd": "meta"}
+ROW_TEACHER_NAME = {"tinybert": "BERT-single", "hrkd": "HRKD-teacher", "meta-kd": "Meta-teacher"}
 
 
 def parse_rates(text: str) -> list[float]:
@@ -109,12 +113,20 @@ class RatePoint:
     rows: dict[str, object] = field(default_factory=dict)  # "baseline" | method -> compare.TableRow
     improvement: dict[str, float] = field(default_factory=dict)  # method -> % over baseline
     p_value: dict[str, float | None] = field(default_factory=dict)
+    teacher_average: dict[str, float] = field(default_factory=dict)  # "baseline" | method -> teacher's accuracy (%)
+    chance: float | None = None  # majority-class accuracy (%) of the split, averaged over domains
+
+    @property
+    def near_chance(self) -> bool:
+        """True when a teacher at this rate is within NEAR_CHANCE_POINTS of the majority-class rate."""
+        return self.chance is not None and any(a - self.chance < NEAR_CHANCE_POINTS for a in self.teacher_average.values())
 
     def to_json(self) -> dict:
         return {
             "rate_percent": self.rate, "data_hash": self.data_hash, "train_counts": self.train_counts,
             "rows": {k: v.to_json() for k, v in self.rows.items()},
             "improvement_percent": self.improvement, "p_value": self.p_value,
+            "teacher_average": self.teacher_average, "chance": self.chance, "near_chance": self.near_chance,
         }
 
 
@@ -135,7 +147,7 @@ class FewshotResult:
                 "points": [p.to_json() for p in self.points]}
 
     def header(self) -> list[str]:
-        cols = ["Rate", "Train/domain", "Baseline avg"]
+        cols = ["Rate", "Train/domain", "Teachers avg", "Baseline avg"]
         for m in self.methods:
             cols += [f"{METHODS[m]} avg", f"{METHODS[m]} impr. (%)", f"{METHODS[m]} p"]
         return cols
@@ -145,8 +157,11 @@ class FewshotResult:
 
         counts = sorted(set(pt.train_counts.values()))
         base = pt.rows.get("baseline")
-        cells = [f"{rate_name(pt.rate)}%", "-".join(str(c) for c in (counts[:1] + counts[-1:] if len(counts) > 1 else counts)) or "?",
-                 base.stats["average"].text() if base is not None and "average" in base.stats else "-"]
+        teachers = " / ".join(f"{pt.teacher_average[k]:.1f}" if k in pt.teacher_average else "-"
+                              for k in ["baseline"] + self.methods)
+        cells = [f"{rate_name(pt.rate)}%" + (" *" if pt.near_chance else ""),
+                 "-".join(str(c) for c in (counts[:1] + counts[-1:] if len(counts) > 1 else counts)) or "?",
+                 teachers, base.stats["average"].text() if base is not None and "average" in base.stats else "-"]
         for m in self.methods:
             row = pt.rows.get(m)
             cells += [row.stats["average"].text() if row is not None and "average" in row.stats else "-",
@@ -163,7 +178,21 @@ class FewshotResult:
             t.add_column(h, justify="left" if i == 0 else "right")
         for pt in self.points:
             t.add_row(*self.cells(pt))
+        if self.notes():
+            t.caption = " ".join(self.notes())
+            t.caption_justify = "left"
         return t
+
+    def notes(self) -> list[str]:
+        """Footnotes a reader needs before trusting an improvement rate."""
+        teachers = ", ".join(["BERT-single"] + [ROW_TEACHER_NAME[m] for m in self.methods])
+        notes = [f"Teachers avg: {self.split} average of the teachers ({teachers}), each trained on the sample."]
+        flagged = [p for p in self.points if p.near_chance]
+        if flagged:
+            chance = ", ".join(f"{rate_name(p.rate)}%: {p.chance:.1f}" for p in flagged)
+            notes.append(f"* a teacher is within {NEAR_CHANCE_POINTS:g} points of the majority-class rate ({chance}): "
+                         "it learnt (almost) nothing from so small a sample, so the improvement at that rate is noise.")
+        return notes
 
     def to_markdown(self, heading: str = "###") -> str:
         from hrkd_cli.compare import STD_NOTE, TTEST
@@ -177,6 +206,7 @@ class FewshotResult:
         lines += ["", f"- baseline: `{BASELINE}` trained on the same sample; improvement = 100 × (method − baseline) / baseline, "
                       f"on mean {self.split} average accuracy",
                   f"- {STD_NOTE}", f"- p: {TTEST}, method vs baseline",
+                  *[f"- {n}" for n in self.notes()],
                   "- data manifest hash per rate: " + ", ".join(f"{rate_name(p.rate)}% `{p.data_hash[:16]}`" for p in self.points)]
         return "\n".join(lines) + "\n"
 
@@ -207,17 +237,51 @@ def rate_point(rate: float, records, split: str = "test") -> RatePoint | None:
     manifest = _manifest_for(base, data_hash)
     if manifest:
         counts = {d: c["train"]["total"] for d, c in manifest.get("counts", {}).items()}
-    pt = RatePoint(rate, data_hash, counts, rows={"baseline": base})
+    pt = RatePoint(rate, data_hash, counts, rows={"baseline": base}, chance=majority_rate(manifest, split))
     b = base.stats.get("average")
+    if (a := _teacher_average(base, split)) is not None:
+        pt.teacher_average["baseline"] = a
     for m in METHODS:
         row = _pick(rows, m)
         if row is None or b is None or "average" not in row.stats or not b.mean:
             continue
         pt.rows[m] = row
+        if (a := _teacher_average(row, split)) is not None:
+            pt.teacher_average[m] = a
         a = row.stats["average"]
         pt.improvement[m] = 100.0 * (a.mean - b.mean) / b.mean
         pt.p_value[m] = welch_p(a.values, b.values)
     return pt
+
+
+def majority_rate(manifest: dict | None, split: str) -> float | None:
+    """Accuracy (%) of always predicting each domain's most frequent label on ``split``, averaged over domains."""
+    rates = []
+    for counts in ((manifest or {}).get("counts") or {}).values():
+        c = counts.get(split) or {}
+        total = c.get("total") or 0
+        labels = [v for k, v in c.items() if k != "total"]
+        if total and labels:
+            rates.append(100.0 * max(labels) / total)
+    return sum(rates) / len(rates) if rates else None
+
+
+def _teacher_average(row, split: str) -> float | None:
+    """The ``split`` average (%) of the teacher a student row was distilled from, from its run.json."""
+    import json
+
+    teacher = row.first.record.get("teacher")
+    if not teacher:
+        return None
+    # The record holds the path as the run saw it (often relative to where it ran); the layout
+    # <results>/student/<tag>/seed-N beside <results>/teacher/<kind> finds it from anywhere.
+    for cand in (Path(teacher), row.first.path.parents[2] / "teacher" / Path(teacher).name):
+        try:
+            avg = (json.loads((cand / "run.json").read_text()).get(split) or {}).get("average")
+        except (OSError, json.JSONDecodeError):
+            continue
+        return 100.0 * avg if isinstance(avg, (int, float)) else None
+    return None
 
 
 def _manifest_for(row, data_hash: str) -> dict | None:

@@ -138,3 +138,51 @@ def test_improvement_rate_and_plot(tmp_path):
     assert [x.name for x in png.parent.iterdir()] == ["figure2.png"]  # no temporary file left
     with pytest.raises(HrkdError, match="PNG"):
         plot_fewshot(result, tmp_path / "figure2.pdf")
+
+
+def _teacher(root: Path, kind: str, avg: float) -> None:
+    (root / "teacher" / kind).mkdir(parents=True)
+    (root / "teacher" / kind / "run.json").write_text(json.dumps({"role": "teacher", "kind": kind, "test": {"average": avg}}))
+
+
+def _manifest(root: Path, data_hash: str, test_counts: dict[str, int]) -> None:
+    (root / "data").mkdir(parents=True)
+    counts = {"a": {"train": {"total": 10}, "test": {**test_counts, "total": sum(test_counts.values())}}}
+    (root / "data" / "manifest.json").write_text(json.dumps({"hash": data_hash, "counts": counts}))
+
+
+def test_teacher_averages_and_the_near_chance_flag(tmp_path, monkeypatch):
+    # 60/40 test labels: always answering the majority class scores 60 %.
+    for rate, teacher_avg in [(5, 0.63), (20, 0.80)]:
+        root = rate_dir(tmp_path, rate)
+        _manifest(root, f"{rate:064d}", {"negative": 60, "positive": 40})
+        for method in ("tinybert", "hrkd"):
+            for seed in (1, 2):
+                _student(root, method, method, seed, 0.6 + 0.01 * seed, f"{rate:064d}")
+        _teacher(root, "single", teacher_avg)
+        _teacher(root, "multi-domain", teacher_avg + 0.05)
+    monkeypatch.chdir(tmp_path / "fewshot")  # the records' teacher paths are absolute here; the layout still finds them
+    result = fewshot_results(tmp_path)
+    low, high = result.points
+    assert low.chance == pytest.approx(60.0) and high.chance == pytest.approx(60.0)
+    assert low.teacher_average == pytest.approx({"baseline": 63.0, "hrkd": 68.0})
+    assert low.near_chance and not high.near_chance  # 63 is within 5 points of 60; 80 and 85 are not
+    md = result.to_markdown()
+    assert "| 5% * |" in md and "| 20% |" in md and "63.0 / 68.0" in md and "majority-class rate (5%: 60.0)" in md
+    assert result.to_json()["points"][0]["near_chance"] is True
+
+
+def test_teacher_found_through_the_layout_when_the_recorded_path_is_relative(tmp_path, monkeypatch):
+    root = rate_dir(tmp_path, 10)
+    _manifest(root, f"{10:064d}", {"negative": 5, "positive": 5})
+    for method in ("tinybert", "hrkd"):
+        _student(root, method, method, 1, 0.7, f"{10:064d}")
+        rec_path = root / "student" / method / "seed-1" / "run.json"
+        rec = json.loads(rec_path.read_text())
+        rec["teacher"] = f"runs/elsewhere/teacher/{Path(rec['teacher']).name}"  # as a run started in another cwd wrote it
+        rec_path.write_text(json.dumps(rec))
+    _teacher(root, "single", 0.9)
+    _teacher(root, "multi-domain", 0.91)
+    (pt,) = fewshot_results(tmp_path).points
+    assert pt.teacher_average == pytest.approx({"baseline": 90.0, "hrkd": 91.0})
+    assert pt.chance == pytest.approx(50.0) and not pt.near_chance
