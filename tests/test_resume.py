@@ -52,6 +52,10 @@ def test_kill_and_resume_gives_the_same_final_metrics(tmp_path, tiny_teacher_dir
     resumed = json.loads((tmp_path / "b" / "student" / "hrkd" / "seed-1" / "run.json").read_text())
     assert resumed["test"] == full["test"] and resumed["dev"] == full["dev"]
     assert resumed["runs"]["all"]["fit"]["history"] == full["runs"]["all"]["fit"]["history"]
+    # the wall time is the whole run's: the training done before the kill (up to its last checkpoint) counts
+    before = resumed["runs"]["all"]["resumed_after_s"]
+    assert before > 0 and full["runs"]["all"]["resumed_after_s"] == 0
+    assert resumed["wall_time_s"] > before and resumed["runs"]["all"]["wall_time_s"] > before
     # and training itself continued identically: the logged losses after the kill match exactly
     def log(run):
         return json.loads((tmp_path / run / "student" / "hrkd" / "seed-1" / "last" / "ratio_log.json").read_text())

@@ -315,6 +315,7 @@ def train_domain_student(preset: Preset, runtime: Runtime, out: Path, teacher_pa
                             s.tokenizer, extras=extras, train_state=ts, files={"train_log.json": st.log})
         barrier(runtime)
 
+    before = state.elapsed if state is not None else 0.0  # training time before a --resume
     t0 = time.perf_counter()
     state = fit(
         params=[p for p in model.parameters() if p.requires_grad], optimizers={"main": optimizer},
@@ -323,7 +324,8 @@ def train_domain_student(preset: Preset, runtime: Runtime, out: Path, teacher_pa
         max_grad_norm=cfg.max_grad_norm, runtime=runtime, label=f"distill {method} [{domain}]", state=state,
         examples_per_step=cfg.batch_per_domain, on_step_end=on_step_end,
     )
-    return {"fit": state.to_json(), "wall_time_s": time.perf_counter() - t0, "steps": total, "meta": meta}
+    return {"fit": state.to_json(), "wall_time_s": time.perf_counter() - t0 + before,
+            "resumed_after_s": before, "steps": total, "meta": meta}
 
 
 # ---------------------------------------------------------------- the recipe

@@ -49,6 +49,12 @@ def write_run_record(path: Path, record: dict) -> None:
     write_json_atomic(path, record)
 
 
+def resumed_time(records: dict) -> float:
+    """Seconds of training that earlier invocations did before a --resume (each fit records its share), so
+    that a resumed run's wall time is that of the whole run, not of its last piece."""
+    return sum(float(r.get("resumed_after_s") or 0.0) for r in records.values() if isinstance(r, dict))
+
+
 def read_json(path: Path) -> dict | None:
     try:
         return json.loads(Path(path).read_text())

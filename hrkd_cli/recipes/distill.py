@@ -41,7 +41,7 @@ from hrkd_cli.models import (
     student_from_teacher_layers,
     uniform_layer_map,
 )
-from hrkd_cli.recipes.common import Say, data_dir, run_dir, write_run_record
+from hrkd_cli.recipes.common import Say, data_dir, resumed_time, run_dir, write_run_record
 from hrkd_cli.recipes.prepare import ensure_prepared
 from hrkd_cli.recipes.teach import TEACHER_ROW_NAMES, check_seq_length, reusable_teacher, teach
 from hrkd_cli.runtime import Runtime, all_reduce_mean_detached, all_reduce_sum, barrier, seed_everything
@@ -387,6 +387,7 @@ def train_student(preset: Preset, runtime: Runtime, out: Path, teacher_path: Pat
                             s.tokenizer, extras=extras, train_state=ts, files={"ratio_log.json": st.log})
         barrier(runtime)
 
+    before = state.elapsed if state is not None else 0.0  # training time before a --resume
     t0 = time.perf_counter()
     state = fit(
         params=[p for p in model.parameters() if p.requires_grad and not (meta_graph and p in meta_graph.params)],
@@ -396,7 +397,8 @@ def train_student(preset: Preset, runtime: Runtime, out: Path, teacher_path: Pat
         label=f"distill {cfg.method}" + (f" [{domains[0]}]" if len(domains) == 1 else ""),
         state=state, examples_per_step=cfg.batch_per_domain * len(domains), per_domain_best=cfg.per_domain_best,
     )
-    return {"fit": state.to_json(), "wall_time_s": time.perf_counter() - t0, "steps": total, "meta": meta}
+    return {"fit": state.to_json(), "wall_time_s": time.perf_counter() - t0 + before,
+            "resumed_after_s": before, "steps": total, "meta": meta}
 
 
 def load_distillation_weights(model: DistillationModel, ckpt: Path) -> None:
@@ -470,7 +472,7 @@ def finish_student(preset: Preset, runtime: Runtime, out: Path, data, group_memb
             "role": "student", "method": cfg.method, "row": row_name(preset), "preset": preset.model_dump(mode="json"),
             "preset_hash": preset.section_hash("data", "teacher", "student", "distill"), "seed": preset.seed,
             "data_hash": data.hash, "teacher": str(teacher_path), **extra, "dev": dev, "test": test,
-            "wall_time_s": time.perf_counter() - t0, "runs": records,
+            "wall_time_s": time.perf_counter() - t0 + resumed_time(records), "runs": records,
         })
         say(f"student saved to {out}: test average {100 * test['average']:.2f}")
     return out
