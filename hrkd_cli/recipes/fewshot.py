@@ -362,8 +362,9 @@ def plot_fewshot(result: FewshotResult, path: Path) -> Path:
                 ax.annotate(f"{v:.1f}", (b.get_x() + b.get_width() / 2, v), ha="center",
                             va="bottom" if v >= 0 else "top", fontsize=8)
     ax.axhline(0, color="grey", lw=0.6)
-    ax.set_xticks(list(xs), [f"{rate_name(pt.rate)}%" for pt in result.points])
-    ax.set_xlabel("sample rate of the training data")
+    ax.set_xticks(list(xs), [f"{rate_name(pt.rate)}%" + (" *" if pt.near_chance else "") for pt in result.points])
+    near = any(pt.near_chance for pt in result.points)
+    ax.set_xlabel("sample rate of the training data" + ("  (* teacher near chance: noise)" if near else ""))
     ax.set_ylabel("improvement rate (%)")
     ax.set_title("Few-shot: improvement over BERT-single -(TinyBERT-KD)-> BERT_S", fontsize=9)
     ax.legend(fontsize=8)

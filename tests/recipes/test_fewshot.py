@@ -170,6 +170,7 @@ def test_teacher_averages_and_the_near_chance_flag(tmp_path, monkeypatch):
     md = result.to_markdown()
     assert "| 5% * |" in md and "| 20% |" in md and "63.0 / 68.0" in md and "majority-class rate (5%: 60.0)" in md
     assert result.to_json()["points"][0]["near_chance"] is True
+    assert plot_fewshot(result, tmp_path / "marked.png").read_bytes()[:4] == b"\x89PNG"  # marked rates draw too
 
 
 def test_teacher_found_through_the_layout_when_the_recorded_path_is_relative(tmp_path, monkeypatch):
