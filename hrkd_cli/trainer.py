@@ -57,6 +57,7 @@ class FitState:
     history: list[dict] = field(default_factory=list)  # dev evaluations
     log: list[dict] = field(default_factory=list)  # logged training steps (losses, ratios)
     elapsed: float = 0.0
+    resumed_after: float = 0.0  # elapsed when fit() began: the training done before a --resume
 
     def to_json(self) -> dict:
         return {
@@ -170,6 +171,7 @@ def fit(
         disable=not runtime.is_main,
         transient=False,
     )
+    state.resumed_after = state.elapsed
     t_start = time.perf_counter() - state.elapsed
     t_window, n_window = time.perf_counter(), 0
     with progress:

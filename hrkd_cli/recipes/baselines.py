@@ -65,7 +65,7 @@ from hrkd_cli.metakd import (
     transferable_knowledge_loss,
 )
 from hrkd_cli.models import EncoderOutput
-from hrkd_cli.recipes.common import Say, data_dir, read_json
+from hrkd_cli.recipes.common import Say, data_dir, fit_record, read_json
 from hrkd_cli.recipes.distill import (
     DistillationModel,
     Teachers,
@@ -315,8 +315,6 @@ def train_domain_student(preset: Preset, runtime: Runtime, out: Path, teacher_pa
                             s.tokenizer, extras=extras, train_state=ts, files={"train_log.json": st.log})
         barrier(runtime)
 
-    before = state.elapsed if state is not None else 0.0  # training time before a --resume
-    t0 = time.perf_counter()
     state = fit(
         params=[p for p in model.parameters() if p.requires_grad], optimizers={"main": optimizer},
         schedulers={"main": scheduler}, step_fn=step_fn, eval_fn=eval_fn, save_fn=save_fn, total_steps=total,
@@ -324,8 +322,7 @@ def train_domain_student(preset: Preset, runtime: Runtime, out: Path, teacher_pa
         max_grad_norm=cfg.max_grad_norm, runtime=runtime, label=f"distill {method} [{domain}]", state=state,
         examples_per_step=cfg.batch_per_domain, on_step_end=on_step_end,
     )
-    return {"fit": state.to_json(), "wall_time_s": time.perf_counter() - t0 + before,
-            "resumed_after_s": before, "steps": total, "meta": meta}
+    return fit_record(state, total, meta)
 
 
 # ---------------------------------------------------------------- the recipe

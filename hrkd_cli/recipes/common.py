@@ -49,6 +49,13 @@ def write_run_record(path: Path, record: dict) -> None:
     write_json_atomic(path, record)
 
 
+def fit_record(state, total: int, meta: dict) -> dict:
+    """What a recipe keeps of one trainer.fit: its state, its training time over the whole run (across
+    --resume: ``state.elapsed``), the part of it done before the resume, steps and checkpoint meta."""
+    return {"fit": state.to_json(), "wall_time_s": state.elapsed, "resumed_after_s": state.resumed_after,
+            "steps": total, "meta": meta}
+
+
 def resumed_time(records: dict) -> float:
     """Seconds of training that earlier invocations did before a --resume (each fit records its share), so
     that a resumed run's wall time is that of the whole run, not of its last piece."""

@@ -41,7 +41,7 @@ from hrkd_cli.models import (
     student_from_teacher_layers,
     uniform_layer_map,
 )
-from hrkd_cli.recipes.common import Say, data_dir, resumed_time, run_dir, write_run_record
+from hrkd_cli.recipes.common import Say, data_dir, fit_record, resumed_time, run_dir, write_run_record
 from hrkd_cli.recipes.prepare import ensure_prepared
 from hrkd_cli.recipes.teach import TEACHER_ROW_NAMES, check_seq_length, reusable_teacher, teach
 from hrkd_cli.runtime import Runtime, all_reduce_mean_detached, all_reduce_sum, barrier, seed_everything
@@ -387,8 +387,6 @@ def train_student(preset: Preset, runtime: Runtime, out: Path, teacher_path: Pat
                             s.tokenizer, extras=extras, train_state=ts, files={"ratio_log.json": st.log})
         barrier(runtime)
 
-    before = state.elapsed if state is not None else 0.0  # training time before a --resume
-    t0 = time.perf_counter()
     state = fit(
         params=[p for p in model.parameters() if p.requires_grad and not (meta_graph and p in meta_graph.params)],
         optimizers=optimizers, schedulers=schedulers, step_fn=step_fn, eval_fn=eval_fn, save_fn=save_fn,
@@ -397,8 +395,7 @@ def train_student(preset: Preset, runtime: Runtime, out: Path, teacher_path: Pat
         label=f"distill {cfg.method}" + (f" [{domains[0]}]" if len(domains) == 1 else ""),
         state=state, examples_per_step=cfg.batch_per_domain * len(domains), per_domain_best=cfg.per_domain_best,
     )
-    return {"fit": state.to_json(), "wall_time_s": time.perf_counter() - t0 + before,
-            "resumed_after_s": before, "steps": total, "meta": meta}
+    return fit_record(state, total, meta)
 
 
 def load_distillation_weights(model: DistillationModel, ckpt: Path) -> None:

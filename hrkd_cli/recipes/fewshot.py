@@ -23,7 +23,7 @@ from pathlib import Path
 
 from hrkd_cli.config import Preset
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.recipes.common import Say
+from hrkd_cli.recipes.common import Say, read_json
 from hrkd_cli.runtime import Runtime
 
 BASELINE = "BERT-single -(TinyBERT-KD)-> BERT_S"
@@ -33,7 +33,6 @@ NEAR_CHANCE_POINTS = 5.0
 METHODS = {"hrkd": "HRKD", "meta-kd": "Meta-KD"}
 # method -> the teacher kind its paper row uses (HRKD Figure 2 compares these rows)
 ROW_TEACHER = {"tinybert": "single", "hrkd": "multi-domain", "meta-kd": "meta"}
-ROW_TEACHER_NAME = {"tinybert": "BERT-single", "hrkd": "HRKD-teacher", "meta-kd": "Meta-teacher"}
 
 
 def parse_rates(text: str) -> list[float]:
@@ -178,14 +177,14 @@ class FewshotResult:
             t.add_column(h, justify="left" if i == 0 else "right")
         for pt in self.points:
             t.add_row(*self.cells(pt))
-        if self.notes():
-            t.caption = " ".join(self.notes())
-            t.caption_justify = "left"
+        t.caption, t.caption_justify = " ".join(self.notes()), "left"
         return t
 
     def notes(self) -> list[str]:
         """Footnotes a reader needs before trusting an improvement rate."""
-        teachers = ", ".join(["BERT-single"] + [ROW_TEACHER_NAME[m] for m in self.methods])
+        from hrkd_cli.recipes.teach import TEACHER_ROW_NAMES
+
+        teachers = ", ".join(TEACHER_ROW_NAMES[ROW_TEACHER[m]] for m in ["tinybert"] + self.methods)
         notes = [f"Teachers avg: {self.split} average of the teachers ({teachers}), each trained on the sample."]
         flagged = [p for p in self.points if p.near_chance]
         if flagged:
@@ -239,15 +238,15 @@ def rate_point(rate: float, records, split: str = "test") -> RatePoint | None:
         counts = {d: c["train"]["total"] for d, c in manifest.get("counts", {}).items()}
     pt = RatePoint(rate, data_hash, counts, rows={"baseline": base}, chance=majority_rate(manifest, split))
     b = base.stats.get("average")
-    if (a := _teacher_average(base, split)) is not None:
-        pt.teacher_average["baseline"] = a
+    if (t := _teacher_average(base, split)) is not None:
+        pt.teacher_average["baseline"] = t
     for m in METHODS:
         row = _pick(rows, m)
         if row is None or b is None or "average" not in row.stats or not b.mean:
             continue
         pt.rows[m] = row
-        if (a := _teacher_average(row, split)) is not None:
-            pt.teacher_average[m] = a
+        if (t := _teacher_average(row, split)) is not None:
+            pt.teacher_average[m] = t
         a = row.stats["average"]
         pt.improvement[m] = 100.0 * (a.mean - b.mean) / b.mean
         pt.p_value[m] = welch_p(a.values, b.values)
@@ -268,19 +267,16 @@ def majority_rate(manifest: dict | None, split: str) -> float | None:
 
 def _teacher_average(row, split: str) -> float | None:
     """The ``split`` average (%) of the teacher a student row was distilled from, from its run.json."""
-    import json
-
     teacher = row.first.record.get("teacher")
     if not teacher:
         return None
     # The record holds the path as the run saw it (often relative to where it ran); the layout
     # <results>/student/<tag>/seed-N beside <results>/teacher/<kind> finds it from anywhere.
     for cand in (Path(teacher), row.first.path.parents[2] / "teacher" / Path(teacher).name):
-        try:
-            avg = (json.loads((cand / "run.json").read_text()).get(split) or {}).get("average")
-        except (OSError, json.JSONDecodeError):
-            continue
-        return 100.0 * avg if isinstance(avg, (int, float)) else None
+        record = read_json(cand / "run.json")
+        if record is not None:
+            avg = (record.get(split) or {}).get("average")
+            return 100.0 * avg if isinstance(avg, (int, float)) else None
     return None
 
 

@@ -51,7 +51,7 @@ from hrkd_cli.metakd import (
     prototype_scores,
 )
 from hrkd_cli.models import DomainClassifier, load_pretrained_encoder, load_tokenizer, set_dropout
-from hrkd_cli.recipes.common import Say, read_json, resumed_time, teacher_dir, write_run_record
+from hrkd_cli.recipes.common import Say, fit_record, read_json, resumed_time, teacher_dir, write_run_record
 from hrkd_cli.recipes.prepare import prepared_on_every_rank, teacher_domains
 from hrkd_cli.recipes.teach import TEACHER_ROW_NAMES, check_seq_length, meta_data_dir, teacher_hash
 from hrkd_cli.runtime import Runtime, all_reduce_mean_detached, barrier, seed_everything
@@ -285,8 +285,6 @@ def train_meta_teacher(preset: Preset, runtime: Runtime, out: Path, *, data, dom
                             tokenizer, extras=transferable_extras(model.transferable), train_state=ts)
         barrier(runtime)
 
-    before = state.elapsed if state is not None else 0.0  # training time before a --resume
-    t0 = time.perf_counter()
     state = fit(
         params=[p for p in model.parameters() if p.requires_grad],
         optimizers={"main": optimizer}, schedulers={"main": scheduler},
@@ -295,8 +293,7 @@ def train_meta_teacher(preset: Preset, runtime: Runtime, out: Path, *, data, dom
         max_grad_norm=cfg.max_grad_norm, runtime=runtime, label="teach meta", state=state,
         examples_per_step=batch_size,
     )
-    return {"fit": state.to_json(), "wall_time_s": time.perf_counter() - t0 + before,
-            "resumed_after_s": before, "steps": total, "meta": meta}
+    return fit_record(state, total, meta)
 
 
 def teach_meta(preset: Preset, runtime: Runtime, resume: bool = False, say: Say = print) -> Path:

@@ -26,7 +26,7 @@ from hrkd_cli.config import Preset
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.evaluation import evaluate_checkpoint, evaluate_model
 from hrkd_cli.models import DomainClassifier, load_pretrained_encoder, load_tokenizer, set_dropout
-from hrkd_cli.recipes.common import Say, read_json, resumed_time, teacher_dir, write_run_record
+from hrkd_cli.recipes.common import Say, fit_record, read_json, resumed_time, teacher_dir, write_run_record
 from hrkd_cli.recipes.prepare import prepared_on_every_rank, teacher_domains
 from hrkd_cli.runtime import Runtime, all_reduce_mean_detached, barrier, seed_everything
 from hrkd_cli.sampling import StepSchedule, check_shardable, shard
@@ -148,8 +148,6 @@ def train_classifier(
             save_checkpoint(out / tag, model, {**meta, "tag": tag, "step": st.step, "dev": st.history[-1]}, tokenizer, train_state=ts)
         barrier(runtime)
 
-    before = state.elapsed if state is not None else 0.0  # training time before a --resume
-    t0 = time.perf_counter()
     state = fit(
         params=[p for p in model.parameters() if p.requires_grad],
         optimizers={"main": optimizer},
@@ -167,8 +165,7 @@ def train_classifier(
         examples_per_step=batch * len(streams),
         per_domain_best=cfg.per_domain_best and kind == "multi-domain",
     )
-    return {"fit": state.to_json(), "wall_time_s": time.perf_counter() - t0 + before,
-            "resumed_after_s": before, "steps": total, "meta": meta}
+    return fit_record(state, total, meta)
 
 
 def teach(preset: Preset, runtime: Runtime, kind: str | None = None, resume: bool = False, say: Say = print) -> Path:
