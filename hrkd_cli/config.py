@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hrkd_cli.errors import HrkdError
 
@@ -60,7 +60,21 @@ class DataConfig(Section):
     dev_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="mnli/custom: share of train kept for dev")
     test_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="custom without a split column")
     sample_rate: float = Field(1.0, gt=0.0, le=1.0, description="few-shot: front share of each train split")
+    sample_per_domain: int = Field(
+        0, ge=0, description="few-shot: keep the front N examples of each domain's train split; 0 = off")
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
+
+    @model_validator(mode="after")
+    def _one_sample_size(self):
+        if self.sample_per_domain and self.sample_rate < 1.0:
+            raise ValueError(f"data.sample_rate = {self.sample_rate} and data.sample_per_domain = "
+                             f"{self.sample_per_domain}: give one few-shot sample size, not both")
+        return self
+
+    @property
+    def sampled(self) -> bool:
+        """True for a few-shot sample of the training splits (by share or by count)."""
+        return self.sample_rate < 1.0 or self.sample_per_domain > 0
 
 
 class OptimConfig(Section):
@@ -127,6 +141,19 @@ class DistillConfig(OptimConfig):
     soft_ce: Literal["sum", "mean"] = "sum"
     graph_mode: Literal["frozen", "joint", "meta"] = "frozen"
     graph_lr: float = Field(1e-3, gt=0)
+    graph: Literal["paper", "residual", "excess"] = Field(
+        "paper", description="relational read-out: paper = Eq. 10-12 as published; residual = Eq. R1-R3; "
+        "excess = Eq. R1-R4 (README, method section)"
+    )
+    ratio_temperature: float = Field(1.0, gt=0.0, description="residual/excess: tau of Eq. R2")
+    ratio_floor: float = Field(0.5, ge=0.0, lt=1.0, description="residual/excess: lambda of Eq. R3 (mix with 1/D)")
+    excess_beta: float = Field(5.0, ge=0.0, description="excess: weight beta of the excess-loss feature (Eq. R4)")
+    excess_decay: float = Field(0.9, ge=0.0, lt=1.0, description="excess: decay of the running per-domain loss")
+    meta_objective: Literal["dev-kd", "dev-task", "train-eq17"] = Field(
+        "dev-kd", description="graph_mode=meta, outer loss: unweighted Eq. 5 on a dev batch, cross-entropy with "
+        "gold labels on a dev batch, or (sessions 1-4) ratio-weighted Eq. 17 on the next training batch"
+    )
+    ratio_kl: float = Field(0.0, ge=0.0, description="graph_mode=joint: weight of sum_m KL(uniform || r_m)")
     gat_heads: int = Field(8, ge=1)
     gat_dropout: float = Field(0.1, ge=0.0, lt=1.0)
     drop: list[str] = Field(default_factory=list, description=f"ablations: {', '.join(ABLATIONS)}")
@@ -136,6 +163,21 @@ class DistillConfig(OptimConfig):
     per_domain_best: bool = False
     fewshot_lr: float = Field(5e-5, gt=0)
     metakd: MetaKDConfig = Field(default_factory=MetaKDConfig)
+
+    @model_validator(mode="after")
+    def _settings_match_graph(self):
+        """A setting that the chosen graph or mode would ignore is an error, not a silent no-op."""
+        given = self.model_fields_set
+        owners = {"ratio_temperature": ("residual", "excess"), "ratio_floor": ("residual", "excess"),
+                  "excess_beta": ("excess",), "excess_decay": ("excess",)}
+        for key, graphs in owners.items():
+            if key in given and self.graph not in graphs:
+                raise ValueError(f"distill.{key} applies to distill.graph = {' or '.join(graphs)}, not {self.graph!r}")
+        if "meta_objective" in given and self.graph_mode != "meta":
+            raise ValueError(f"distill.meta_objective applies to distill.graph_mode = 'meta', not {self.graph_mode!r}")
+        if "ratio_kl" in given and self.ratio_kl > 0 and self.graph_mode != "joint":
+            raise ValueError(f"distill.ratio_kl applies to distill.graph_mode = 'joint', not {self.graph_mode!r}")
+        return self
 
     @field_validator("drop")
     @classmethod
@@ -153,6 +195,10 @@ class RuntimeConfig(Section):
     nproc: int = Field(1, ge=1, description="processes (DDP under torchrun)")
 
 
+# Fields added after runs were recorded, with the default that means "as before" (see Preset.section_hash).
+LATE_FIELDS: dict[str, dict[str, object]] = {"data": {"sample_per_domain": 0}}
+
+
 class Preset(Section):
     name: str = "custom"
     description: str = ""
@@ -165,8 +211,15 @@ class Preset(Section):
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
 
     def section_hash(self, *sections: str) -> str:
-        """A short hash of the named sections, used to decide whether artifacts can be reused."""
+        """A short hash of the named sections, used to decide whether artifacts can be reused.
+
+        Fields of LATE_FIELDS are left out while at their default, so runs recorded before they existed
+        keep their hash (and are reused)."""
         dump = self.model_dump(mode="json")
+        for section, fields in LATE_FIELDS.items():
+            for key, default in fields.items():
+                if section in dump and dump[section].get(key) == default:
+                    del dump[section][key]
         blob = json.dumps({s: dump[s] for s in sections}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -29,6 +29,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 ABLATIONS = ("self-attention", "comp-agg", "hierarchical", "domain-rel")
+# "paper": Eq. 7-12 as published. The others are this project's relational read-outs (README, method section).
+GRAPHS = ("paper", "residual", "excess")
 GAT_GAIN = 1.414
 LEAKY_SLOPE = 0.2
 
@@ -123,6 +125,77 @@ class DomainRelationalGraph(nn.Module):
         return F.softmax(self.layer2(self.layer1(prototypes)).squeeze(-1), dim=0)
 
 
+# --------------------------------------------------------------------------- a read-out that cannot collapse
+#
+# The paper's ratios are softmax_d of a second GAT layer that works on scalars
+# (Eq. 10-12); whenever that layer's scores share a sign its output is the same
+# for every node and the ratios are exactly 1/D with zero gradient. GAT's first
+# layer has the same weakness (its attention is "static": a row's softmax
+# cancels the node's own term whenever the LeakyReLU is linear), so width alone
+# does not help. The read-outs below keep each domain's own prototype in its
+# score (a residual self term) and bound the ratios away from one-hot.
+
+
+def mix_with_uniform(p, floor):
+    """Eq. R3 (ours): r = (1 - lambda) p + lambda / D.
+
+    Every ratio stays >= lambda / D and <= 1 - lambda + lambda / D, so no
+    domain's distillation signal is switched off, whatever the scores.
+    """
+    return (1.0 - floor) * p + floor / p.shape[-1]
+
+
+def relational_scores(z, x, w):
+    """Eq. R1 (ours): s_d = w^T [z_d ; x_d - mean_j x_j].
+
+    z [D, K*F'] is the first GAT layer's output (Eq. 7-9), x [D, F] the graph's
+    input prototypes; w [K*F' + F] is a learnt read-out. The residual term
+    x_d - mean_j x_j is each domain's own deviation from the others, so s_d
+    differs across domains whenever the prototypes do (ds/dx is w's lower part,
+    non-zero), even where GAT's attention makes z the same for every node.
+    """
+    return torch.cat([z, x - x.mean(dim=0, keepdim=True)], dim=-1) @ w
+
+
+def excess_loss_feature(layer_loss):
+    """Eq. R4 (ours): g_d = L_d / mean_j L_j - 1, the relative excess of each
+    domain's current student-teacher loss over the domains' mean (the
+    excess-loss signal of domain reweighting as in DoReMi, with the teacher as
+    the reference model). layer_loss [..., D] -> [..., D]; zero when all are equal.
+    """
+    return layer_loss / layer_loss.mean(dim=-1, keepdim=True).clamp_min(1e-12) - 1.0
+
+
+def readout_ratios(scores, temperature, floor):
+    """Eq. R2-R3 (ours): r = (1 - lambda) softmax(s / tau) + lambda / D."""
+    return mix_with_uniform(F.softmax(scores / temperature, dim=-1), floor)
+
+
+class ResidualRelationalGraph(nn.Module):
+    """The `residual` and `excess` graphs for one student layer m (ours).
+
+    Eq. 7-9 as the paper (K heads, width F', ELU), then, instead of the scalar
+    second layer Eq. 10-12, the read-out Eq. R1 with its residual self term,
+    plus (for `excess`, beta > 0) beta * g_{m,d} of Eq. R4, and Eq. R2-R3:
+        r_m = (1 - lambda) softmax((s_m + beta g_m) / tau) + lambda / D.
+    """
+
+    def __init__(self, feature_dim, hidden_dim=None, heads=8, dropout=0.1):
+        super().__init__()
+        hidden_dim = feature_dim if hidden_dim is None else hidden_dim
+        self.layer1 = GraphAttentionLayer(feature_dim, hidden_dim, heads=heads, dropout=dropout)
+        width = heads * hidden_dim + feature_dim
+        self.readout = nn.Parameter(torch.empty(width))
+        _xavier_uniform_(self.readout, width, 1)
+
+    def forward(self, prototypes, temperature=1.0, floor=0.5, excess=None, beta=0.0):
+        """prototypes [D, F] (and excess g [D]) -> r_m [D]."""
+        s = relational_scores(self.layer1(prototypes), prototypes, self.readout)
+        if excess is not None and beta:
+            s = s + beta * excess
+        return readout_ratios(s, temperature, floor)
+
+
 # --------------------------------------------------------------------------- compare-aggregate
 
 def reference_prototypes(h_m, W_D):
@@ -177,15 +250,21 @@ class HierarchicalRelationalModule(nn.Module):
     """
 
     def __init__(self, num_student_layers, num_domains, feature_dim, gat_heads=8,
-                 gat_hidden=None, dropout=0.1, drop=()):
+                 gat_hidden=None, dropout=0.1, drop=(), graph="paper", temperature=1.0, floor=0.5,
+                 excess_beta=1.0, excess_decay=0.9):
         super().__init__()
         drop = frozenset(drop)
         unknown = drop - set(ABLATIONS)
         if unknown:
             raise ValueError(f"unknown ablation(s) {sorted(unknown)}; expected a subset of {ABLATIONS}")
+        if graph not in GRAPHS:
+            raise ValueError(f"unknown graph {graph!r}; expected one of {GRAPHS}")
         M, D, Fdim = num_student_layers, num_domains, feature_dim
         self.num_student_layers, self.num_domains, self.feature_dim = M, D, Fdim
         self.drop = drop
+        self.graph = graph
+        self.temperature, self.floor = temperature, floor
+        self.excess_beta, self.excess_decay = excess_beta, excess_decay
         self.uses_graph = "domain-rel" not in drop
         # compare-aggregate is learned only if nothing replaces it or makes it unused
         self.learned_aggregation = not drop & {"comp-agg", "hierarchical", "domain-rel"}
@@ -193,9 +272,16 @@ class HierarchicalRelationalModule(nn.Module):
 
         # Creation order graphs, W^H, W^D: with one seed, every ablation gets the
         # same initial values for the parts it keeps, so ablation runs compare cleanly.
+        graph_cls = DomainRelationalGraph if graph == "paper" else ResidualRelationalGraph
         self.graphs = nn.ModuleList(
-            [DomainRelationalGraph(Fdim, gat_hidden, gat_heads, dropout) for _ in range(M + 1)]
+            [graph_cls(Fdim, gat_hidden, gat_heads, dropout) for _ in range(M + 1)]
             if self.uses_graph else [])
+        self.needs_losses = self.uses_graph and graph == "excess"
+        if self.needs_losses:
+            # Eq. R4's L_{m,d}: a running mean of each layer's per-domain loss, saved with the checkpoint
+            # so a resumed run continues with the same ratios.
+            self.register_buffer("loss_ema", torch.zeros(M + 1, D))
+            self.register_buffer("loss_ema_steps", torch.zeros((), dtype=torch.long))
         self.W_D = self.W_H = None
         if self.learned_aggregation:
             self.W_H = nn.Parameter(torch.empty(M, D, Fdim, Fdim))  # W^H_{m,d}
@@ -239,8 +325,33 @@ class HierarchicalRelationalModule(nn.Module):
                     similarity.append(alpha_H)
                     reference_attention.append(alpha_D)
                 graph_inputs.append(x)
-                if self.uses_graph:
+                if self.uses_graph and self.graph == "paper":
                     ratios.append(self.graphs[m](x))
+                elif self.uses_graph:
+                    g = excess_loss_feature(self.loss_ema[m]) if self.needs_losses and self.loss_ema_steps > 0 else None
+                    ratios.append(self.graphs[m](x, self.temperature, self.floor, g, self.excess_beta))
                 else:
                     ratios.append(torch.full((D,), 1.0 / D, device=h.device))
             return RelationalOutput(torch.stack(ratios), similarity, reference_attention, graph_inputs)
+
+    @torch.no_grad()
+    def observe(self, layer_loss):
+        """Fold one step's per-layer, per-domain loss [M+1, D] (Eq. 17's terms that r_m weights:
+        row 0 the embedding loss, row m the attention + hidden losses of layer m) into Eq. R4's
+        running mean (exponential, decay ``excess_decay``; the first step sets it)."""
+        if not self.needs_losses:
+            return
+        layer_loss = layer_loss.detach().float().to(self.loss_ema.device)
+        if int(self.loss_ema_steps) == 0:
+            self.loss_ema.copy_(layer_loss)
+        else:
+            self.loss_ema.mul_(self.excess_decay).add_(layer_loss, alpha=1.0 - self.excess_decay)
+        self.loss_ema_steps += 1
+
+
+def layer_losses(terms):
+    """The per-layer, per-domain loss that each ratio r_{m,d} weights in Eq. 17: [M+1, D].
+
+    terms: losses.DomainLosses with embd [D], attn [D, M], hidn [D, M].
+    """
+    return torch.cat([terms.embd.unsqueeze(0), (terms.attn + terms.hidn).transpose(0, 1)], dim=0)

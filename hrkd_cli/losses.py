@@ -5,6 +5,7 @@ value per example (shape [B], the mean over every other dim), so Meta-KD can
 weight examples. Everything is computed in float32, whatever the input dtype.
 """
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -106,3 +107,15 @@ class DomainLosses:
         if ratios is None:
             return multi_domain_kd_loss(self.embd, self.attn, self.hidn, self.pred, gamma=gamma)
         return hrkd_loss(self.embd, self.attn, self.hidn, self.pred, ratios, gamma=gamma)
+
+
+def kl_uniform_to_ratios(ratios):
+    """Eq. R5 (ours): sum_m KL(u || r_m) = sum_m sum_d (1/D) log((1/D) / r_{m,d}).
+
+    The `joint` mode regulariser. Minimising Eq. 17 over the ratios alone is
+    solved by putting all weight on the domain with the smallest loss; this term
+    grows without bound as any r_{m,d} -> 0 and is zero at r_m = 1/D.
+    ratios [M+1, D] -> scalar.
+    """
+    D = ratios.shape[-1]
+    return ((1.0 / D) * (math.log(1.0 / D) - torch.log(ratios.clamp_min(1e-12)))).sum()

@@ -85,6 +85,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from hrkd_cli.runtime import RngState
+
 DARTS_EPS = 0.01  # eps = DARTS_EPS / ||v||  (Liu et al. 2019, sec. 2.3)
 
 
@@ -133,20 +135,6 @@ def _grads(loss: torch.Tensor, params: Sequence[torch.Tensor]) -> list[torch.Ten
 def _norm(tensors: Iterable[torch.Tensor]) -> torch.Tensor:
     sq = [t.float().pow(2).sum() for t in tensors]
     return torch.stack(sq).sum().sqrt() if sq else torch.zeros(())
-
-
-class _RngState:
-    """CPU (and the model's CUDA device) RNG state, to replay the same dropout masks."""
-
-    def __init__(self, device: torch.device):
-        self.device = device if device.type == "cuda" else None
-        self.cpu = torch.get_rng_state()
-        self.cuda = torch.cuda.get_rng_state(self.device) if self.device is not None else None
-
-    def restore(self) -> None:
-        torch.set_rng_state(self.cpu)
-        if self.device is not None:
-            torch.cuda.set_rng_state(self.cuda, self.device)
 
 
 @contextlib.contextmanager
@@ -228,7 +216,7 @@ class MetaGraphUpdate:
         theta = self.theta()
         xi = float(lr)
         device = phi[0].device
-        rng = _RngState(device)
+        rng = RngState(device)
         saved = [p.detach().clone() for p in theta]
         try:
             # 1. look-ahead theta' = theta - xi grad_theta L_train(theta, phi)

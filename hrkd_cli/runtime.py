@@ -121,3 +121,17 @@ def broadcast_object(obj, runtime: Runtime):
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+class RngState:
+    """CPU (and the model's CUDA device) RNG state, to replay the same dropout masks."""
+
+    def __init__(self, device: torch.device):
+        self.device = device if device.type == "cuda" else None
+        self.cpu = torch.get_rng_state()
+        self.cuda = torch.cuda.get_rng_state(self.device) if self.device is not None else None
+
+    def restore(self) -> None:
+        torch.set_rng_state(self.cpu)
+        if self.device is not None:
+            torch.cuda.set_rng_state(self.cuda, self.device)

@@ -322,3 +322,102 @@ def test_gradient_reaches_all_params_when_trainable():
 def test_prototype_shape_checked():
     with pytest.raises(ValueError):
         _module()(torch.randn(M, D, FD))
+
+
+# --------------------------------------------------------------------------- the paper graph's collapse, the new read-outs
+
+def _same_sign_case():
+    """A paper graph whose layer-2 scores all share one sign (checked), on distinct prototypes."""
+    torch.manual_seed(3)
+    g = DomainRelationalGraph(6, hidden_dim=4, heads=2, dropout=0.0).eval()
+    with torch.no_grad():
+        g.layer2.a.copy_(torch.tensor([[0.5, 0.5]]))  # a'_1 = a'_2 > 0: s'_ij = (z_i + z_j) / 2
+    x = torch.rand(4, 6) + 1.0
+    z = g.layer2.W[0].T @ g.layer1(x).T  # [1, N] scalars of Eq. 10
+    assert (z > 0).all() or (z < 0).all()  # so every s'_ij shares their sign
+    return g, x
+
+
+def test_paper_graph_same_sign_scores_give_uniform_ratios_and_zero_gradient():
+    g, x = _same_sign_case()
+    x = x.clone().requires_grad_(True)
+    r = g(x)
+    assert torch.equal(r, torch.full((4,), 0.25)) or torch.allclose(r, torch.full((4,), 0.25), atol=1e-7)
+    # any loss of the ratios: the gradient to the prototypes and to every parameter is exactly zero
+    loss = (r * torch.tensor([1.0, 2.0, 3.0, 4.0])).sum()
+    grads = torch.autograd.grad(loss, [x] + list(g.parameters()), allow_unused=True)
+    assert all(gr is None or gr.abs().max() < 1e-7 for gr in grads)
+
+
+def test_residual_graph_ratios_depend_on_prototypes_with_gradient():
+    from hrkd_cli.graph import ResidualRelationalGraph
+
+    torch.manual_seed(3)
+    g = ResidualRelationalGraph(6, hidden_dim=4, heads=2, dropout=0.0).eval()
+    x = (torch.rand(4, 6) + 1.0).requires_grad_(True)  # the inputs that collapse the paper graph above
+    r = g(x, temperature=1.0, floor=0.0)
+    assert (r.max() - r.min()) > 1e-3  # the domains get different ratios
+    assert torch.allclose(r.sum(), torch.tensor(1.0))
+    loss = (r * torch.tensor([1.0, 2.0, 3.0, 4.0])).sum()
+    gx, gw = torch.autograd.grad(loss, [x, g.readout])
+    assert gx.abs().sum() > 0 and gw.abs().sum() > 0
+    # other prototypes, other ratios
+    r2 = g(x.detach() + torch.randn(4, 6), temperature=1.0, floor=0.0)
+    assert not torch.allclose(r, r2)
+
+
+def test_readout_by_hand():
+    from hrkd_cli.graph import excess_loss_feature, mix_with_uniform, readout_ratios, relational_scores
+
+    z = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    x = torch.tensor([[2.0], [0.0]])  # mean 1: deviations +1, -1
+    w = torch.tensor([1.0, 2.0, 0.5])
+    s = relational_scores(z, x, w)
+    assert torch.allclose(s, torch.tensor([1.0 + 0.5, 2.0 - 0.5]))
+    r = readout_ratios(s, temperature=2.0, floor=0.5)
+    p = torch.softmax(s / 2.0, dim=0)
+    assert torch.allclose(r, 0.5 * p + 0.25)
+    # the floor keeps a one-hot softmax away from one-hot
+    assert torch.allclose(mix_with_uniform(torch.tensor([1.0, 0.0, 0.0, 0.0]), 0.4), torch.tensor([0.7, 0.1, 0.1, 0.1]))
+    assert torch.allclose(excess_loss_feature(torch.tensor([1.0, 3.0])), torch.tensor([-0.5, 0.5]))
+
+
+def test_excess_graph_moves_weight_to_the_domain_that_lags():
+    torch.manual_seed(0)
+    mod = HierarchicalRelationalModule(2, 3, 8, gat_heads=2, dropout=0.0, graph="excess", floor=0.0, excess_beta=5.0,
+                                       excess_decay=0.5).eval()
+    protos = torch.randn(3, 3, 8)
+    before = mod(protos).ratios
+    mod.observe(torch.tensor([[1.0, 1.0, 1.0]] * 3))  # equal losses: g = 0, ratios unchanged
+    assert torch.allclose(mod(protos).ratios, before, atol=1e-6)
+    mod.observe(torch.tensor([[1.0, 1.0, 4.0]] * 3))  # domain 2 lags: running mean 1, 1, 2.5
+    assert torch.allclose(mod.loss_ema[0], torch.tensor([1.0, 1.0, 2.5]))
+    after = mod(protos).ratios
+    assert (after[:, 2] > before[:, 2]).all() and (after[:, :2] < before[:, :2]).all()
+    assert "loss_ema" in mod.state_dict()  # saved with the checkpoint, so a resume continues the same ratios
+    paper = HierarchicalRelationalModule(2, 3, 8, gat_heads=2, dropout=0.0)
+    assert "loss_ema" not in paper.state_dict()  # the paper module's checkpoints keep their keys
+
+
+def test_new_graphs_keep_the_ablation_switches():
+    torch.manual_seed(0)
+    protos = torch.randn(3, 3, 8)
+    for graph in ("residual", "excess"):
+        full = HierarchicalRelationalModule(2, 3, 8, gat_heads=2, dropout=0.0, graph=graph).eval()
+        assert full.W_H is not None and full.W_D is not None
+        no_rel = HierarchicalRelationalModule(2, 3, 8, gat_heads=2, dropout=0.0, graph=graph, drop=["domain-rel"]).eval()
+        assert torch.allclose(no_rel(protos).ratios, torch.full((3, 3), 1 / 3))
+        no_ca = HierarchicalRelationalModule(2, 3, 8, gat_heads=2, dropout=0.0, graph=graph, drop=["comp-agg"]).eval()
+        out = no_ca(protos)
+        assert no_ca.W_H is None and torch.allclose(out.similarity[1], torch.full((3, 3), 1 / 3))
+        assert torch.allclose(out.graph_inputs[2], protos.mean(dim=0))
+
+
+def test_kl_to_uniform_by_hand():
+    import math
+
+    from hrkd_cli.losses import kl_uniform_to_ratios
+
+    r = torch.tensor([[0.5, 0.5], [0.25, 0.75]])
+    expected = 0.5 * math.log(0.5 / 0.25) + 0.5 * math.log(0.5 / 0.75)
+    assert abs(float(kl_uniform_to_ratios(r)) - expected) < 1e-6

@@ -29,7 +29,7 @@ from hrkd_cli.config import Preset
 from hrkd_cli.data import load_prepared
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.evaluation import evaluate_checkpoint, evaluate_model
-from hrkd_cli.graph import HierarchicalRelationalModule, prototype_sum_and_count
+from hrkd_cli.graph import HierarchicalRelationalModule, layer_losses, prototype_sum_and_count
 from hrkd_cli.models import (
     DomainClassifier,
     EncoderOutput,
@@ -41,10 +41,10 @@ from hrkd_cli.models import (
     student_from_teacher_layers,
     uniform_layer_map,
 )
-from hrkd_cli.recipes.common import Say, data_dir, fit_record, resumed_time, run_dir, write_run_record
+from hrkd_cli.recipes.common import Say, data_dir, fit_record, resumed_time, run_dir, score_test, write_run_record
 from hrkd_cli.recipes.prepare import ensure_prepared
 from hrkd_cli.recipes.teach import TEACHER_ROW_NAMES, check_seq_length, reusable_teacher, teach
-from hrkd_cli.runtime import Runtime, all_reduce_mean_detached, all_reduce_sum, barrier, seed_everything
+from hrkd_cli.runtime import Runtime, RngState, all_reduce_mean_detached, all_reduce_sum, barrier, seed_everything
 from hrkd_cli.sampling import StepSchedule, check_shardable, shard
 from hrkd_cli.trainer import FitState, adamw, fit, linear_warmup_decay, resume_from, training_state
 
@@ -68,8 +68,12 @@ def student_tag(preset: Preset) -> str:
     tag = cfg.method
     if teacher_kind(preset) != DEFAULT_TEACHER[cfg.method]:
         tag += f"-from-{teacher_kind(preset)}"
+    if cfg.method == "hrkd" and cfg.graph != "paper":
+        tag += f"-{cfg.graph}"
     if cfg.method == "hrkd" and cfg.graph_mode != "frozen":
         tag += f"-{cfg.graph_mode}"
+    if cfg.method == "hrkd":
+        tag += "".join(f"-{short}{value}" for short, value in relational_choices(cfg))
     if cfg.drop:
         tag += "-drop-" + "+".join(cfg.drop)
     if cfg.method in ("meta-kd", "mtn-kd") and cfg.metakd.stages == "two":
@@ -79,6 +83,26 @@ def student_tag(preset: Preset) -> str:
     return tag
 
 
+# Relational settings that name a run when they differ from their defaults (short name, field).
+RELATIONAL_CHOICES = (("tau", "ratio_temperature"), ("floor", "ratio_floor"), ("beta", "excess_beta"),
+                      ("decay", "excess_decay"), ("outer-", "meta_objective"), ("kl", "ratio_kl"))
+
+
+def relational_choices(cfg) -> list[tuple[str, object]]:
+    """The relational settings given explicitly with a non-default value, for run names and row names."""
+    fields = type(cfg).model_fields
+    return [(short, getattr(cfg, name)) for short, name in RELATIONAL_CHOICES
+            if name in cfg.model_fields_set and getattr(cfg, name) != fields[name].default]
+
+
+def relational_settings(cfg, num_student_layers: int, num_domains: int, feature_dim: int) -> dict:
+    """The relational module's constructor arguments; saved in the checkpoint's meta to rebuild it."""
+    return {"num_student_layers": num_student_layers, "num_domains": num_domains, "feature_dim": feature_dim,
+            "gat_heads": cfg.gat_heads, "dropout": cfg.gat_dropout, "drop": list(cfg.drop), "graph": cfg.graph,
+            "temperature": cfg.ratio_temperature, "floor": cfg.ratio_floor, "excess_beta": cfg.excess_beta,
+            "excess_decay": cfg.excess_decay}
+
+
 def student_dir(preset: Preset) -> Path:
     return run_dir(preset) / "student" / student_tag(preset) / f"seed-{preset.seed}"
 
@@ -86,7 +110,12 @@ def student_dir(preset: Preset) -> Path:
 def row_name(preset: Preset) -> str:
     kind = teacher_kind(preset)
     teacher = "Multi-teachers" if preset.distill.method == "mtn-kd" else TEACHER_ROW_NAMES[kind]
-    name = f"{teacher} -({METHOD_NAMES[preset.distill.method]})-> BERT_S"
+    method = METHOD_NAMES[preset.distill.method]
+    cfg = preset.distill
+    if cfg.method == "hrkd" and (cfg.graph != "paper" or relational_choices(cfg)):
+        settings = [cfg.graph, cfg.graph_mode] + [f"{short}={value}" for short, value in relational_choices(cfg)]
+        method += "[" + ", ".join(settings) + "]"
+    name = f"{teacher} -({method})-> BERT_S"
     if preset.distill.drop:
         name += " - " + ", ".join(preset.distill.drop)
     if preset.distill.method in ("meta-kd", "mtn-kd") and preset.distill.metakd.stages == "two":
@@ -195,6 +224,9 @@ class DistillationModel(nn.Module):
         self.include_padding = prototype_tokens == "all"
         self.attentions = attentions
         self.runtime = runtime
+        # Set for logged steps: keep the relational module's input so ratio_gradients() can replay it.
+        self.keep_relational_input = False
+        self._relational_input = None
 
     def forward(self, batch: Batch):
         with self.runtime.autocast():
@@ -203,8 +235,48 @@ class DistillationModel(nn.Module):
             projected = self.projections(out.hidden_states)
         rel = None
         if self.relational is not None:
-            rel = self.relational(self.prototypes(projected, batch))
+            protos = self.prototypes(projected, batch)
+            if self.keep_relational_input:
+                self._relational_input = (protos.detach(), RngState(protos.device))
+            rel = self.relational(protos)
         return out, projected, rel
+
+    def ratio_gradients(self, loss: torch.Tensor, rel) -> dict:
+        """How much of the loss's gradient reaches the relational module, per student layer m (inspect-ratios).
+
+        d loss / d r is read off the step's graph; the relational module alone is then replayed on the same
+        prototypes with the same dropout masks, and that gradient is pushed on to graph m's parameters and to
+        layer m's prototypes. Norms only; nothing is accumulated, and the RNG stream is left as it was.
+        With the paper's graph collapsed (same-sign layer-2 scores), both are exactly zero.
+        """
+        if not rel.ratios.requires_grad:
+            return {}
+        protos, before = self._relational_input
+        (g_r,) = torch.autograd.grad(loss, rel.ratios, retain_graph=True)
+        after = RngState(protos.device)
+        before.restore()
+        graph_params = [list(g.parameters()) for g in self.relational.graphs]
+        flat = [p for ps in graph_params for p in ps]
+        x = protos.clone().requires_grad_(True)
+        flags = [p.requires_grad for p in flat]
+        try:
+            for p in flat:
+                p.requires_grad_(True)
+            with torch.enable_grad():
+                r = self.relational(x).ratios
+                grads = torch.autograd.grad((r * g_r.detach()).sum(), [x] + flat, allow_unused=True)
+        finally:
+            for p, f in zip(flat, flags):
+                p.requires_grad_(f)
+            after.restore()
+        gx, gp = grads[0], list(grads[1:])
+        per_layer, i = [], 0
+        for ps in graph_params:
+            sq = sum(float(g.float().pow(2).sum()) for g in gp[i: i + len(ps)] if g is not None)
+            per_layer.append(sq ** 0.5)
+            i += len(ps)
+        proto_norms = [0.0] * x.shape[0] if gx is None else [float(v) for v in gx.float().flatten(1).norm(dim=1)]
+        return {"grad_graph": per_layer, "grad_prototypes": proto_norms}
 
     def prototypes(self, projected: list[torch.Tensor], batch: Batch) -> torch.Tensor:
         """Eq. 6 per domain over the global batch: token sums and counts are all-reduced before dividing."""
@@ -244,10 +316,14 @@ def domain_losses(preset: Preset, out: EncoderOutput, projected: list[torch.Tens
 
 
 def total_loss(preset: Preset, terms: losses.DomainLosses, rel) -> torch.Tensor:
-    """Eq. 17 for HRKD; Eq. 5 for plain multi-domain KD and for '- Domain Rel.' at the released code's scale."""
+    """Eq. 17 for HRKD (plus Eq. R5's KL term in joint mode when distill.ratio_kl > 0); Eq. 5 for plain
+    multi-domain KD and for '- Domain Rel.' at the released code's scale."""
     cfg = preset.distill
     if cfg.method == "hrkd" and not ("domain-rel" in cfg.drop and cfg.domain_rel_scale == "eq5"):
-        return terms.total(rel.ratios, gamma=cfg.gamma)
+        loss = terms.total(rel.ratios, gamma=cfg.gamma)
+        if cfg.graph_mode == "joint" and cfg.ratio_kl > 0:
+            loss = loss + cfg.ratio_kl * losses.kl_uniform_to_ratios(rel.ratios)
+        return loss
     return terms.total(None, gamma=cfg.gamma)
 
 
@@ -263,6 +339,49 @@ class Setup:
     model: DistillationModel
     layer_map: list[int]
     tokenizer: object
+
+
+def step_batch(splits, schedule: StepSchedule, step: int, runtime: Runtime, pad_id: int) -> Batch:
+    """Step ``step``'s global batch of ``schedule`` over ``splits``, this rank's share, padded to the global length."""
+    rows = schedule.global_indices(step)
+    pad_to = max(max(x.lengths(r)) for x, r in zip(splits, rows))
+    parts = [(d, x, shard(r, runtime.rank, runtime.world_size)) for d, (x, r) in enumerate(zip(splits, rows))]
+    return make_batch(parts, pad_to=pad_to, pad_id=pad_id).to(runtime.device)
+
+
+def meta_objective(s: Setup, dev, runtime: Runtime):
+    """The outer loss of graph_mode = meta (distill.meta_objective) and the held-out batch it is taken on.
+
+    dev-kd: unweighted Eq. 5 on a dev batch. The ratios weight only the inner (training) loss, so phi is
+    judged by how well the student it produces matches the teacher on held-out text, and cannot lower the
+    outer loss by moving weight onto an easy domain (what the ratio-weighted Eq. 17 on a training batch
+    rewards). dev-task: cross-entropy against the dev batch's gold labels instead. train-eq17: sessions 1-4's
+    objective (Eq. 17 on the next training batch); returns (None, None) and the caller keeps that behaviour.
+    Dev batches cycle through the dev split in a seeded order of their own.
+    """
+    cfg = s.preset.distill
+    if cfg.meta_objective == "train-eq17":
+        return None, None
+    empty = [d for d, x in zip(s.domains, dev) if len(x) == 0]
+    if empty:
+        raise HrkdError(f"distill.meta_objective = {cfg.meta_objective!r} needs dev data, but the dev split of "
+                        f"domain {empty[0]!r} is empty; use meta_objective = 'train-eq17' or a data split with dev")
+    batch = min(cfg.batch_per_domain, min(len(x) for x in dev))
+    schedule = StepSchedule([len(x) for x in dev], batch, s.preset.seed + 7919, 1)
+    pad_id = s.tokenizer.pad_token_id or 0
+
+    def heldout_at(step: int) -> Batch:
+        return step_batch(dev, schedule, step, runtime, pad_id)
+
+    def val_loss(batch: Batch, module: nn.Module) -> torch.Tensor:
+        if cfg.meta_objective == "dev-task":
+            out, _, _ = module(batch)
+            return torch.nn.functional.cross_entropy(out.logits.float(), batch.labels)
+        t = s.teachers(batch, s.domains, runtime, attentions=cfg.attention_loss != "off")
+        out, projected, _ = module(batch)
+        return domain_losses(s.preset, out, projected, t, batch, s.layer_map).total(None, gamma=cfg.gamma)
+
+    return heldout_at, val_loss
 
 
 def distillation_loss(s: Setup, batch: Batch, runtime: Runtime, module: nn.Module | None = None):
@@ -292,9 +411,7 @@ def setup(preset: Preset, runtime: Runtime, teacher_path: Path, domains: list[st
     relational = None
     if cfg.method == "hrkd":
         relational = HierarchicalRelationalModule(
-            scfg.num_hidden_layers, len(domains), tcfg.hidden_size, gat_heads=cfg.gat_heads,
-            dropout=cfg.gat_dropout, drop=cfg.drop,
-        )
+            **relational_settings(cfg, scfg.num_hidden_layers, len(domains), tcfg.hidden_size))
         if cfg.graph_mode != "joint":
             # frozen: the released code never optimises the graph (SPEC 8.1). meta: updated only by
             # MetaGraphUpdate, which switches gradients on inside its own passes.
@@ -321,12 +438,13 @@ def train_student(preset: Preset, runtime: Runtime, out: Path, teacher_path: Pat
     optimizer = adamw(groups, cfg.weight_decay)
     scheduler = linear_warmup_decay(optimizer, int(cfg.warmup * total), total)
     optimizers, schedulers = {"main": optimizer}, {"main": scheduler}
-    meta_graph = None
+    meta_graph = heldout_at = val_loss = None
     if model.relational is not None and cfg.graph_mode == "meta":
         from hrkd_cli.meta_graph import MetaGraphUpdate
 
         meta_graph = MetaGraphUpdate(model, cfg.graph_lr)
         optimizers["graph"] = meta_graph.optimizer
+        heldout_at, val_loss = meta_objective(s, dev, runtime)
     net = DDP(model, find_unused_parameters=cfg.graph_mode == "joint") if runtime.distributed else model
 
     state = None
@@ -335,10 +453,7 @@ def train_student(preset: Preset, runtime: Runtime, out: Path, teacher_path: Pat
         say(f"resuming {out} at step {state.step}/{total}")
 
     def batch_at(step: int) -> Batch:
-        rows = schedule.global_indices(step)
-        pad_to = max(max(x.lengths(r)) for x, r in zip(train, rows))
-        parts = [(d, x, shard(r, runtime.rank, runtime.world_size)) for d, (x, r) in enumerate(zip(train, rows))]
-        return make_batch(parts, pad_to=pad_to, pad_id=s.tokenizer.pad_token_id or 0).to(runtime.device)
+        return step_batch(train, schedule, step, runtime, s.tokenizer.pad_token_id or 0)
 
     def loss_at(batch: Batch, module=None):
         return distillation_loss(s, batch, runtime, module or net)
@@ -348,9 +463,13 @@ def train_student(preset: Preset, runtime: Runtime, out: Path, teacher_path: Pat
         batch = batch_at(step)
         meta_logs = {}
         if meta_graph is not None:
-            meta_logs = meta_graph.step(lambda b, module=None: loss_at(b, module)[0], batch, batch_at(step + 1),
-                                        lr=scheduler.get_last_lr()[0])
+            heldout = batch_at(step + 1) if heldout_at is None else heldout_at(step)
+            meta_logs = meta_graph.step(lambda b, module=None: loss_at(b, module)[0], batch, heldout,
+                                        lr=scheduler.get_last_lr()[0], val_loss_fn=val_loss)
+        logged = step % cfg.log_every == 0 or step == total - 1
+        model.keep_relational_input = logged and model.relational is not None and model.relational.uses_graph
         loss, terms, rel = loss_at(batch)
+        model.keep_relational_input = False
         logs = {
             "loss": float(all_reduce_mean_detached(loss, runtime)),
             "embd": float(terms.embd.detach().sum()), "attn": float(terms.attn.detach().sum()),
@@ -359,6 +478,10 @@ def train_student(preset: Preset, runtime: Runtime, out: Path, teacher_path: Pat
         if rel is not None:
             logs["ratios"] = rel.ratios.detach().cpu().tolist()
             logs["similarity"] = [a.detach().cpu().tolist() for a in rel.similarity]
+            if logged and model.relational.uses_graph:
+                logs.update(model.ratio_gradients(loss, rel))
+            if model.relational.needs_losses:
+                model.relational.observe(all_reduce_mean_detached(layer_losses(terms), runtime))
         return loss, logs
 
     def eval_fn():
@@ -371,10 +494,9 @@ def train_student(preset: Preset, runtime: Runtime, out: Path, teacher_path: Pat
         "teacher": str(teacher_path), "layer_map": s.layer_map, "drop": cfg.drop, "graph_mode": cfg.graph_mode,
         "row": row_name(preset), "prototype_tokens": cfg.prototype_tokens,
         "projections": preset.student.projections, "teacher_width": s.teachers.config.hidden_size,
-        "relational": None if model.relational is None else {
-            "num_student_layers": model.relational.num_student_layers, "num_domains": len(domains),
-            "feature_dim": model.relational.feature_dim, "gat_heads": cfg.gat_heads, "dropout": cfg.gat_dropout,
-            "drop": list(cfg.drop)},
+        "relational": None if model.relational is None else relational_settings(
+            cfg, model.relational.num_student_layers, len(domains), model.relational.feature_dim),
+        "graph": cfg.graph, "meta_objective": cfg.meta_objective if cfg.graph_mode == "meta" else None,
     }
 
     def save_fn(tag: str, st: FitState):
@@ -462,7 +584,7 @@ def finish_student(preset: Preset, runtime: Runtime, out: Path, data, group_memb
                                          "data_dir": str(Path(data.path).resolve()), "row": row_name(preset),
                                          "seed": preset.seed, "preset": preset.name})
     barrier(runtime)
-    test = evaluate_checkpoint(out, load_splits(data, "test", domains), runtime, data.hash)
+    test = score_test(out, data, domains, runtime)  # also writes predictions.json
     dev = evaluate_checkpoint(out, load_splits(data, "dev", domains), runtime, data.hash)
     if runtime.is_main:
         write_run_record(out / "run.json", {

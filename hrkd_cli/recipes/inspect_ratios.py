@@ -15,6 +15,7 @@ eval mode (see hrkd_cli/graph.py); the log in (a) was recorded in train mode.
 from __future__ import annotations
 
 import json
+import math
 import random
 from pathlib import Path
 
@@ -103,6 +104,128 @@ def _save_fig(fig, path: Path) -> None:
     tmp.replace(path)
 
 
+# --------------------------------------------------------------------------- is the weighting alive?
+
+TIE = 1e-6  # ratios closer than this count as tied (the paper graph's collapse gives exact 1/D)
+ZERO_GRAD = 1e-5  # gradient norms below this are float32 rounding of an exact zero
+
+
+def spread(ratios: torch.Tensor) -> torch.Tensor:
+    """max_d r_{m,d} - min_d r_{m,d} per layer: [M+1, D] -> [M+1]."""
+    return ratios.max(dim=-1).values - ratios.min(dim=-1).values
+
+
+def relative_entropy(ratios: torch.Tensor) -> torch.Tensor:
+    """H(r_m) / log D per layer: 1 for uniform ratios, 0 for one-hot. [M+1, D] -> [M+1]."""
+    D = ratios.shape[-1]
+    return -(ratios * ratios.clamp_min(1e-12).log()).sum(-1) / math.log(D)
+
+
+def train_diagnostics(log: list[dict]) -> list[dict]:
+    """Per layer, over the logged training steps (train mode: GAT dropout on): mean and largest spread,
+    share of steps with tied ratios, mean relative entropy, and the mean norms of the loss gradient that
+    reached the layer's graph parameters and prototypes through the ratios (logged by distill)."""
+    r = torch.tensor([e["ratios"] for e in log], dtype=torch.float64)  # [T, M+1, D]
+    sp = r.max(-1).values - r.min(-1).values
+    ent = -(r * r.clamp_min(1e-12).log()).sum(-1) / math.log(r.shape[-1])
+    out = []
+    for m in range(r.shape[1]):
+        row = {"spread_mean": float(sp[:, m].mean()), "spread_max": float(sp[:, m].max()),
+               "tied_share": float((sp[:, m] < TIE).double().mean()), "entropy": float(ent[:, m].mean())}
+        for key in ("grad_graph", "grad_prototypes"):
+            vals = [e[key][m] for e in log if key in e]
+            row[key] = sum(vals) / len(vals) if vals else None
+        out.append(row)
+    return out
+
+
+def ratio_jacobian_norms(relational: HierarchicalRelationalModule, protos: torch.Tensor) -> tuple[list[float], list[float]]:
+    """||d r_m / d phi_m||_F and ||d r_m / d h_m||_F per layer m, for one set of prototypes [M+1, D, F].
+
+    phi_m is graph m's parameters, h_m layer m's prototypes. Both are exactly zero where the paper's
+    graph has collapsed, whatever the loss."""
+    x = protos.clone().requires_grad_(True)
+    graph_params = [list(g.parameters()) for g in relational.graphs]
+    flat = [p for ps in graph_params for p in ps]
+    flags = [p.requires_grad for p in flat]
+    sq_graph, sq_proto = [0.0] * x.shape[0], [0.0] * x.shape[0]
+    try:
+        for p in flat:
+            p.requires_grad_(True)
+        with torch.enable_grad():
+            r = relational(x).ratios
+            for m in range(r.shape[0]):
+                for d in range(r.shape[1]):
+                    grads = torch.autograd.grad(r[m, d], [x] + graph_params[m], retain_graph=True, allow_unused=True)
+                    if grads[0] is not None:
+                        sq_proto[m] += float(grads[0][m].pow(2).sum())
+                    sq_graph[m] += sum(float(g.pow(2).sum()) for g in grads[1:] if g is not None)
+    finally:
+        for p, f in zip(flat, flags):
+            p.requires_grad_(f)
+    return [v ** 0.5 for v in sq_graph], [v ** 0.5 for v in sq_proto]
+
+
+@torch.no_grad()
+def eval_diagnostics(ckpt: Path, data, batches: int = 4, per_domain: int = 16) -> list[dict]:
+    """The same figures in eval mode (no dropout), on prototypes of `batches` dev batches of `per_domain`
+    examples per domain; gradient figures are the ratios' Jacobian norms (ratio_jacobian_norms)."""
+    meta = read_meta(ckpt)
+    student, projections, relational = load_relational_parts(ckpt)
+    domains = meta["domains"]
+    dev = load_splits(data, "dev", domains)
+    if any(len(x) == 0 for x in dev):
+        dev = load_splits(data, "test", domains)
+    ratios, jac_graph, jac_proto = [], [], []
+    for b in range(batches):
+        parts = [(d, x, [(b * per_domain + i) % len(x) for i in range(per_domain)]) for d, x in enumerate(dev)]
+        protos = prototypes_of(student, projections, make_batch(parts), meta.get("prototype_tokens") == "all")
+        ratios.append(relational(protos).ratios)
+        g, p = ratio_jacobian_norms(relational, protos)
+        jac_graph.append(g)
+        jac_proto.append(p)
+    r = torch.stack(ratios).double()
+    sp = r.max(-1).values - r.min(-1).values
+    ent = -(r * r.clamp_min(1e-12).log()).sum(-1) / math.log(r.shape[-1])
+    return [{"spread_mean": float(sp[:, m].mean()), "spread_max": float(sp[:, m].max()),
+             "tied_share": float((sp[:, m] < TIE).double().mean()), "entropy": float(ent[:, m].mean()),
+             "grad_graph": sum(x[m] for x in jac_graph) / batches, "grad_prototypes": sum(x[m] for x in jac_proto) / batches}
+            for m in range(r.shape[1])]
+
+
+def verdict(train: list[dict], evals: list[dict] | None) -> str:
+    """One plain line: is the relational weighting doing anything?"""
+    eval_dead = evals is not None and all(e["tied_share"] == 1.0 and e["grad_graph"] < ZERO_GRAD
+                                          and e["grad_prototypes"] < ZERO_GRAD for e in evals)
+    train_dead = all(t["tied_share"] >= 0.5 for t in train)
+    largest = max(t["spread_max"] for t in train)
+    if eval_dead and train_dead:
+        return "verdict: INERT - the ratios are 1/D in eval mode and tied in most training steps; this is Eq. 5 / D"
+    if eval_dead:
+        return (f"verdict: INERT - in eval mode every layer's ratios are exactly 1/D with zero gradient; in training "
+                f"they move only by GAT dropout noise (largest spread {largest:.4f})")
+    if evals is not None and max(e["spread_max"] for e in evals) < 0.01:
+        return "verdict: NEAR-UNIFORM - the ratios respond to the domains, but by less than 0.01 in eval mode"
+    return (f"verdict: ACTIVE - the ratios differ across domains (largest training spread {largest:.3f}) "
+            f"and receive gradient")
+
+
+def diagnostics_table(train: list[dict], evals: list[dict] | None) -> Table:
+    table = Table(title="Is the domain-relational weighting alive? (per layer m; spread = max - min over domains; "
+                  "entropy relative to log D; gradients: train = |dL/dphi_m|, |dL/dh_m| through the ratios, "
+                  "eval = Jacobian norms |dr_m/dphi_m|, |dr_m/dh_m|)", title_justify="left")
+    for col in ("Layer", "Mode", "Spread mean", "Spread max", "Tied steps", "Entropy/log D", "Grad graph", "Grad prototypes"):
+        table.add_column(col, justify="right")
+    fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
+    for m, t in enumerate(train):
+        modes = [("train", t)] + ([("eval", evals[m])] if evals is not None else [])
+        for i, (mode, x) in enumerate(modes):
+            table.add_row(str(m) if i == 0 else "", mode, fmt(x["spread_mean"], ".4f"), fmt(x["spread_max"], ".4f"),
+                          f"{100 * x['tied_share']:.0f} %", fmt(x["entropy"], ".4f"), fmt(x["grad_graph"], ".2e"),
+                          fmt(x["grad_prototypes"], ".2e"))
+    return table
+
+
 def read_examples(path: Path, domains: list[str], label_names: list[str]) -> list[dict]:
     rows = []
     try:
@@ -148,33 +271,43 @@ def sample_examples(data, domains: list[str], labels: str | None, seed: int) -> 
     return out
 
 
-@torch.no_grad()
-def example_ratios(ckpt: Path, examples: list[dict]):
-    """Run student, projections and relational module with one example per domain."""
+def load_relational_parts(ckpt: Path):
+    """Student, projections and relational module of an HRKD checkpoint, in eval mode, strictly loaded."""
     meta = read_meta(ckpt)
     student, _ = load_classifier(ckpt)
     student.eval()
-    cfg = meta["relational"]
     extras = load_extras(ckpt)
     projections = Projections(student.config.hidden_size, meta["teacher_width"], student.config.num_hidden_layers,
                               meta.get("projections", "always") == "always")
     projections.load_state_dict({k[len("projections."):]: v for k, v in extras.items() if k.startswith("projections.")})
-    relational = HierarchicalRelationalModule(cfg["num_student_layers"], cfg["num_domains"], cfg["feature_dim"],
-                                              gat_heads=cfg["gat_heads"], dropout=cfg["dropout"], drop=cfg["drop"])
+    relational = HierarchicalRelationalModule(**meta["relational"])  # its constructor arguments, as distill saved them
     relational.load_state_dict({k[len("relational."):]: v for k, v in extras.items() if k.startswith("relational.")})
     relational.eval()
+    return student, projections, relational
+
+
+def prototypes_of(student, projections, batch, include_padding: bool) -> torch.Tensor:
+    """Eq. 6 for every domain of ``batch`` -> [M+1, D, F]."""
+    out = student(batch.input_ids, batch.attention_mask, batch.token_type_ids, batch.domain_sizes, hidden_states=True)
+    projected = projections(out.hidden_states)
+    protos = []
+    for _, sl in batch.slices():
+        sums, count = prototype_sum_and_count([h[sl] for h in projected], batch.attention_mask[sl], include_padding)
+        protos.append(sums / count)
+    return torch.stack(protos, dim=1)
+
+
+@torch.no_grad()
+def example_ratios(ckpt: Path, examples: list[dict]):
+    """Run student, projections and relational module with one example per domain."""
+    meta = read_meta(ckpt)
+    student, projections, relational = load_relational_parts(ckpt)
     tokenizer = load_tokenizer(str(ckpt))
     enc = [tokenizer(e["text"], e.get("text_b") or None, truncation=True, max_length=512) for e in examples]
     split = Split("examples", [x["input_ids"] for x in enc], [x.get("token_type_ids", [0] * len(x["input_ids"])) for x in enc],
                   [0] * len(enc), [e["text"] for e in examples], [e.get("text_b") or "" for e in examples])
     batch = make_batch([(d, split, [d]) for d in range(len(examples))])
-    out = student(batch.input_ids, batch.attention_mask, batch.token_type_ids, batch.domain_sizes, hidden_states=True)
-    projected = projections(out.hidden_states)
-    protos = []
-    for _, sl in batch.slices():
-        sums, count = prototype_sum_and_count([h[sl] for h in projected], batch.attention_mask[sl], meta.get("prototype_tokens") == "all")
-        protos.append(sums / count)
-    return relational(torch.stack(protos, dim=1))
+    return relational(prototypes_of(student, projections, batch, meta.get("prototype_tokens") == "all"))
 
 
 def case_study_table(examples: list[dict], rel, width: int = 70) -> Table:
@@ -229,6 +362,14 @@ def inspect_ratios(checkpoint: Path, *, examples: Path | None, sample: bool, lab
             raise HrkdError(f"{ckpt}: its ratio log is empty")
         console.print(log_table(log, domains))
         result["log"] = log
+        train = train_diagnostics(log)
+        ddir = Path(meta.get("data_dir", ""))
+        evals = eval_diagnostics(ckpt, load_prepared(ddir)) if ddir.is_dir() else None
+        console.print(diagnostics_table(train, evals))
+        result["diagnostics"] = {"train": train, "eval": evals, "verdict": verdict(train, evals)}
+        console.print(result["diagnostics"]["verdict"], highlight=False)
+        if evals is None:
+            say(f"(eval-mode figures skipped: the prepared data {ddir} is gone)")
         if plot:
             plot_log(log, domains, plot)
             say(f"wrote {plot}")
