@@ -177,18 +177,23 @@ def evaluate(
     checkpoints: List[Path] = typer.Argument(..., help="checkpoint directories; with --compare: run or results directories"),
     split: str = typer.Option("test", "--split", help="dev or test"),
     data: Optional[Path] = typer.Option(None, "--data", help="prepared data directory (default: the one the model was trained on)"),
-    compare: bool = typer.Option(False, "--compare", help="Tables 2/3 over seeds (mean±std, t-test) from recorded runs; loads no model"),
+    compare: bool = typer.Option(False, "--compare", help="Tables 2/3 over seeds (mean±std; Welch, paired t and McNemar tests) from recorded runs; loads no model"),
     fmt: Optional[str] = typer.Option(None, "--format", help="with --compare: also write markdown | csv | json"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="with --format: the file to write"),
     json_path: Optional[Path] = typer.Option(None, "--json", help="also write the numbers to this JSON file"),
+    per_seed: bool = typer.Option(False, "--per-seed", help="with --compare: also each seed's average accuracy"),
+    paired: bool = typer.Option(False, "--paired", help="with --compare: fail if a row shares no seed with its reference"),
 ) -> None:
     """Score checkpoints per domain and on average, as a table like HRKD Tables 2 and 3."""
     if split not in ("dev", "test"):
         raise HrkdError(f"--split {split!r}: choose dev or test")
+    if (per_seed or paired) and not compare:
+        raise HrkdError("--per-seed and --paired go with --compare (they read recorded runs)")
     if compare:
         from hrkd_cli.cli_experiments import compare_command
 
-        compare_command(checkpoints, fmt=fmt, output=output, json_path=json_path, split=split, console=out)
+        compare_command(checkpoints, fmt=fmt, output=output, json_path=json_path, split=split, console=out,
+                        per_seed=per_seed, paired=paired)
         return
     from hrkd_cli.recipes.evaluate import evaluate as run
     from hrkd_cli.runtime import setup

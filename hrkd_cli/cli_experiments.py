@@ -57,14 +57,21 @@ def _write_tables(tables, fmt: Optional[str], output: Optional[Path], default_na
 
 
 def compare_command(runs: List[Path], fmt: Optional[str] = None, output: Optional[Path] = None,
-                    json_path: Optional[Path] = None, split: str = "test", console=None):
-    """`hrkd eval --compare RUN...`: Tables 2/3 over seeds from run or results directories (no model is loaded)."""
-    from hrkd_cli.compare import collect, compare_table, print_table, rich_table
+                    json_path: Optional[Path] = None, split: str = "test", console=None, per_seed: bool = False,
+                    paired: bool = False):
+    """`hrkd eval --compare RUN...`: Tables 2/3 over seeds from run or results directories (no model is loaded).
+    ``per_seed`` adds each seed's average; ``paired`` refuses rows that share no seed with their reference."""
+    from hrkd_cli.compare import collect, compare_table, per_seed_rich_table, print_table, require_partners, rich_table
 
     _check_split(split)
     _check_format(fmt)
     table = compare_table(collect(list(runs)), split)
+    table.per_seed = per_seed
+    if paired:
+        require_partners([table])
     print_table(console or out, rich_table(table))
+    if per_seed:
+        print_table(console or out, per_seed_rich_table(table))
     _write_tables([table], fmt, output, "comparison")
     if json_path is not None:
         _write_tables([table], "json", json_path, "comparison")

@@ -49,6 +49,22 @@ def write_run_record(path: Path, record: dict) -> None:
     write_json_atomic(path, record)
 
 
+def score_test(out: Path, data, domains: list[str], runtime) -> dict[str, float]:
+    """Test accuracy per domain and on average of the checkpoint (group) at ``out``, as run.json records it.
+    Every finished teacher and student run scores test through here, so each also leaves its per-example
+    predictions (argmax) beside run.json as predictions.json (hrkd_cli.predictions), written before run.json."""
+    from hrkd_cli.batches import load_splits
+    from hrkd_cli.evaluation import checkpoint_predictions, scores_of
+    from hrkd_cli.predictions import PREDICTIONS, predictions_record
+
+    splits = load_splits(data, "test", domains)
+    predicted = checkpoint_predictions(out, splits, runtime, data.hash)
+    if runtime.is_main:
+        write_json_atomic(Path(out) / PREDICTIONS,
+                          predictions_record(data.manifest, "test", predicted, {s.domain: list(s.label) for s in splits}))
+    return scores_of(predicted, splits)
+
+
 def fit_record(state, total: int, meta: dict) -> dict:
     """What a recipe keeps of one trainer.fit: its state, its training time over the whole run (across
     --resume: ``state.elapsed``), the part of it done before the resume, steps and checkpoint meta."""

@@ -51,7 +51,7 @@ from hrkd_cli.metakd import (
     prototype_scores,
 )
 from hrkd_cli.models import DomainClassifier, load_pretrained_encoder, load_tokenizer, set_dropout
-from hrkd_cli.recipes.common import Say, fit_record, read_json, resumed_time, teacher_dir, write_run_record
+from hrkd_cli.recipes.common import Say, fit_record, read_json, resumed_time, score_test, teacher_dir, write_run_record
 from hrkd_cli.recipes.prepare import prepared_on_every_rank, teacher_domains
 from hrkd_cli.recipes.teach import TEACHER_ROW_NAMES, check_seq_length, meta_data_dir, teacher_hash
 from hrkd_cli.runtime import Runtime, all_reduce_mean_detached, barrier, seed_everything
@@ -318,7 +318,7 @@ def teach_meta(preset: Preset, runtime: Runtime, resume: bool = False, say: Say 
             "excluded_domain": excluded or None, "prototype_scores": PROTOTYPE_FILE,
         })
     barrier(runtime)
-    test = evaluate_checkpoint(out, load_splits(data, "test", domains), runtime, data.hash)
+    test = score_test(out, data, domains, runtime)  # also writes predictions.json
     dev = evaluate_checkpoint(out, load_splits(data, "dev", domains), runtime, data.hash)
     if runtime.is_main:
         write_run_record(out / "run.json", {

@@ -68,7 +68,9 @@ def main_table(records: list[RunRecord], source: str, split: str) -> ResultTable
     if not rows:
         return None
     title = TABLE_TITLES.get(source, f"Tables 2/3 layout: {source or 'results'}")
-    return compare_table(rows, split, title=f"{title} (accuracy %, {split})")
+    table = compare_table(rows, split, title=f"{title} (accuracy %, {split})")
+    table.per_seed = True  # the report keeps each seed's average below the table
+    return table
 
 
 # ---------------------------------------------------------------- case study

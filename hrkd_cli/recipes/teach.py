@@ -26,7 +26,7 @@ from hrkd_cli.config import Preset
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.evaluation import evaluate_checkpoint, evaluate_model
 from hrkd_cli.models import DomainClassifier, load_pretrained_encoder, load_tokenizer, set_dropout
-from hrkd_cli.recipes.common import Say, fit_record, read_json, resumed_time, teacher_dir, write_run_record
+from hrkd_cli.recipes.common import Say, fit_record, read_json, resumed_time, score_test, teacher_dir, write_run_record
 from hrkd_cli.recipes.prepare import prepared_on_every_rank, teacher_domains
 from hrkd_cli.runtime import Runtime, all_reduce_mean_detached, barrier, seed_everything
 from hrkd_cli.sampling import StepSchedule, check_shardable, shard
@@ -198,7 +198,7 @@ def teach(preset: Preset, runtime: Runtime, kind: str | None = None, resume: boo
     barrier(runtime)
     from hrkd_cli.batches import load_splits as _load
 
-    test = evaluate_checkpoint(out, _load(data, "test", domains), runtime, data.hash)
+    test = score_test(out, data, domains, runtime)  # also writes predictions.json
     dev = evaluate_checkpoint(out, _load(data, "dev", domains), runtime, data.hash)
     if runtime.is_main:
         write_run_record(out / "run.json", {

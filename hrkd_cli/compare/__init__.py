@@ -1,0 +1,79 @@
+"""Run records -> tables in the layout of HRKD Tables 2, 3 and 4, with their statistics.
+
+One way down: render -> tables / ablation -> statistics -> records.
+
+- records: reading run.json (and predictions.json) from run, seed-group and results directories,
+  grouping runs into rows, matching two rows' runs by seed;
+- statistics: mean ± sample std, Welch's t-test, the paired t-test over matched seeds, McNemar's
+  exact test on pooled per-example predictions (each a function whose docstring gives its formula);
+- tables (Tables 2/3) and ablation (Table 4): rows, references, p-values, marks, notes;
+- render: rich, Markdown, CSV and JSON writers.
+
+The names below are those other modules import from ``hrkd_cli.compare``.
+"""
+
+from hrkd_cli.compare.ablation import (
+    GRAPH_ONLY_FIELDS,
+    ablation_drop,
+    ablation_label,
+    ablation_tables,
+    stands_for_domain_rel,
+    variant_key,
+)
+from hrkd_cli.compare.records import (
+    ABLATION_LABELS,
+    DEFAULT_TEACHER,
+    METHOD_ORDER,
+    NATURAL_TINYBERT,
+    TEACHER_ORDER,
+    TINYBERT_METHODS,
+    RunRecord,
+    check_same_data,
+    collect,
+    domains_of,
+    results_records,
+)
+from hrkd_cli.compare.render import (
+    FORMATS,
+    per_seed_rich_table,
+    print_table,
+    render,
+    rich_table,
+    to_csv,
+    to_json_text,
+    to_markdown,
+    write_text_atomic,
+)
+from hrkd_cli.compare.statistics import (
+    MCNEMAR,
+    MEAN_DIGITS,
+    PAIRED_TTEST,
+    STD_DIGITS,
+    STD_NOTE,
+    TTEST,
+    Stat,
+    format_p,
+    mcnemar_exact_p,
+    paired_t_p,
+    welch_p,
+)
+from hrkd_cli.compare.tables import (
+    Paired,
+    ResultTable,
+    TableRow,
+    compare_table,
+    group_rows,
+    mark_best,
+    require_partners,
+    tinybert_reference,
+)
+
+__all__ = [
+    "ABLATION_LABELS", "DEFAULT_TEACHER", "FORMATS", "GRAPH_ONLY_FIELDS", "MCNEMAR", "MEAN_DIGITS", "METHOD_ORDER",
+    "NATURAL_TINYBERT", "PAIRED_TTEST", "STD_DIGITS", "STD_NOTE", "TEACHER_ORDER", "TINYBERT_METHODS", "TTEST",
+    "Paired", "ResultTable", "RunRecord", "Stat", "TableRow", "ablation_drop", "ablation_label", "ablation_tables",
+    "check_same_data", "collect", "compare_table", "domains_of", "format_p", "group_rows", "mark_best",
+    "mcnemar_exact_p", "paired_t_p", "per_seed_rich_table", "print_table", "render", "require_partners",
+    "results_records", "rich_table", "stands_for_domain_rel", "tinybert_reference", "to_csv", "to_json_text",
+    "to_markdown", "variant_key", "welch_p", "write_text_atomic",
+]

@@ -1,0 +1,332 @@
+"""Rows and tables in the layout of HRKD Tables 2 and 3: mean±std per column, and each student row
+compared with the TinyBERT-KD row distilled from the same teacher by Welch's t-test, a paired t-test
+over matched seeds and McNemar's test on pooled per-example predictions (formulas in statistics.py).
+
+Best and second-best means per column among the student rows (compared at the displayed precision,
+so ties share the mark) are bold and underlined.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hrkd_cli.compare.records import (
+    ABLATION_LABELS,
+    METHOD_ORDER,
+    NATURAL_TINYBERT,
+    TEACHER_ORDER,
+    TINYBERT_METHODS,
+    RunRecord,
+    check_same_data,
+    domains_of,
+    group_runs,
+    matched_seeds,
+    prediction_pairs,
+)
+from hrkd_cli.compare.statistics import (
+    MCNEMAR,
+    MEAN_DIGITS,
+    PAIRED_TTEST,
+    STD_NOTE,
+    TTEST,
+    Stat,
+    discordant_counts,
+    format_p,
+    mcnemar_exact_p,
+    mean_difference,
+    paired_t_p,
+    welch_p,
+)
+from hrkd_cli.errors import HrkdError
+
+
+@dataclass
+class Paired:
+    """A row against its reference, seed by seed and example by example."""
+
+    seeds: list[int]  # seed numbers both rows have
+    t_p: float | None = None
+    mean_diff: float | None = None  # mean over matched seeds of (row - reference) average accuracy, points
+    b: int | None = None  # McNemar's discordant counts, pooled over example_seeds and the domains
+    c: int | None = None
+    mcnemar_p: float | None = None
+    example_seeds: list[int] = field(default_factory=list)  # seeds whose predictions were pooled
+    skipped: list[str] = field(default_factory=list)  # seeds whose predictions were not, and why
+
+    def to_json(self) -> dict:
+        return {"seeds": self.seeds, "n": len(self.seeds), "t_p": self.t_p, "mean_diff": self.mean_diff,
+                "mcnemar": None if self.mcnemar_p is None else
+                {"b": self.b, "c": self.c, "p": self.mcnemar_p, "seeds": self.example_seeds},
+                "not_paired": self.skipped}
+
+
+def compare_paired(row: "TableRow", ref: "TableRow", split: str, domains: list[str]) -> Paired:
+    """Paired t-test on the per-seed averages of the seeds both rows have; McNemar on their pooled test predictions."""
+    pairs = [(s, a, b) for s, a, b in matched_seeds(row.runs, ref.runs)
+             if a.score(split, "average") is not None and b.score(split, "average") is not None]
+    out = Paired([s for s, _, _ in pairs])
+    if not pairs:
+        return out
+    a = [run.score(split, "average") for _, run, _ in pairs]
+    b = [r.score(split, "average") for _, _, r in pairs]
+    out.t_p, out.mean_diff = paired_t_p(a, b), mean_difference(a, b)
+    if split != "test":
+        out.skipped = ["predictions are saved for the test split only"]
+        return out
+    pred, ref_pred, gold, out.example_seeds, out.skipped = prediction_pairs(pairs, domains)
+    if out.example_seeds:
+        out.b, out.c = discordant_counts(pred, ref_pred, gold)
+        out.mcnemar_p = mcnemar_exact_p(out.b, out.c)
+    return out
+
+
+@dataclass
+class TableRow:
+    label: str
+    role: str
+    runs: list[RunRecord]
+    stats: dict[str, Stat]  # column ("average" and the domains) -> Stat
+    p_value: float | None = None
+    p_note: str = ""  # "ref" for the reference row, "" when p_value (or n/a) applies
+    reference: str = ""  # label of the row the p-value compares against
+    extra: dict[str, str] = field(default_factory=dict)
+    marks: dict[str, str] = field(default_factory=dict)  # column -> "best" | "second"
+    paired: Paired | None = None  # None: reference row, teacher, or no reference
+
+    @property
+    def seeds(self) -> list:
+        return [r.seed for r in self.runs]
+
+    @property
+    def first(self) -> RunRecord:
+        return self.runs[0]
+
+    @property
+    def preset_hash(self) -> str:
+        return self.first.record.get("preset_hash", "")
+
+    @property
+    def wall_time_s(self) -> float:
+        return sum(float(r.record.get("wall_time_s") or 0.0) for r in self.runs)
+
+    def per_seed(self, split: str) -> dict:
+        """seed -> average accuracy (%) of that seed's run."""
+        return {r.seed: r.score(split, "average") for r in self.runs}
+
+    def paired_cells(self) -> list[str]:
+        """The paired t and McNemar cells: 'ref', 'n/a' (no reference), blank (no partner seeds or predictions)."""
+        if self.role != "student":
+            return ["", ""]
+        if self.p_note:
+            return [self.p_note, self.p_note]
+        if self.paired is None:
+            return ["n/a", "n/a"]
+        if not self.paired.seeds:
+            return ["", ""]
+        t = f"{format_p(self.paired.t_p)} (n={len(self.paired.seeds)})"
+        m = "" if self.paired.mcnemar_p is None else f"{format_p(self.paired.mcnemar_p)} ({self.paired.b}/{self.paired.c})"
+        return [t, m]
+
+    def to_json(self, split: str = "test") -> dict:
+        return {
+            "label": self.label, "role": self.role, "seeds": self.seeds, "n": len(self.runs),
+            "runs": [str(r.path) for r in self.runs], "preset_hash": self.preset_hash,
+            "stats": {k: v.to_json() for k, v in self.stats.items()},
+            "per_seed_average": {str(s): v for s, v in self.per_seed(split).items()},
+            "p_value": self.p_value, "p_note": self.p_note or (None if self.p_value is not None else ("n/a" if self.role == "student" else None)),
+            "paired": None if self.paired is None else self.paired.to_json(),
+            "reference": self.reference or None, "extra": self.extra, "marks": self.marks,
+            "wall_time_s": self.wall_time_s,
+        }
+
+
+@dataclass
+class ResultTable:
+    title: str
+    split: str
+    domains: list[str]
+    rows: list[TableRow]
+    data_hash: str
+    extra_columns: list[str] = field(default_factory=list)
+    p_label: str = "p vs TinyBERT-KD"
+    notes: list[str] = field(default_factory=list)
+    per_seed: bool = False  # writers add the per-seed averages
+
+    @property
+    def columns(self) -> list[str]:
+        return [*self.domains, "average"]
+
+    def header(self) -> list[str]:
+        return ["Method", *[_domain_title(d) for d in self.domains], "Average", *self.extra_columns, "Seeds (n)",
+                f"{self.p_label} (Welch)", "paired t p (n)", "McNemar p (b/c)"]
+
+    def cells(self, row: TableRow) -> list[str]:
+        return [
+            row.label, *[row.stats[c].text() if c in row.stats else "-" for c in self.columns],
+            *[row.extra.get(c, "") for c in self.extra_columns],
+            str(len(row.runs)), format_p(row.p_value, row.p_note) if row.role == "student" else "",
+            *row.paired_cells(),
+        ]
+
+    def to_json(self) -> dict:
+        return {
+            "title": self.title, "split": self.split, "domains": self.domains, "data_hash": self.data_hash,
+            "ttest": TTEST, "paired_ttest": PAIRED_TTEST, "mcnemar": MCNEMAR,
+            "std": "sample standard deviation (ddof=1)", "unit": "accuracy (%)",
+            "p_column": self.p_label, "notes": self.notes, "rows": [r.to_json(self.split) for r in self.rows],
+        }
+
+
+def _domain_title(d: str) -> str:
+    return d if any(c.isupper() for c in d) else d.capitalize()
+
+
+def _row_stats(runs: list[RunRecord], split: str, columns: list[str]) -> dict[str, Stat]:
+    stats = {}
+    for c in columns:
+        vals = [r.score(split, c) for r in runs]
+        if all(v is not None for v in vals):
+            stats[c] = Stat([float(v) for v in vals])
+    return stats
+
+
+def _order_key(row: TableRow) -> tuple:
+    r = row.first
+    kind = r.teacher_kind
+    t = TEACHER_ORDER.index(kind) if kind in TEACHER_ORDER else len(TEACHER_ORDER)
+    if row.role == "teacher":
+        return (0, t, bool(r.preset.get("teacher", {}).get("exclude_domain")), row.label)
+    m = METHOD_ORDER.index(r.method) if r.method in METHOD_ORDER else len(METHOD_ORDER)
+    # Meta-KD's and MTN-KD's rows sit with their teachers as in the paper; HRKD rows last.
+    if r.method == "hrkd":
+        t = len(TEACHER_ORDER) + 1
+    return (1, t, m, len(r.drop), [list(ABLATION_LABELS).index(d) for d in r.drop if d in ABLATION_LABELS],
+            r.tag, row.label)
+
+
+def group_rows(records: list[RunRecord], split: str, domains: list[str]) -> list[TableRow]:
+    """One row per teacher directory and per student configuration, in the paper's order."""
+    rows = []
+    for runs in group_runs(records):
+        first = runs[0]
+        label = first.record.get("row") or first.tag
+        rows.append(TableRow(label, first.role, runs, _row_stats(runs, split, [*domains, "average"])))
+    # Same label, different configuration (graph mode, another preset): tell them apart.
+    by_label: dict[str, list[TableRow]] = {}
+    for row in rows:
+        by_label.setdefault(row.label, []).append(row)
+    for same in by_label.values():
+        if len(same) < 2:
+            continue
+        tags = [row.first.tag for row in same]
+        for row in same:
+            suffix = row.first.tag if tags.count(row.first.tag) == 1 else (row.preset_hash[:8] or row.first.tag)
+            row.label = f"{row.label} [{suffix}]"
+    rows.sort(key=_order_key)
+    return rows
+
+
+def _teacher_id(r: RunRecord) -> str:
+    t = r.record.get("teacher")
+    return str(Path(t).resolve()) if t else "kind:" + r.teacher_kind
+
+
+def tinybert_reference(row: TableRow, rows: list[TableRow]) -> TableRow | None:
+    """The TinyBERT-KD row distilled from the same teacher as ``row`` (None when absent)."""
+    cands = [x for x in rows if x.role == "student" and x.first.method in TINYBERT_METHODS and not x.first.drop
+             and _teacher_id(x.first) == _teacher_id(row.first)]
+    if not cands:
+        return None
+    natural = NATURAL_TINYBERT.get(row.first.teacher_kind)
+    cands.sort(key=lambda x: (x.first.method != natural, -len(x.runs), x.label))
+    return cands[0]
+
+
+def mark_best(rows: list[TableRow], columns: list[str]) -> None:
+    """Bold (best) and underline (second best) per column among student rows (all rows if there are none)."""
+    pool = [r for r in rows if r.role == "student"] or rows
+    for c in columns:
+        vals = sorted({round(r.stats[c].mean, MEAN_DIGITS) for r in pool if c in r.stats}, reverse=True)
+        for r in pool:
+            if c not in r.stats:
+                continue
+            v = round(r.stats[c].mean, MEAN_DIGITS)
+            if vals and v == vals[0]:
+                r.marks[c] = "best"
+            elif len(vals) > 1 and v == vals[1]:
+                r.marks[c] = "second"
+
+
+def compare_with(row: TableRow, ref: TableRow, split: str, domains: list[str]) -> None:
+    """Fill ``row``'s Welch p and paired comparison against ``ref``."""
+    row.reference = ref.label
+    avg, base = row.stats.get("average"), ref.stats.get("average")
+    row.p_value = welch_p(avg.values, base.values) if avg and base else None
+    row.paired = compare_paired(row, ref, split, domains)
+
+
+def legend_notes(against: str) -> list[str]:
+    """The legend naming the three tests."""
+    return [f"p (Welch): {TTEST}, against {against} (ref: that row; n/a: fewer than 2 seeds on a side, no such row, "
+            "or constant samples)",
+            f"paired t p (n): {PAIRED_TTEST}; n: matched seeds; n/a: fewer than 2 or constant differences",
+            f"McNemar p (b/c): {MCNEMAR}"]
+
+
+def pairing_notes(rows: list[TableRow]) -> list[str]:
+    """One line per row whose paired columns are blank or pool fewer seeds than it has in common with its reference."""
+    out = []
+    for row in rows:
+        pr = row.paired
+        if pr is None:
+            continue
+        if not pr.seeds:
+            out.append(f"no paired p for {row.label}: no seeds in common with {row.reference} "
+                       f"(seeds {_seed_list(row.seeds)} vs {_seed_list(_ref_seeds(row, rows))})")
+        elif pr.skipped:
+            used = f"pooled seeds {_seed_list(pr.example_seeds)}; " if pr.example_seeds else "blank: "
+            out.append(f"McNemar for {row.label}: {used}" + "; ".join(pr.skipped))
+    return out
+
+
+def _ref_seeds(row: TableRow, rows: list[TableRow]) -> list:
+    return next((r.seeds for r in rows if r.label == row.reference), [])
+
+
+def _seed_list(seeds) -> str:
+    return ", ".join(str(s) for s in seeds) or "none"
+
+
+def require_partners(tables: list[ResultTable]) -> None:
+    """For explicitly asked paired output: refuse, in one line, rows that have no seed in common with their reference."""
+    lonely = [f"{row.label} (seeds {_seed_list(row.seeds)}) vs {row.reference}"
+              for t in tables for row in t.rows if row.paired is not None and not row.paired.seeds]
+    if lonely:
+        raise HrkdError("paired tests need runs with the same seed numbers; no seeds in common with the reference: "
+                        + "; ".join(lonely))
+
+
+def compare_table(records: list[RunRecord], split: str = "test", title: str | None = None) -> ResultTable:
+    """Tables 2/3: teacher rows, then student rows with mean±std, marks and p-values vs TinyBERT-KD."""
+    if split not in ("dev", "test"):
+        raise HrkdError(f"split {split!r}: choose dev or test")
+    if not records:
+        raise HrkdError("no run records to compare")
+    data_hash = check_same_data(records)
+    domains = domains_of(records, split)
+    rows = group_rows(records, split, domains)
+    for row in rows:
+        if row.role != "student":
+            continue
+        ref = tinybert_reference(row, rows)
+        if ref is row:
+            row.p_note = "ref"
+        elif ref is None:
+            row.p_note = "n/a"
+        else:
+            compare_with(row, ref, split, domains)
+    mark_best(rows, [*domains, "average"])
+    notes = [STD_NOTE, *legend_notes("the TinyBERT-KD row distilled from the same teacher"), *pairing_notes(rows),
+             "bold: best, underlined: second best among the student rows"]
+    return ResultTable(title or f"Accuracy (%) on {split}", split, domains, rows, data_hash, notes=notes)

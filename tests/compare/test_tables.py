@@ -1,0 +1,111 @@
+"""Tables 2/3 and 4 with the paired columns, on fabricated run directories."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from compare_fakes import pair, pattern, student
+from scipy import stats
+
+from hrkd_cli.compare import ablation_tables, collect, compare_table, require_partners
+from hrkd_cli.errors import HrkdError
+
+HRKD_ROW = "HRKD-teacher -(HRKD)-> BERT_S"
+TINY_ROW = "HRKD-teacher -(TinyBERT-KD)-> BERT_S"
+
+
+def row(table, label):
+    return next(r for r in table.rows if r.label == label)
+
+
+@pytest.fixture
+def paired_runs(tmp_path):
+    """Two seeds whose discordant pairs add up to b = 8, c = 2 over both seeds and domains."""
+    pair(tmp_path, 1, (3, 3, 1, 3), (2, 2, 0, 2))  # b = 5, c = 1
+    pair(tmp_path, 2, (4, 2, 1, 3), (1, 1, 0, 1))  # b = 3, c = 1
+    return tmp_path
+
+
+def test_paired_t_and_pooled_mcnemar(paired_runs):
+    table = compare_table(collect([paired_runs]))
+    hrkd, tiny = row(table, HRKD_ROW), row(table, TINY_ROW)
+    pr = hrkd.paired
+    assert pr.seeds == [1, 2] and pr.example_seeds == [1, 2] and pr.skipped == []
+    assert (pr.b, pr.c) == (8, 2) and pr.mcnemar_p == 0.109375
+    a = [r.score("test", "average") for r in hrkd.runs]
+    b = [r.score("test", "average") for r in tiny.runs]
+    assert pr.t_p == pytest.approx(stats.ttest_rel(a, b).pvalue)
+    assert pr.mean_diff == pytest.approx(sum(a) / 2 - sum(b) / 2)
+    cells = table.cells(hrkd)
+    assert cells[-2:] == [f"{pr.t_p:.3f} (n=2)", "0.109 (8/2)"] and cells[-4] == "2"  # Seeds (n)
+    assert table.cells(tiny)[-3:] == ["ref", "ref", "ref"]
+    assert "Seeds (n)" in table.header() and "McNemar p (b/c)" in table.header()
+    legend = "\n".join(table.notes)
+    assert "Welch" in legend and "ttest_rel" in legend and "McNemar's exact" in legend
+
+
+def test_a_row_without_partner_seeds_has_no_paired_p(tmp_path):
+    for seed in (1, 2):
+        pair(tmp_path / "x", seed, (3, 1, 1, 1), (2, 1, 0, 1))
+    # move HRKD's seeds to 4 and 5: no seed in common with TinyBERT-KD's 1 and 2
+    for old, new in ((2, 5), (1, 4)):
+        src = tmp_path / "x" / "student" / "hrkd" / f"seed-{old}"
+        rec = json.loads((src / "run.json").read_text())
+        rec["seed"] = new
+        (src / "run.json").write_text(json.dumps(rec))
+        src.rename(src.with_name(f"seed-{new}"))
+    table = compare_table(collect([tmp_path / "x"]))
+    hrkd = row(table, HRKD_ROW)
+    assert hrkd.paired.seeds == [] and hrkd.paired.t_p is None and hrkd.paired.mcnemar_p is None
+    assert table.cells(hrkd)[-2:] == ["", ""]
+    assert hrkd.p_value is not None  # Welch needs no pairs
+    assert f"no paired p for {HRKD_ROW}: no seeds in common with {TINY_ROW} (seeds 4, 5 vs 1, 2)" in table.notes
+    with pytest.raises(HrkdError) as err:
+        require_partners([table])
+    assert HRKD_ROW in str(err.value) and "\n" not in str(err.value)
+
+
+def test_old_runs_without_predictions_leave_mcnemar_blank(tmp_path):
+    pair(tmp_path, 1, (3, 1, 1, 1), (2, 1, 0, 1), with_predictions=False)
+    pair(tmp_path, 2, (3, 2, 0, 1), (2, 1, 1, 1))
+    table = compare_table(collect([tmp_path]))
+    hrkd = row(table, HRKD_ROW)
+    assert hrkd.paired.seeds == [1, 2] and hrkd.paired.example_seeds == [2]
+    assert (hrkd.paired.b, hrkd.paired.c) == (3, 1)
+    assert any(n.startswith(f"McNemar for {HRKD_ROW}: pooled seeds 2; seed 1: no predictions.json") for n in table.notes)
+    # none at all: blank cell, paired t still there
+    for f in tmp_path.glob("student/*/seed-2/predictions.json"):
+        f.unlink()
+    table = compare_table(collect([tmp_path]))
+    hrkd = row(table, HRKD_ROW)
+    assert hrkd.paired.mcnemar_p is None and table.cells(hrkd)[-1] == "" and "(n=2)" in table.cells(hrkd)[-2]
+
+
+def test_different_test_hash_is_named_in_the_notes(tmp_path):
+    pair(tmp_path, 1, (3, 1, 1, 1), (2, 1, 0, 1))
+    a, b, gold = pattern(3, 1, 1, 1)
+    a2, b2, gold2 = pattern(2, 1, 0, 1)
+    student(tmp_path, "multi-domain", 1, {"books": b, "dvd": b2}, {"books": gold, "dvd": gold2},
+            test_hashes={"books": "1" * 64, "dvd": "f" * 64})
+    table = compare_table(collect([tmp_path]))
+    hrkd = row(table, HRKD_ROW)
+    assert table.cells(hrkd)[-1] == ""
+    assert f"McNemar for {HRKD_ROW}: blank: seed 1: test data hash differs from the reference's, not paired" in table.notes
+
+
+def test_dev_split_pairs_seeds_but_not_predictions(paired_runs):
+    table = compare_table(collect([paired_runs]), split="dev")
+    hrkd = row(table, HRKD_ROW)
+    assert hrkd.paired.t_p is not None and hrkd.paired.mcnemar_p is None
+    assert any("test split only" in n for n in table.notes)
+
+
+def test_ablation_rows_are_paired_with_full_hrkd(tmp_path):
+    # multi-domain TinyBERT-KD stands for "- Domain Rel." of an HRKD family with the same settings
+    pair(tmp_path, 1, (3, 3, 1, 3), (2, 2, 0, 2))
+    pair(tmp_path, 2, (4, 2, 1, 3), (1, 1, 0, 1))
+    [table] = ablation_tables(collect([tmp_path]))
+    full, domain_rel = table.rows
+    assert full.label == "HRKD" and table.cells(full)[-3:] == ["ref", "ref", "ref"]
+    assert (domain_rel.paired.b, domain_rel.paired.c) == (2, 8) and domain_rel.paired.mcnemar_p == 0.109375
