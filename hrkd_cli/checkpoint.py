@@ -20,11 +20,12 @@ import tempfile
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from transformers import BertConfig
 
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.models import DomainClassifier, encoder_from_config
+from hrkd_cli.models import DomainClassifier, encoder_from_config, weights_mismatch
 
 FORMAT = "hrkd-checkpoint/1"
 META = "hrkd.json"
@@ -116,6 +117,33 @@ def save_group(final_dir: Path, members: dict[str, str], meta: dict) -> Path:
     return final_dir
 
 
+# ---------------------------------------------------------------- reading
+# Every file of a checkpoint is read through these two functions, so a damaged or missing file is one
+# line naming it wherever it is read, instead of a safetensors or JSON traceback.
+
+
+def read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if not path.is_file():
+        raise HrkdError(f"{path}: missing; the checkpoint is incomplete")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as err:
+        raise HrkdError(f"{path}: damaged safetensors file ({str(err).splitlines()[0] if str(err) else type(err).__name__}); "
+                        "the checkpoint cannot be used (was it copied or written only in part?)") from None
+
+
+def read_json(path: Path):
+    path = Path(path)
+    if not path.is_file():
+        raise HrkdError(f"{path}: missing; the checkpoint is incomplete")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        where = f"{err.msg}, line {err.lineno}" if isinstance(err, json.JSONDecodeError) else str(err)
+        raise HrkdError(f"{path}: damaged JSON file ({where})") from None
+
+
 def read_meta(path: Path) -> dict:
     path = Path(path)
     meta_path = path / META
@@ -123,10 +151,7 @@ def read_meta(path: Path) -> dict:
         raise HrkdError(f"{path}: checkpoint directory not found")
     if not meta_path.is_file():
         raise HrkdError(f"{path}: not an hrkd checkpoint (no {META})")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as err:
-        raise HrkdError(f"{meta_path}: not valid JSON ({err.msg}, line {err.lineno})") from None
+    meta = read_json(meta_path)
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise HrkdError(f"{meta_path}: not an hrkd checkpoint (format {meta.get('format') if isinstance(meta, dict) else None!r})")
     return meta
@@ -140,18 +165,23 @@ def load_classifier(path: Path, device: torch.device | str = "cpu") -> tuple[Dom
     weights = path / "model.safetensors"
     if not weights.is_file() or not (path / "config.json").is_file():
         raise HrkdError(f"{path}: checkpoint is incomplete (model.safetensors or config.json missing)")
-    cfg = BertConfig.from_json_file(str(path / "config.json"))
+    cfg = BertConfig.from_dict(read_json(path / "config.json"))
     model = DomainClassifier(encoder_from_config(cfg), meta["num_heads"], len(meta["label_names"]))
-    state = load_file(str(weights))
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise HrkdError(f"{weights}: weights do not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    state = read_tensors(weights)
+    expected = model.state_dict()
+    resized = [f"{k} {tuple(v.shape)} (model {tuple(expected[k].shape)})"
+               for k, v in state.items() if k in expected and v.shape != expected[k].shape]
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected or resized:
+        raise weights_mismatch(weights, missing, unexpected, resized)
+    model.load_state_dict(state)
     return model.to(device), meta
 
 
 def load_extras(path: Path) -> dict[str, torch.Tensor]:
     f = Path(path) / "extras.safetensors"
-    return load_file(str(f)) if f.is_file() else {}
+    return read_tensors(f) if f.is_file() else {}
 
 
 def members(path: Path) -> dict[str, Path]:

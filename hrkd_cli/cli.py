@@ -273,6 +273,39 @@ def bench_distill(
         write_json_atomic(json_path, result)
 
 
+# ---------------------------------------------------------------- export / predict
+
+
+@app.command("export")
+def export_model(
+    run: Path = typer.Argument(..., help="a teacher or student run directory (or one of its checkpoints)"),
+    fmt: str = typer.Option("hf", "--format", help="hf (a transformers folder per domain) or onnx (needs the onnx extra)"),
+    domain: Optional[str] = typer.Option(None, "--domain", help="export this domain only (default: every domain)"),
+    quantize: Optional[str] = typer.Option(None, "--quantize", help="with --format onnx: also write a dynamic int8 model"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="write OUTPUT/<domain>/ (default: RUN/export/<format>)"),
+) -> None:
+    """Write each domain's classifier as a folder plain transformers (or ONNX Runtime) loads, with a model card."""
+    from hrkd_cli.recipes.export import export as run_export
+
+    run_export(run, fmt=fmt, domain=domain, out=output, quantize=quantize, say=say)
+
+
+@app.command()
+def predict(
+    model: Path = typer.Argument(..., help="a teacher or student run directory, or a folder written by `hrkd export`"),
+    domain: str = typer.Option(..., "--domain", help="the domain whose head labels the input"),
+    source: str = typer.Option(..., "--input", help="CSV, JSON lines or plain text (one example per line); - for stdin"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="write here (default: stdout)"),
+    fmt: Optional[str] = typer.Option(None, "--format", help="jsonl or csv (default: from the output's extension, else jsonl)"),
+    batch_size: int = typer.Option(32, "--batch-size", help="examples per forward pass"),
+) -> None:
+    """Label text with one domain's head: the label and the probability of every class, per example."""
+    from hrkd_cli.recipes.predict import predict as run_predict
+    from hrkd_cli.runtime import setup
+
+    run_predict(model, domain, source, output, fmt, batch_size, setup(precision="fp32").device, err, say)
+
+
 # ---------------------------------------------------------------- entry point
 
 
@@ -280,7 +313,9 @@ def main() -> None:
     try:
         app()
     except HrkdError as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+        from rich.markup import escape  # messages hold paths and options like ".[onnx]", not markup
+
+        err.print(f"[red]error:[/red] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         err.print("[red]interrupted[/red]")

@@ -77,8 +77,70 @@ def _hub_error(name: str, err: Exception) -> HrkdError:
     )
 
 
+def _shown(keys, limit: int = 4) -> str:
+    keys = sorted(keys)
+    more = f" (+{len(keys) - limit} more)" if len(keys) > limit else ""
+    return ", ".join(keys[:limit]) + more
+
+
+def weights_mismatch(where, missing=(), unexpected=(), resized=()) -> HrkdError:
+    """One line naming the keys a set of weights lacks, has in excess, or holds in another shape."""
+    parts = [f"{label} {_shown(keys)}" for label, keys in
+             (("missing keys", missing), ("unexpected keys", unexpected), ("keys of another shape", resized)) if keys]
+    return HrkdError(f"weights in {where}: " + "; ".join(parts))
+
+
+# Keys an encoder checkpoint may hold, or lack, without anything going wrong; every other difference
+# between a checkpoint and the BertModel we build is an error (transformers only warns and starts those
+# weights at random). Names are compared without a leading "bert.", which transformers strips or keeps
+# depending on the class the checkpoint was saved from.
+BENIGN_UNEXPECTED = (
+    "pooler.",  # BERT's pooler (dense + tanh): our heads read the [CLS] state itself, so we build no pooler
+    "cls.",  # masked-LM / next-sentence heads of pre-training checkpoints (bert-base-uncased and the like)
+    "classifier.",  # a fine-tuned model's task head (an `hrkd export` folder too): hrkd trains heads of its own
+    "fit_dense",  # TinyBERT's general-distillation projections (huawei-noah/TinyBERT_General_*), unused after it
+)
+BENIGN_MISSING = (
+    "embeddings.position_ids",  # an index buffer some checkpoints store and others rebuild at construction
+    "embeddings.token_type_ids",  # likewise: a zero buffer, not a learnt weight
+)
+
+
+def check_loading_info(where: str, info: dict) -> None:
+    """Fail on what ``from_pretrained(..., output_loading_info=True)`` reports beyond the benign keys above."""
+
+    def bare(key: str) -> str:
+        return key[len("bert."):] if key.startswith("bert.") else key
+
+    missing = [k for k in info.get("missing_keys", ()) if not bare(k).startswith(BENIGN_MISSING)]
+    unexpected = [k for k in info.get("unexpected_keys", ()) if not bare(k).startswith(BENIGN_UNEXPECTED + BENIGN_MISSING)]
+    resized = [str(m[0]) if isinstance(m, (tuple, list)) else str(m) for m in info.get("mismatched_keys", ())]
+    if missing or unexpected or resized:
+        raise weights_mismatch(where, missing, unexpected, resized)
+
+
+def _hrkd_checkpoint(src: str) -> str | None:
+    """The checkpoint directory to read when ``src`` is an hrkd checkpoint or run (None otherwise).
+
+    A run directory with one model for every domain (a multi-domain teacher or student) resolves to
+    that model; a run with one model per domain cannot stand for a single encoder and is refused.
+    """
+    if not os.path.isfile(os.path.join(src, "hrkd.json")):
+        return None
+    from hrkd_cli.checkpoint import members  # checkpoint.py builds on this module; imported on use
+
+    found = sorted({str(p) for p in members(src).values()})
+    if len(found) > 1:
+        raise HrkdError(
+            f"{src}: is an hrkd run with one model per domain ({len(found)} models), not one encoder; "
+            f"pass one of them (e.g. {found[0]}) or a folder written by `hrkd export {src}`"
+        )
+    return found[0]
+
+
 def load_tokenizer(name: str):
     src = resolve_model_source(name)
+    src = _hrkd_checkpoint(src) or src  # an hrkd checkpoint holds the tokenizer it was trained with
     try:
         return AutoTokenizer.from_pretrained(src)
     except Exception as err:  # noqa: BLE001 - any loader failure is reported as one line
@@ -87,6 +149,7 @@ def load_tokenizer(name: str):
 
 def load_bert_config(name: str) -> BertConfig:
     src = resolve_model_source(name)
+    src = _hrkd_checkpoint(src) or src
     try:
         cfg = AutoConfig.from_pretrained(src)
     except Exception as err:  # noqa: BLE001
@@ -97,12 +160,27 @@ def load_bert_config(name: str) -> BertConfig:
 
 
 def load_pretrained_encoder(name: str) -> BertModel:
+    """The BERT encoder (no pooler) of a hub name, a local folder, or an hrkd checkpoint.
+
+    Every weight of the encoder must come from the checkpoint: a missing or unexpected key is an
+    error naming it, not a warning with random weights behind it.
+    """
     src = resolve_model_source(name)
+    ckpt = _hrkd_checkpoint(src)
+    if ckpt is not None:
+        # Its model.safetensors holds `encoder.*` and `heads.*` (DomainClassifier), which
+        # transformers would not recognise; load it as what it is and keep the encoder.
+        from hrkd_cli.checkpoint import load_classifier
+
+        return load_classifier(ckpt)[0].encoder
     load_bert_config(name)
     try:
-        return AutoModel.from_pretrained(src, attn_implementation=SCORES_ATTENTION, add_pooling_layer=False)
+        encoder, info = AutoModel.from_pretrained(src, attn_implementation=SCORES_ATTENTION, add_pooling_layer=False,
+                                                  output_loading_info=True)
     except Exception as err:  # noqa: BLE001
         raise _hub_error(src, err) from None
+    check_loading_info(src, info)
+    return encoder
 
 
 def encoder_from_config(cfg: BertConfig) -> BertModel:

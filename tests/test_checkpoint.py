@@ -91,3 +91,60 @@ def test_optimizer_state_round_trips_without_pickle():
     optimizer_from_tensors(opt2, "optim-main", tensors, info)
     s1, s2 = opt.state_dict()["state"], opt2.state_dict()["state"]
     assert all(torch.equal(s1[i]["exp_avg"], s2[i]["exp_avg"]) for i in s1)
+
+
+# ---------------------------------------------------------------- damaged and mismatched checkpoints
+
+
+def test_a_checkpoint_with_a_missing_key_is_refused_naming_it(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    save_checkpoint(tmp_path / "ck", tiny_model(), META)
+    weights = tmp_path / "ck" / "model.safetensors"
+    state = load_file(str(weights))
+    del state["encoder.encoder.layer.1.output.dense.weight"]
+    save_file(state, str(weights))
+    with pytest.raises(HrkdError) as e:
+        load_classifier(tmp_path / "ck")
+    assert str(e.value).startswith(f"weights in {weights}: missing keys encoder.encoder.layer.1.output.dense.weight")
+
+
+def test_a_head_of_another_shape_is_refused(tmp_path):
+    save_checkpoint(tmp_path / "ck", tiny_model(), {**META, "label_names": ["x", "y"]})  # 3 classes saved, 2 named
+    with pytest.raises(HrkdError, match=r"keys of another shape heads.0.bias \(3,\) \(model \(2,\)\)"):
+        load_classifier(tmp_path / "ck")
+
+
+def run_cli(argv, capsys, monkeypatch):
+    import sys
+
+    from hrkd_cli import cli
+
+    monkeypatch.setattr(sys, "argv", ["hrkd", *argv])
+    code = 0
+    try:
+        cli.main()
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage", ["truncated weights", "truncated extras", "broken config", "broken meta"])
+def test_a_damaged_checkpoint_is_one_line_naming_the_file(tmp_path, capsys, monkeypatch, damage):
+    save_checkpoint(tmp_path / "ck", tiny_model(), META, extras={"projections.0.weight": torch.ones(2, 2)})
+    name = {"truncated weights": "model.safetensors", "truncated extras": "extras.safetensors",
+            "broken config": "config.json", "broken meta": "hrkd.json"}[damage]
+    f = tmp_path / "ck" / name
+    f.write_bytes(f.read_bytes()[: len(f.read_bytes()) // 2])
+    if name == "extras.safetensors":
+        from hrkd_cli.checkpoint import load_extras
+
+        with pytest.raises(HrkdError, match=f"{f}: damaged safetensors file"):
+            load_extras(tmp_path / "ck")
+        return
+    # through the command line: `hrkd export` reads the checkpoint like every other command
+    code, err = run_cli(["export", str(tmp_path / "ck"), "-o", str(tmp_path / "out")], capsys, monkeypatch)
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert code != 0 and len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith("error:") and str(f) in lines[0] and "damaged" in lines[0]
+    assert not (tmp_path / "out").exists()
