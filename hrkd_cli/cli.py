@@ -2,93 +2,33 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
 
-from hrkd_cli.errors import HrkdError
-
-app = typer.Typer(
-    name="hrkd",
-    help="Hierarchical Relational Knowledge Distillation (HRKD, EMNLP 2021) and its baselines.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=True,
+from hrkd_cli.cli_common import (  # noqa: F401  (the shared part; re-exported for older imports)
+    NprocOpt,
+    PrecisionOpt,
+    PresetOpt,
+    SetOpt,
+    SourceOpt,
+    _load,
+    _option_overrides,
+    _relaunch_under_torchrun,
+    _runtime,
+    _toml_str,
+    app,
+    err,
+    out,
+    print_error,
+    say,
 )
+from hrkd_cli.errors import FAILURE, HrkdError
+
 presets_app = typer.Typer(help="List and show the shipped presets.", invoke_without_command=True)
 app.add_typer(presets_app, name="presets")
-
-out = Console()
-err = Console(stderr=True)
-
-PresetOpt = typer.Option("demo", "--preset", "-p", help="preset name (see `hrkd presets`) or path to a TOML file")
-SetOpt = typer.Option(None, "--set", help="override a preset field: section.key=value (repeatable)")
-PrecisionOpt = typer.Option(None, "--precision", help="bf16 (CPU autocast) or fp32; default: the preset's runtime.precision")
-NprocOpt = typer.Option(None, "--nproc", help="processes under torchrun (DDP; gloo on CPU, NCCL on GPU)")
-
-
-def say(msg: str) -> None:
-    if int(os.environ.get("RANK", "0")) == 0:
-        err.print(f"[cyan]hrkd[/cyan] {msg}", highlight=False, soft_wrap=True)
-
-
-def _load(preset: str, overrides: Optional[List[str]], precision: Optional[str] = None, nproc: Optional[int] = None):
-    from hrkd_cli.config import load_preset
-
-    extra = list(overrides or [])
-    if precision:
-        extra.append(f"runtime.precision={precision}")
-    if nproc:
-        extra.append(f"runtime.nproc={nproc}")
-    return load_preset(preset, extra)
-
-
-def _relaunch_under_torchrun(nproc: int) -> None:
-    """Re-run this very command under torchrun with ``nproc`` processes, then exit with its status."""
-    argv = [a for a in sys.argv[1:]]
-    cleaned, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-            continue
-        if a == "--nproc":
-            skip = True
-            continue
-        if a.startswith("--nproc="):
-            continue
-        cleaned.append(a)
-    import logging
-    import uuid
-
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
-
-    # torchrun's launcher, called in-process: the children print their own one-line errors,
-    # and the launcher's tracebacks and error logs stay out of the user's way.
-    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=str(uuid.uuid4()),
-                          rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.1)
-    try:
-        elastic_launch(config, sys.executable)("-m", "hrkd_cli", *cleaned)
-    except ChildFailedError as failure:
-        codes = [f.exitcode for f in failure.failures.values()]
-        raise typer.Exit(next((c for c in codes if c > 0), 1)) from None
-    raise typer.Exit(0)
-
-
-def _runtime(preset):
-    """Set up the process (and process group under torchrun); relaunch if more processes are asked for."""
-    from hrkd_cli.runtime import setup
-
-    n = preset.runtime.nproc
-    if n > 1 and "WORLD_SIZE" not in os.environ:
-        _relaunch_under_torchrun(n)
-    return setup(preset.runtime.device, preset.runtime.precision, preset.runtime.threads)
 
 
 # ---------------------------------------------------------------- presets
@@ -116,7 +56,7 @@ def presets_show(name: str = typer.Argument(..., help="preset name or path"), se
     """Print the resolved preset (defaults filled in, overrides applied) as TOML."""
     from hrkd_cli.config import preset_to_toml
 
-    out.print(preset_to_toml(_load(name, set_)), highlight=False, markup=False)
+    out.print(preset_to_toml(_load(name, set_, data=False)), highlight=False, markup=False)
 
 
 # ---------------------------------------------------------------- prepare / teach / eval
@@ -125,7 +65,7 @@ def presets_show(name: str = typer.Argument(..., help="preset name or path"), se
 @app.command()
 def prepare(
     preset: str = PresetOpt,
-    source: Optional[str] = typer.Option(None, "--source", help="source directory or file (overrides data.path)"),
+    source: Optional[str] = SourceOpt,
     sample_rate: Optional[float] = typer.Option(None, "--sample-rate", help="few-shot: keep this front share of each train split"),
     set_: Optional[List[str]] = SetOpt,
 ) -> None:
@@ -134,23 +74,12 @@ def prepare(
     from hrkd_cli.tables import counts_table
 
     overrides = list(set_ or [])
-    if source is not None:
-        overrides.append(f"data.path={_toml_str(source)}")
     if sample_rate is not None:
         overrides.append(f"data.sample_rate={sample_rate}")
-    p = _load(preset, overrides)
+    p = _load(preset, overrides, source=source)
     manifest = run(p, say)
     out.print(counts_table(manifest))
     say(f"manifest hash {manifest['hash']}")
-
-
-def _toml_str(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _option_overrides(set_: Optional[List[str]], fields: dict[str, Optional[str]]) -> list[str]:
-    """--set overrides, then one `key="value"` override per string option given on the command line."""
-    return list(set_ or []) + [f"{key}={_toml_str(value)}" for key, value in fields.items() if value]
 
 
 @app.command()
@@ -159,6 +88,7 @@ def teach(
     kind: Optional[str] = typer.Option(None, "--kind", help="single | mix | mtl | multi-domain | meta (default: the preset's)"),
     exclude_domain: Optional[str] = typer.Option(None, "--exclude-domain", help="train the teacher without this domain"),
     resume: bool = typer.Option(False, "--resume", help="continue from the last checkpoint"),
+    source: Optional[str] = SourceOpt,
     precision: Optional[str] = PrecisionOpt,
     nproc: Optional[int] = NprocOpt,
     set_: Optional[List[str]] = SetOpt,
@@ -167,7 +97,7 @@ def teach(
     from hrkd_cli.recipes.teach import teach as run
 
     overrides = _option_overrides(set_, {"teacher.kind": kind, "teacher.exclude_domain": exclude_domain})
-    p = _load(preset, overrides, precision, nproc)
+    p = _load(preset, overrides, precision, nproc, source=source)
     rt = _runtime(p)
     run(p, rt, resume=resume, say=say)
 
@@ -215,6 +145,7 @@ def distill(
     seed: Optional[int] = typer.Option(None, "--seed", help="student seed (default: the preset's)"),
     seeds: Optional[str] = typer.Option(None, "--seeds", help="several student seeds: a count (5) or a list (1,2,3); finished seeds are reused"),
     resume: bool = typer.Option(False, "--resume", help="continue from the last checkpoint"),
+    source: Optional[str] = SourceOpt,
     precision: Optional[str] = PrecisionOpt,
     nproc: Optional[int] = NprocOpt,
     set_: Optional[List[str]] = SetOpt,
@@ -228,7 +159,7 @@ def distill(
         overrides.append("distill.drop=[" + ", ".join(_toml_str(d) for d in drop) + "]")
     if seed is not None:
         overrides.append(f"seed={seed}")
-    p = _load(preset, overrides, precision, nproc)
+    p = _load(preset, overrides, precision, nproc, source=source)
     seed_list = parse_seeds(seeds, p.seed)
     rt = _runtime(p)
     # A plain call distils again; a sweep (--seeds) reuses the seeds that already finished.
@@ -263,7 +194,7 @@ def bench_distill(
     set_: Optional[List[str]] = SetOpt,
 ) -> None:
     """Step time of multi-domain vs hrkd, teacher vs student throughput, achieved FLOP/s."""
-    from hrkd_cli.checkpoint import write_json_atomic
+    from hrkd_cli.fsio import write_json_atomic
     from hrkd_cli.recipes.bench import bench_distill as run, bench_table
 
     p = _load(preset, set_, precision)
@@ -310,17 +241,21 @@ def predict(
 
 
 def main() -> None:
+    """Run the app; every failure ends in one line and an exit code (README: 2 usage, 1 failed run)."""
     try:
         app()
     except HrkdError as e:
-        from rich.markup import escape  # messages hold paths and options like ".[onnx]", not markup
-
-        err.print(f"[red]error:[/red] {escape(str(e))}", highlight=False, soft_wrap=True)
+        print_error(str(e))
         sys.exit(e.exit_code)
+    except OSError as e:  # a write or read no recipe wrapped: still one line, naming the path
+        from hrkd_cli.fsio import os_error_message
+
+        print_error(os_error_message(e))
+        sys.exit(FAILURE)
     except KeyboardInterrupt:
         err.print("[red]interrupted[/red]")
         sys.exit(130)
 
 
-# ablate, fewshot and report register themselves on `app`.
+# ablate, fewshot and report register themselves on `app` (imported last: that is their place in --help).
 import hrkd_cli.cli_experiments  # noqa: E402,F401

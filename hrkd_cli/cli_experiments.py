@@ -1,7 +1,8 @@
 """The experiment commands: `hrkd ablate`, `hrkd fewshot`, `hrkd report`, and `hrkd eval --compare`.
 
-Importing this module registers the three commands on :data:`hrkd_cli.cli.app`
-(cli.py imports it at its end). ``compare_command`` is what `hrkd eval --compare`
+Importing this module registers the three commands on the shared app
+(:data:`hrkd_cli.cli_common.app`; cli.py imports this module at its end, and this
+module imports only cli_common, never cli). ``compare_command`` is what `hrkd eval --compare`
 calls. Thin like cli.py: parse, load the preset, call a recipe, print.
 """
 
@@ -13,7 +14,7 @@ from typing import List, Optional
 
 import typer
 
-from hrkd_cli.cli import NprocOpt, PrecisionOpt, PresetOpt, SetOpt, _load, _runtime, app, out, say
+from hrkd_cli.cli_common import NprocOpt, PrecisionOpt, PresetOpt, SetOpt, _load, _runtime, app, out, say
 from hrkd_cli.errors import HrkdError
 
 SeedsOpt = typer.Option(None, "--seeds", help="student seeds: a count (5 -> 1..5) or a list (1,2,3); finished seeds are reused")
@@ -39,7 +40,8 @@ def _check_format(fmt: Optional[str]) -> None:
 
 
 def _write_tables(tables, fmt: Optional[str], output: Optional[Path], default_name: str) -> None:
-    from hrkd_cli.compare import FORMATS, render, write_text_atomic
+    from hrkd_cli.compare import FORMATS, render
+    from hrkd_cli.fsio import write_text_atomic
 
     if fmt is None:
         if output is not None:
@@ -121,7 +123,10 @@ def ablate(
 @app.command()
 def fewshot(
     preset: str = PresetOpt,
-    rates: str = typer.Option("1,2,5,10,20", "--rates", help="sample rates in percent of each training split, in (0, 100]"),
+    rates: Optional[str] = typer.Option(
+        None, "--rates", help="samples as percentages of each domain's training split, in (0, 100] (default 1,2,5,10,20)"),
+    counts: Optional[str] = typer.Option(
+        None, "--counts", help="samples as training examples per domain, e.g. 1390,2000 (with or instead of --rates)"),
     seeds: Optional[str] = SeedsOpt,
     meta_kd: bool = typer.Option(False, "--meta-kd", help="also run Meta-KD (meta-teacher, meta-distillation) per rate"),
     plot: Optional[Path] = typer.Option(None, "--plot", help="draw the improvement rates (HRKD Figure 2) to this PNG"),
@@ -133,14 +138,17 @@ def fewshot(
     nproc: Optional[int] = NprocOpt,
     set_: Optional[List[str]] = SetOpt,
 ) -> None:
-    """Teach and distil on the front share of each training split per rate; print the improvement of HRKD (and Meta-KD) over BERT-single -(TinyBERT-KD)-> BERT_S (HRKD Figure 2)."""
+    """Teach and distil on the front of each training split per sample (a rate, or a count per domain); print the improvement of HRKD (and Meta-KD) over BERT-single -(TinyBERT-KD)-> BERT_S with its 90% CI (HRKD Figure 2)."""
     from hrkd_cli.compare import print_table
-    from hrkd_cli.recipes.fewshot import check_meta_kd_available, fewshot as run, fewshot_results, parse_rates, plot_fewshot
+    from hrkd_cli.recipes.fewshot import (Sample, check_meta_kd_available, fewshot as run, fewshot_results, parse_counts,
+                                          parse_rates, plot_fewshot)
     from hrkd_cli.recipes.sweep import parse_seeds
 
     _check_split(split)
     summary_fmt = _fewshot_format(fmt, output)
-    rate_list = parse_rates(rates)
+    points = [Sample(percent=r) for r in parse_rates(rates)] if rates is not None else []
+    points += [Sample(per_domain=n) for n in parse_counts(counts)] if counts is not None else []
+    points = points or [Sample(percent=r) for r in parse_rates("1,2,5,10,20")]
     if plot is not None and plot.suffix.lower() != ".png":
         raise HrkdError(f"--plot {plot}: the figure is written as PNG; give a .png path")
     if meta_kd:
@@ -148,7 +156,7 @@ def fewshot(
     p = _load(preset, list(set_ or []), precision, nproc)
     seed_list = parse_seeds(seeds, p.seed)
     rt = _runtime(p)
-    runs = run(p, rt, rate_list, seed_list, meta_kd=meta_kd, resume=resume, say=say)
+    runs = run(p, rt, points, seed_list, meta_kd=meta_kd, resume=resume, say=say)
     if not _is_main():
         return
     result = fewshot_results(Path(p.run_dir), split=split, runs=runs)
@@ -159,7 +167,7 @@ def fewshot(
     if summary_fmt is not None:
         import json
 
-        from hrkd_cli.compare import write_text_atomic
+        from hrkd_cli.fsio import write_text_atomic
 
         text = result.to_markdown() if summary_fmt == "markdown" else json.dumps(result.to_json(), indent=2) + "\n"
         path = output or Path("fewshot" + (".md" if summary_fmt == "markdown" else ".json"))

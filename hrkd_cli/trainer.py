@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from hrkd_cli.checkpoint import optimizer_from_tensors, optimizer_to_tensors
-from hrkd_cli.errors import HrkdError
+from hrkd_cli.errors import HrkdError, RunError
 from hrkd_cli.runtime import Runtime
 
 console = Console(stderr=True)
@@ -179,7 +179,7 @@ def fit(
         for step in range(state.step, total_steps):
             loss, logs = step_fn(step)
             if not torch.isfinite(loss.detach()).all():
-                raise HrkdError(
+                raise RunError(  # the input was valid; the run failed (exit 1)
                     f"loss is {loss.item()} at step {step}: training stopped; the last good checkpoint is kept"
                 )
             loss.backward()

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -166,3 +167,206 @@ def test_paper_presets_fail_at_model_loading_without_the_hub(tmp_path, capsys, m
     code, _, err = run_main(["prepare", "--preset", "amazon", "--set", 'data.source="synthetic"',
                              "--set", f'run_dir="{tmp_path / "run"}"'], capsys, monkeypatch)
     assert_one_line_error(code, err, "bert-base-uncased", "could not be reached")
+
+
+# ---------------------------------------------------------------- issue 12 item 5: rough edges, as classes
+
+
+def toml_text(raw: dict, prefix: str = "") -> str:
+    """A preset dict as TOML, only the fields it names (JSON scalars and lists are TOML values)."""
+    lines = [f"{k} = {json.dumps(v)}" for k, v in raw.items() if not isinstance(v, dict)]
+    for k, v in raw.items():
+        if isinstance(v, dict):
+            lines += ["", f"[{prefix}{k}]", toml_text(v, f"{prefix}{k}.")]
+    return "\n".join(lines) + "\n"
+
+
+def tiny_toml(tmp_path, teacher, name="tiny.toml", **sections):
+    path = tmp_path / name
+    raw = tiny_preset_dict(tmp_path / "run", teacher, **sections)
+    validate_preset(raw, "tiny")
+    path.write_text(toml_text(raw))
+    return path
+
+
+def tiny_mnli(root, n=20, genres=("fiction", "travel"), test_genres=None):
+    """A GLUE-layout MNLI directory: ``n`` training pairs and 6 dev_matched pairs per genre."""
+    root.mkdir(parents=True)
+    head = "index\tgenre\tsentence1\tsentence2\tgold_label\n"
+    labels = ("entailment", "neutral", "contradiction")
+
+    def rows(gs, k):
+        return "".join(f"{i}\t{g}\t{g} premise {i} of {root.name}\thypothesis {i}\t{labels[i % 3]}\n" for g in gs for i in range(k))
+
+    (root / "train.tsv").write_text(head + rows(genres, n))
+    (root / "dev_matched.tsv").write_text(head + rows(test_genres or genres, 6))
+    return root
+
+
+def test_commands_after_prepare_reuse_the_source_it_was_given(tmp_path, tiny_teacher_dir, capsys, monkeypatch):
+    src, other = tiny_mnli(tmp_path / "MNLI"), tiny_mnli(tmp_path / "other", n=30)
+    preset = tiny_toml(tmp_path, tiny_teacher_dir, data={"source": "mnli", "path": str(tmp_path / "nowhere")})
+    code, _, err = run_main(["prepare", "--preset", str(preset), "--source", str(src)], capsys, monkeypatch)
+    assert code == 0, err
+    manifest = json.loads((tmp_path / "run" / "data" / "manifest.json").read_text())
+    assert manifest["source_path"] == str(src.resolve()) and manifest["source_arg"] == str(src)
+
+    from hrkd_cli.recipes.prepare import ensure_prepared
+
+    seen = []
+
+    def recipe(p, *args, say=print, **kwargs):  # what distill and teach do first: prepare or reuse the data
+        seen.append((p.data.path, ensure_prepared(p, say).manifest["source_path"]))
+        return []
+
+    monkeypatch.setattr("hrkd_cli.recipes.sweep.distill_seeds", recipe)
+    monkeypatch.setattr("hrkd_cli.recipes.teach.teach", recipe)
+    code, _, err = run_main(["distill", "--preset", str(preset)], capsys, monkeypatch)
+    assert code == 0, err
+    assert seen[-1] == (str(src), str(src.resolve()))
+    assert "reusing prepared data" in err and "preparing data" not in err
+    # --source on teach (and distill) means what it means on prepare: this source, prepared again.
+    code, _, err = run_main(["teach", "--preset", str(preset), "--source", str(other)], capsys, monkeypatch)
+    assert code == 0, err
+    assert seen[-1] == (str(other), str(other.resolve())) and "preparing data" in err
+    code, _, err = run_main(["distill", "--preset", str(preset)], capsys, monkeypatch)
+    assert code == 0 and seen[-1][0] == str(other) and "reusing prepared data" in err
+
+
+@pytest.mark.parametrize("command", ["prepare", "distill"])
+def test_a_source_given_to_a_synthetic_preset_is_refused(command, tmp_path, capsys, monkeypatch):
+    mine = tmp_path / "mine.csv"
+    mine.write_text("text,label,domain\nhello,1,a\n")
+    run = ["--set", f'run_dir="{tmp_path / "run"}"']
+    code, _, err = run_main([command, "--preset", "demo", "--source", str(mine), *run], capsys, monkeypatch)
+    assert_one_line_error(code, err, f"--source {mine}", 'data.source = "synthetic"', "--set data.source='\"custom\"'")
+    assert code == 2 and not (tmp_path / "run").exists()
+    amazon = tmp_path / "sorted_data_acl" / "books"
+    amazon.mkdir(parents=True)
+    (amazon / "positive.review").write_text("")
+    code, _, err = run_main([command, "--preset", "demo", "--set", f'data.path="{amazon.parent}"', *run], capsys, monkeypatch)
+    assert_one_line_error(code, err, "--set data.path", "data.source='\"amazon\"'")
+
+
+def test_an_unwritable_run_directory_is_one_line_naming_it(tmp_path, tiny_teacher_dir, capsys, monkeypatch):
+    (tmp_path / "file").write_text("a file, not a directory")
+    preset = tiny_toml(tmp_path, tiny_teacher_dir)
+    run_dir = tmp_path / "file" / "run"
+    for command in ("prepare", "teach"):
+        code, _, err = run_main([command, "--preset", str(preset), "--set", f'run_dir="{run_dir}"'], capsys, monkeypatch)
+        assert_one_line_error(code, err, "cannot write", str(run_dir))
+        assert code == 1
+
+
+def test_a_full_disk_is_one_line_naming_the_path(tmp_path, tiny_teacher_dir, capsys, monkeypatch):
+    import errno
+
+    import datasets
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(datasets.Dataset, "save_to_disk", full)
+    code, _, err = run_main(["prepare", "--preset", str(tiny_toml(tmp_path, tiny_teacher_dir))], capsys, monkeypatch)
+    assert_one_line_error(code, err, f"cannot write {tmp_path / 'run' / 'data'}", "No space left on device")
+    assert code == 1
+
+
+def test_any_other_os_error_is_one_line_naming_its_path(tmp_path, tiny_teacher_dir, capsys, monkeypatch):
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", "/somewhere/teacher/best")
+
+    monkeypatch.setattr("hrkd_cli.recipes.teach.teach", denied)
+    code, _, err = run_main(["teach", "--preset", str(tiny_toml(tmp_path, tiny_teacher_dir))], capsys, monkeypatch)
+    assert_one_line_error(code, err, "/somewhere/teacher/best: Permission denied")
+    assert code == 1
+
+
+@pytest.mark.parametrize("value", ["0", "-2"])
+def test_nproc_below_one_is_refused(value, tmp_path, tiny_teacher_dir, capsys, monkeypatch):
+    preset = tiny_toml(tmp_path, tiny_teacher_dir)
+    code, _, err = run_main(["teach", "--preset", str(preset), "--nproc", value], capsys, monkeypatch)
+    assert_one_line_error(code, err, f"--nproc {value}", "at least 1")
+    assert code == 2 and not (tmp_path / "run").exists()
+
+
+def test_version_comes_from_the_package_metadata(capsys, monkeypatch):
+    from importlib.metadata import version
+
+    code, out, _ = run_main(["--version"], capsys, monkeypatch)
+    assert code == 0 and out.strip() == f"hrkd {version('hrkd')}"
+
+
+@pytest.mark.parametrize("argv", [
+    ["prepare", "--preset", "nope"],                          # bad preset name
+    ["distill", "--set", "distill.lr=-1"],                    # bad preset value
+    ["eval", "/no/such/checkpoint"],                          # missing file given by the user
+    ["eval", "/no/such/checkpoint", "--split", "train"],      # bad option value
+])
+def test_usage_errors_exit_2(argv, capsys, monkeypatch):
+    code, _, err = run_main(argv, capsys, monkeypatch)
+    assert_one_line_error(code, err)
+    assert code == 2
+
+
+def test_click_usage_errors_exit_2_too(capsys, monkeypatch):
+    assert run_main(["distill", "--no-such-option"], capsys, monkeypatch)[0] == 2
+
+
+def test_a_non_finite_loss_is_a_failed_run_exit_1(tmp_path, tiny_teacher_dir, capsys, monkeypatch):
+    import torch
+
+    from hrkd_cli.errors import RunError
+    from hrkd_cli.runtime import setup
+    from hrkd_cli.trainer import fit
+
+    w = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([w], lr=0.1)
+    with pytest.raises(RunError) as caught:
+        fit(params=[w], optimizers={"main": opt}, schedulers={}, step_fn=lambda step: (w.sum() * float("nan"), {}),
+            eval_fn=lambda: {"average": 0.0}, save_fn=lambda tag, state: None, total_steps=2, eval_every=0,
+            log_every=1, max_grad_norm=1.0, runtime=setup("cpu", "fp32", 1), label="t")
+    assert caught.value.exit_code == 1 and "loss is nan at step 0" in str(caught.value)
+    capsys.readouterr()  # the progress bar of that fit
+
+    def fails(*args, **kwargs):
+        raise caught.value
+
+    monkeypatch.setattr("hrkd_cli.recipes.teach.teach", fails)
+    code, _, err = run_main(["teach", "--preset", str(tiny_toml(tmp_path, tiny_teacher_dir))], capsys, monkeypatch)
+    assert_one_line_error(code, err, "loss is nan")
+    assert code == 1
+
+
+def test_cli_modules_import_one_way():
+    """cli_experiments (and cli_common) never import cli: no cycle; cli imports both."""
+    code = ("import sys, hrkd_cli.cli_experiments; assert 'hrkd_cli.cli' not in sys.modules, 'cli_experiments imports cli'; "
+            "import hrkd_cli.cli as cli, hrkd_cli.cli_common as common; assert cli.app is common.app")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_datasets_requirement_admits_only_releases_with_datasets_List():
+    """store.py uses datasets.List, added in datasets 4.0.0 (3.6.0 has only Sequence/LargeList)."""
+    import re
+
+    from packaging.version import Version
+
+    text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    lower = re.search(r'"datasets>=([0-9.]+)', text)
+    assert lower and Version(lower.group(1)) >= Version("4.0.0"), lower and lower.group(0)
+
+
+@pytest.mark.parametrize("args, needles", [
+    (["--counts", "33"], ["a sample of 33 training examples per domain", "has only 32"]),
+    (["--counts", "lots"], ["--counts", "'lots'", "not a whole number"]),
+    (["--rates", "0"], ["--rates", "0%", "outside (0, 100]"]),
+    (["--rates", "150", "--counts", "8"], ["150%", "outside (0, 100]"]),
+])
+def test_fewshot_bad_samples_are_one_line_errors_before_any_training(args, needles, tmp_path, tiny_teacher_dir, capsys,
+                                                                     monkeypatch):
+    preset = tiny_toml(tmp_path, tiny_teacher_dir)  # 32 training examples per domain
+    code, _, err = run_main(["fewshot", "--preset", str(preset), *args, "--seeds", "1"], capsys, monkeypatch)
+    progress = [line for line in err.splitlines() if line.startswith("hrkd ")]  # "hrkd preparing data into ..."
+    assert_one_line_error(code, "\n".join(line for line in err.splitlines() if line not in progress), *needles)
+    assert code == 2 and not list((tmp_path / "run").glob("fewshot/*/teacher"))

@@ -8,7 +8,8 @@ on the data, the seed and the domain, not on which other domains are selected.
   Other domains without fixed splits: fractions 1 - dev - test / dev / test.
   A source-fixed test set (MNLI dev_matched): dev = ``dev_fraction`` of the pool.
 Few-shot (``sample_rate`` < 1) keeps the front ``ceil(rate * n)`` of the seeded
-train split, so a smaller sample is always a prefix of a larger one.
+train split, ``sample_per_domain`` = N the front N; so a smaller sample is always
+a prefix of a larger one.
 """
 
 from __future__ import annotations
@@ -50,6 +51,14 @@ def sample_front(train: list[Example], rate: float) -> list[Example]:
     return train[:n]
 
 
+def sample_count(domain: str, train: list[Example], count: int) -> list[Example]:
+    """The front ``count`` examples of a domain's training split, or a one-line error naming both."""
+    if count > len(train):
+        raise HrkdError(f"a sample of {count} training examples per domain: domain {domain!r} has only {len(train)} "
+                        "(data.sample_per_domain, fewshot --counts)")
+    return train[:count]
+
+
 def _fraction(n: int, frac: float) -> int:
     return max(1, round(n * frac))
 
@@ -71,7 +80,8 @@ def make_splits(corpus: RawCorpus, cfg) -> Splits:
         n = len(pool)
         dev, test = corpus.devs.get(d), corpus.tests.get(d)
         if d in corpus.tests and not test:
-            raise HrkdError(f"domain {d!r}: the source's test set has no examples for it")
+            raise HrkdError(f"domain {d!r}: the source's test set has no examples for it "
+                            "(leave it out with data.domains)")
         if dev is None and test is None:
             if corpus.task == "amazon" and d in AMAZON_SPLITS:
                 n_train, n_dev, n_test = AMAZON_SPLITS[d]
@@ -98,5 +108,7 @@ def make_splits(corpus: RawCorpus, cfg) -> Splits:
         else:
             _check_train(d, n, n, "the fixed dev and test sets")
             train = pool
-        out[d] = {"train": sample_front(train, getattr(cfg, "sample_rate", 1.0)), "dev": list(dev), "test": list(test)}
+        count = getattr(cfg, "sample_per_domain", 0)
+        train = sample_count(d, train, count) if count else sample_front(train, getattr(cfg, "sample_rate", 1.0))
+        out[d] = {"train": train, "dev": list(dev), "test": list(test)}
     return out

@@ -26,6 +26,7 @@ import datasets
 from hrkd_cli.data.corpus import SPLITS, Example, RawCorpus
 from hrkd_cli.data.splits import Splits, make_splits
 from hrkd_cli.errors import HrkdError
+from hrkd_cli.fsio import writing
 
 FORMAT = "hrkd-data/1"
 MANIFEST = "manifest.json"
@@ -130,8 +131,12 @@ def build(
         "format": FORMAT,
         "source": cfg.source,
         "source_path": _source_path(cfg),
+        # data.path as given (relative to the working directory): later commands reuse this source
+        # with this spelling (hrkd_cli.data.sources).
+        "source_arg": str(cfg.path).strip() if _source_path(cfg) else "",
         "split_seed": cfg.split_seed,
         "sample_rate": cfg.sample_rate,
+        "sample_per_domain": getattr(cfg, "sample_per_domain", 0),
         "dev_fraction": getattr(cfg, "dev_fraction", None),
         "test_fraction": getattr(cfg, "test_fraction", None),
         "max_seq_length": cfg.max_seq_length,
@@ -181,15 +186,17 @@ def prepare_dataset(cfg, tokenizer, out_dir: Path, tokenizer_name: str, corpus: 
         raise HrkdError(f"{out_dir}: exists, is not empty and is not a prepared dataset; refusing to replace it")
     corpus = corpus if corpus is not None else read_source(cfg)
     splits = make_splits(corpus, cfg)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     bars_were_off = datasets.are_progress_bars_disabled()
     datasets.disable_progress_bars()
+    tmp = None
     try:
-        manifest = build(cfg, corpus, splits, tokenizer, tmp, tokenizer_name)
-        _swap_in(tmp, out_dir)
+        with writing(out_dir):  # unwritable directory, disk full: one line naming out_dir
+            out_dir.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+            manifest = build(cfg, corpus, splits, tokenizer, tmp, tokenizer_name)
+            _swap_in(tmp, out_dir)
     finally:
-        if tmp.exists():
+        if tmp is not None and tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
         if not bars_were_off:
             datasets.enable_progress_bars()

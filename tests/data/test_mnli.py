@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -102,3 +103,49 @@ def test_split_dev_is_ten_percent_of_train_and_test_is_dev_matched(tmp_path):
         assert (len(s[g]["train"]), len(s[g]["dev"]), len(s[g]["test"])) == (180, 20, 30)
         assert s[g]["test"] == c.tests[g]
         assert sorted(e.text for e in s[g]["train"] + s[g]["dev"]) == sorted(e.text for e in c.pools[g])
+
+
+def test_a_genre_missing_from_the_test_file_is_named(tmp_path):
+    write_glue(tmp_path, many(["fiction", "travel"], 20), many(["fiction"], 5))
+    c = read_mnli(tmp_path)
+    with pytest.raises(HrkdError, match="domain 'travel': the source's test set has no examples for it"):
+        make_splits(c, DataConfig(source="mnli"))
+    assert list(make_splits(c, DataConfig(source="mnli", domains=["fiction"]))) == ["fiction"]
+
+
+# ---------------------------------------------------------------- the shared MultiNLI files (../shared/data/mnli)
+
+REPO = Path(__file__).resolve().parents[2]
+# HRKD Table 1's MNLI test counts: the full matched dev set per genre.
+TABLE1_TEST = {"fiction": 1973, "government": 1945, "slate": 1955, "telephone": 1966, "travel": 1976}
+# The shared training subset per genre (train + dev after the split).
+SUBSET_POOL = {"fiction": 2547, "government": 2541, "slate": 2605, "telephone": 2754, "travel": 2541}
+
+
+def test_mnli_cpu_reads_the_shared_data_like_amazon_cpu():
+    from hrkd_cli.config import load_preset
+
+    mnli, amazon = load_preset("mnli-cpu"), load_preset("amazon-cpu")
+    assert mnli.data.path == "../shared/data/mnli" and amazon.data.path.startswith("../shared/data/")
+    assert mnli.data.sample_rate == 1.0 and mnli.data.sample_per_domain == 0
+
+
+@pytest.mark.realdata
+def test_prepare_on_the_shared_mnli_gives_table1_test_counts_and_a_seeded_90_10_split(mnli_real, tmp_path):
+    from hrkd_cli.config import load_preset
+    from hrkd_cli.recipes.prepare import prepare
+
+    preset = load_preset("mnli-cpu", [f'run_dir="{tmp_path / "run"}"', f'data.path="{mnli_real}"'])
+    m = prepare(preset, say=lambda msg: None)
+    counts = {g: {s: c[s]["total"] for s in ("train", "dev", "test")} for g, c in m["counts"].items()}
+    assert list(counts) == list(TABLE1_TEST)
+    assert {g: c["test"] for g, c in counts.items()} == TABLE1_TEST
+    assert {g: c["train"] + c["dev"] for g, c in counts.items()} == SUBSET_POOL
+    assert {g: c["dev"] for g, c in counts.items()} == {g: round(0.1 * n) for g, n in SUBSET_POOL.items()}
+    assert m["sample_rate"] == 1.0 and m["split_seed"] == 42 and m["label_names"] == ["entailment", "neutral", "contradiction"]
+    # the 90/10 split is the seed's: another seed draws another dev set of the same size from the same pool
+    c = read_mnli(mnli_real)
+    a = make_splits(c, DataConfig(source="mnli", split_seed=42))["fiction"]
+    b = make_splits(c, DataConfig(source="mnli", split_seed=43))["fiction"]
+    assert len(a["dev"]) == len(b["dev"]) == 255 and a["dev"] != b["dev"]
+    assert sorted(e.text for e in a["train"] + a["dev"]) == sorted(e.text for e in c.pools["fiction"])

@@ -92,3 +92,24 @@ def test_splits_do_not_depend_on_python_hash_seed():
     s = make_splits(read_source(cfg), cfg)
     here = hashlib.sha256(json.dumps({d: {k: [(e.text, e.label) for e in v] for k, v in p.items()} for d, p in s.items()}).encode()).hexdigest()
     assert out.stdout.strip() == here
+
+
+def test_sample_per_domain_keeps_the_front_n_and_refuses_more_than_a_domain_has():
+    c = corpus({"x": 1000, "y": 50})
+    full = make_splits(c, DataConfig(split_seed=5))
+    few = make_splits(c, DataConfig(split_seed=5, sample_per_domain=30))
+    for d in ("x", "y"):
+        assert few[d]["train"] == full[d]["train"][:30]
+        assert few[d]["dev"] == full[d]["dev"] and few[d]["test"] == full[d]["test"]
+    assert len(make_splits(c, DataConfig(sample_per_domain=40))["y"]["train"]) == 40  # all of y's 40
+    with pytest.raises(HrkdError, match=r"sample of 41 training examples per domain: domain 'y' has only 40"):
+        make_splits(c, DataConfig(sample_per_domain=41))
+
+
+def test_one_few_shot_sample_size_at_a_time():
+    from hrkd_cli.config import validate_preset
+
+    with pytest.raises(HrkdError, match="give one few-shot sample size, not both"):
+        validate_preset({"data": {"sample_rate": 0.5, "sample_per_domain": 10}}, "p")
+    assert validate_preset({"data": {"sample_per_domain": 10}}, "p").data.sampled
+    assert not validate_preset({}, "p").data.sampled

@@ -113,3 +113,37 @@ def test_unknown_domain_in_prepared(tmp_path, tokenizer):
     prepare_dataset(syn_cfg(), tokenizer, tmp_path / "d", "minilm")
     with pytest.raises(HrkdError, match="no domain 'dvd'; domains: books, films"):
         load_prepared(tmp_path / "d").dataset("dvd", "train")
+
+
+def test_manifest_remembers_the_source_as_given_and_resolved(tmp_path, tokenizer, monkeypatch):
+    f = tmp_path / "mine.csv"
+    f.write_text("text,label,domain\n" + "".join(f"t {i},{i % 2},{'ab'[i % 2]}\n" for i in range(40)))
+    monkeypatch.chdir(tmp_path)
+    m = prepare_dataset(DataConfig(source="custom", path="mine.csv"), tokenizer, tmp_path / "o", "minilm")
+    assert (m["source_arg"], m["source_path"], m["sample_per_domain"]) == ("mine.csv", str(f.resolve()), 0)
+    assert prepare_dataset(syn_cfg(), tokenizer, tmp_path / "s", "minilm")["source_arg"] == ""
+
+
+def test_a_failed_write_is_one_line_naming_the_directory(tmp_path, tokenizer, monkeypatch):
+    import errno
+
+    import datasets
+
+    from hrkd_cli.errors import RunError
+
+    out = tmp_path / "data"
+    first = prepare_dataset(syn_cfg(), tokenizer, out, "minilm")
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(datasets.Dataset, "save_to_disk", full)
+        with pytest.raises(RunError) as err:
+            prepare_dataset(syn_cfg(split_seed=1), tokenizer, out, "minilm")
+    assert str(err.value) == f"cannot write {out}: No space left on device" and err.value.exit_code == 1
+    assert load_prepared(out).manifest == first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # no temp dirs left behind
+    (tmp_path / "file").write_text("")
+    with pytest.raises(RunError, match=f"cannot write {tmp_path / 'file' / 'data'}"):
+        prepare_dataset(syn_cfg(), tokenizer, tmp_path / "file" / "data", "minilm")

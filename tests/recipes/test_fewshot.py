@@ -12,8 +12,11 @@ from scipy import stats
 
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.recipes.fewshot import (
+    Sample,
     fewshot,
     fewshot_results,
+    improvement_interval,
+    parse_counts,
     parse_rates,
     plot_fewshot,
     rate_dir,
@@ -187,3 +190,86 @@ def test_teacher_found_through_the_layout_when_the_recorded_path_is_relative(tmp
     (pt,) = fewshot_results(tmp_path).points
     assert pt.teacher_average == pytest.approx({"baseline": 90.0, "hrkd": 91.0})
     assert pt.chance == pytest.approx(50.0) and not pt.near_chance
+
+
+# ---------------------------------------------------------------- counts per domain, confidence intervals
+
+
+def test_parse_counts():
+    assert parse_counts("1390,2300, 500,500") == [500, 1390, 2300]
+    for bad, message in (("0", "below 1"), ("-3", "below 1"), ("1.5", "not a whole number"), ("2%", "not a whole number"),
+                         ("", "no count given")):
+        with pytest.raises(HrkdError, match=message):
+            parse_counts(bad)
+
+
+def test_a_count_point_has_its_own_run_dir_and_the_fewshot_lr(tiny_preset):
+    p = tiny_preset(distill={"lr": 1e-3, "fewshot_lr": 3e-4})
+    q = rate_preset(p, Sample(per_domain=10))
+    assert Path(q.run_dir) == Path(p.run_dir) / "fewshot" / "count-10"
+    assert (q.data.sample_per_domain, q.data.sample_rate, q.distill.lr) == (10, 1.0, 3e-4)
+    assert rate_preset(p, Sample(percent=5)).model_dump() == rate_preset(p, 5).model_dump()  # a number is a rate
+    assert Sample(per_domain=10).label == "10/domain" and Sample(percent=2.5).label == "2.5%"
+
+
+def test_a_count_above_a_domains_training_split_stops_fewshot_before_any_training(tiny_preset, cpu_runtime):
+    p = tiny_preset(data={"synthetic": TWO_DOMAINS})  # 32 training examples per domain
+    with pytest.raises(HrkdError, match=r"sample of 33 training examples per domain: domain '\w+' has only 32"):
+        fewshot(p, cpu_runtime, [Sample(per_domain=8), Sample(per_domain=33)], [1], say=quiet)
+    assert (rate_dir(p.run_dir, Sample(per_domain=8)) / "data" / "manifest.json").is_file()  # prepared, nothing trained
+    assert not (rate_dir(p.run_dir, Sample(per_domain=8)) / "teacher").exists()
+
+
+def test_fewshot_by_count_trains_on_that_many_examples_per_domain_at_the_fewshot_lr(tiny_preset, cpu_runtime, monkeypatch):
+    import hrkd_cli.recipes.distill as distill_mod
+
+    p = tiny_preset(distill={"lr": 1e-3, "fewshot_lr": 3e-4}, data={"synthetic": TWO_DOMAINS})
+    lrs = []
+    real_adamw = distill_mod.adamw
+
+    def spy(groups, *args, **kwargs):
+        lrs.extend(g["lr"] for g in groups)
+        return real_adamw(groups, *args, **kwargs)
+
+    monkeypatch.setattr(distill_mod, "adamw", spy)
+    point = Sample(per_domain=12)
+    runs = fewshot(p, cpu_runtime, [point], [1], say=quiet)
+    for path in runs[point]["hrkd"] + runs[point]["tinybert"]:
+        assert rate_dir(p.run_dir, point) in path.parents
+        assert json.loads((path / "run.json").read_text())["preset"]["data"]["sample_per_domain"] == 12
+    assert lrs and set(lrs) == {3e-4}
+    [pt] = fewshot_results(Path(p.run_dir), runs=runs).points
+    assert (pt.rate, pt.per_domain, pt.label) == (None, 12, "12/domain") and set(pt.train_counts.values()) == {12}
+
+
+def test_improvement_interval_is_the_welch_interval_over_the_baseline_mean():
+    a, b = [66.0, 65.0, 67.5], [60.0, 62.0, 61.0]
+    lo, hi = improvement_interval(a, b)
+    ref = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.90)
+    base = np.mean(b)
+    assert (lo, hi) == pytest.approx((100 * ref.low / base, 100 * ref.high / base))
+    assert lo < 100 * (np.mean(a) - base) / base < hi
+    assert improvement_interval([66.0], b) is None and improvement_interval([1.0, 1.0], [1.0, 1.0]) is None
+
+
+def test_count_points_and_intervals_in_the_results(tmp_path):
+    numbers = {Sample(percent=5): ([0.60, 0.62, 0.61], [0.66, 0.65, 0.68]),
+               Sample(per_domain=40): ([0.70, 0.72, 0.71], [0.73, 0.74, 0.75])}
+    for i, (point, (base, hrkd)) in enumerate(numbers.items()):
+        for seed, (x, y) in enumerate(zip(base, hrkd), 1):
+            _student(rate_dir(tmp_path, point), "tinybert", "tinybert", seed, x, f"{i:064d}")
+            _student(rate_dir(tmp_path, point), "hrkd", "hrkd", seed, y, f"{i:064d}")
+    result = fewshot_results(tmp_path)
+    assert [p.label for p in result.points] == ["5%", "40/domain"]
+    for pt, (base, hrkd) in zip(result.points, numbers.values()):
+        lo, hi = improvement_interval([100 * v for v in hrkd], [100 * v for v in base])
+        assert pt.improvement_ci["hrkd"] == pytest.approx((lo, hi))
+    md = result.to_markdown()
+    assert "| Sample |" in md and "HRKD 90% CI" in md and "| 40/domain |" in md and "Welch t-interval" in md
+    lo, hi = result.points[1].improvement_ci["hrkd"]
+    assert f"[{lo:+.1f}, {hi:+.1f}]" in md
+    point = result.to_json()["points"][1]
+    assert point["per_domain"] == 40 and point["rate_percent"] is None
+    assert point["improvement_ci90_percent"]["hrkd"] == pytest.approx([lo, hi])
+    assert [p.label for p in fewshot_results(tmp_path, rates=[Sample(per_domain=40)]).points] == ["40/domain"]
+    assert plot_fewshot(result, tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"

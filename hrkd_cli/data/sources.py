@@ -1,0 +1,107 @@
+"""Which source a command reads: the one given, the one the prepared data remembers, or the preset's.
+
+``hrkd prepare --source DIR`` records DIR in the prepared data's manifest
+(``source_path``, resolved, and ``source_arg``, as given). A later command on the
+same preset (same run directory) without ``--source`` reads that source again
+instead of the preset's ``data.path``, so `prepare --source` once is enough. A
+``--source`` (or ``--set data.path=``) naming another place wins, and the data is
+prepared again from it. Only the manifest is read here (no torch, no datasets).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from hrkd_cli.errors import HrkdError
+
+MANIFEST = "manifest.json"
+FILE_SUFFIXES = (".csv", ".tsv", ".jsonl")
+KINDS = {
+    "amazon": "a sorted_data_acl directory",
+    "mnli": "a GLUE or MultiNLI 1.0 directory, or hub",
+    "custom": "a .csv, .tsv or .jsonl file",
+}
+
+
+def canonical(path: str) -> str:
+    """The resolved absolute form of a data.path ('' and 'hub' stay as they are)."""
+    text = str(path or "").strip()
+    if not text or text == "hub":
+        return text
+    return str(Path(text).expanduser().resolve())
+
+
+def guess_source(path: str) -> str | None:
+    """The data.source a path looks like: amazon, mnli or custom; None when it is none of them (or absent)."""
+    if str(path).strip() == "hub":
+        return "mnli"
+    p = Path(str(path)).expanduser()
+    if p.is_file() or not p.exists():
+        return "custom" if p.suffix.lower() in FILE_SUFFIXES else None
+    from hrkd_cli.data.mnli import _find_files
+
+    try:
+        _find_files(p)
+        return "mnli"
+    except HrkdError:
+        pass
+    try:
+        if any((d / "positive.review").is_file() or (d / "negative.review").is_file() for d in p.iterdir() if d.is_dir()):
+            return "amazon"
+    except OSError:
+        pass
+    return None
+
+
+def remembered_source(run_dir: str | Path, kind: str) -> tuple[str, str, bool] | None:
+    """(spelling, resolved path, spelling recorded) of the ``kind`` source <run_dir>/data was prepared from.
+
+    The spelling is the data.path as it was given (the prepared data's and the runs' hashes were made with
+    it) where the manifest records one that still leads to the same place, else the resolved path.
+    """
+    try:
+        manifest = json.loads((Path(run_dir) / "data" / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(manifest, dict) or manifest.get("source") != kind or not manifest.get("source_path"):
+        return None
+    resolved = str(manifest["source_path"])
+    spelling = str(manifest.get("source_arg") or "")
+    if spelling and canonical(spelling) == resolved:
+        return spelling, resolved, True
+    return resolved, resolved, False
+
+
+def choose_source(preset, given: str | None, via: str = "--source", say=print) -> None:
+    """Settle ``preset.data.path`` (in place) for a command that reads or prepares data.
+
+    ``given``: the path named on the command line (``via``: --source or --set data.path), or None.
+    A synthetic preset refuses a given path (naming the data.source to set). Otherwise, where the run
+    directory holds prepared data of the same kind, its remembered source is used unless ``given`` names
+    another place; and a path that leads to the remembered place takes the remembered spelling, so the
+    hashes that decide reuse do not depend on how the path was written.
+    """
+    cfg = preset.data
+    if cfg.source == "synthetic":
+        if given is not None:
+            kind = guess_source(given)
+            hint = (f"for {KINDS[kind]} add --set data.source='\"{kind}\"'" if kind else
+                    "add --set data.source= with one of " + "; ".join(f"'\"{k}\"' ({v})" for k, v in KINDS.items()))
+            raise HrkdError(f"{via} {given}: preset {preset.name!r} generates its data (data.source = \"synthetic\") "
+                            f"and reads no source; {hint}")
+        return
+    remembered = remembered_source(preset.run_dir, cfg.source)
+    if remembered is None:
+        return
+    spelling, resolved, recorded = remembered
+    current = given if given is not None else cfg.path
+    if canonical(current) == resolved:
+        if recorded and current != spelling:
+            cfg.path = spelling
+        return
+    if given is not None:
+        return  # a new source: the data is prepared again from it
+    say(f"data: reading {spelling}, the source {Path(preset.run_dir) / 'data'} was prepared from "
+        f"(the preset says {cfg.path or 'nothing'}; pass --source to read another)")
+    cfg.path = spelling

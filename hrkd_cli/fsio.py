@@ -1,0 +1,89 @@
+"""Writing files and directories: every failure is one line that names the path (exit 1).
+
+A write can fail for reasons that have nothing to do with the input: the run
+directory is not writable, the disk is full, a parent is a file. Those are
+:class:`~hrkd_cli.errors.RunError`s naming the path, never tracebacks:
+
+    with writing(out_dir):          # any OSError inside -> "cannot write OUT_DIR...: reason"
+        ...
+    write_text_atomic(path, text)   # temporary sibling + rename, under writing()
+    write_json_atomic(path, obj)
+    check_writable_dir(run_dir)     # before long work: create it and write a probe file
+
+``os_error_message`` formats an OSError that escaped all of these (the CLI's
+last resort), naming ``filename``/``filename2`` where the error carries them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from hrkd_cli.errors import RunError
+
+
+def _reason(err: OSError) -> str:
+    return err.strerror or str(err) or type(err).__name__
+
+
+def os_error_message(err: OSError) -> str:
+    """One line for an OSError: '<path>: <reason>' (both paths of a rename), or the reason alone."""
+    if err.filename is not None and err.filename2 is not None:
+        return f"{err.filename} -> {err.filename2}: {_reason(err)}"
+    if err.filename is not None:
+        return f"{err.filename}: {_reason(err)}"
+    return _reason(err)
+
+
+def write_failure(path, err: OSError) -> RunError:
+    """The RunError for a failed write to ``path``; names the exact file the OS refused when it says which."""
+    exact = err.filename if err.filename is not None else None
+    where = str(path) if exact is None or str(exact) == str(path) else f"{path} ({exact})"
+    return RunError(f"cannot write {where}: {_reason(err)}")
+
+
+@contextlib.contextmanager
+def writing(path):
+    """Turn any OSError raised inside the block into a one-line RunError naming ``path``."""
+    try:
+        yield
+    except RunError:
+        raise
+    except OSError as err:
+        raise write_failure(path, err) from None
+
+
+def write_text_atomic(path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary sibling and a rename; a failure leaves ``path`` as it was."""
+    path = Path(path)
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    return path
+
+
+def write_json_atomic(path, obj) -> Path:
+    """``obj`` as indented, key-sorted JSON (the layout of every record hrkd writes), atomically."""
+    return write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def check_writable_dir(path) -> Path:
+    """Create ``path`` (and parents) and write a probe file into it, so long work does not fail at its first save."""
+    path = Path(path)
+    with writing(path):
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".hrkd-write-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    return path
