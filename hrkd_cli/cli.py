@@ -113,8 +113,18 @@ def evaluate(
     json_path: Optional[Path] = typer.Option(None, "--json", help="also write the numbers to this JSON file"),
     per_seed: bool = typer.Option(False, "--per-seed", help="with --compare: also each seed's average accuracy"),
     paired: bool = typer.Option(False, "--paired", help="with --compare: fail if a row shares no seed with its reference"),
+    soft: bool = typer.Option(False, "--soft-labels", help="accuracy, confidence and entropy of the soft labels (train split allowed)"),
+    temperature: float = typer.Option(1.0, "--temperature", help="with --soft-labels: the T of Eq. 2"),
 ) -> None:
     """Score checkpoints per domain and on average, as a table like HRKD Tables 2 and 3."""
+    if soft:
+        from hrkd_cli.recipes.evaluate import soft_labels
+        from hrkd_cli.runtime import setup
+
+        if split not in ("train", "dev", "test") or temperature <= 0:
+            raise HrkdError(f"--soft-labels: --split must be train, dev or test and --temperature > 0 (got {split!r}, {temperature})")
+        soft_labels(checkpoints, split, temperature, data, json_path, setup(), out, say)
+        return
     if split not in ("dev", "test"):
         raise HrkdError(f"--split {split!r}: choose dev or test")
     if (per_seed or paired) and not compare:

@@ -166,8 +166,10 @@ class DistillConfig(OptimConfig):
 
     @model_validator(mode="after")
     def _settings_match_graph(self):
-        """A setting that the chosen graph or mode would ignore is an error, not a silent no-op."""
-        given = self.model_fields_set
+        """A setting that the chosen graph or mode would ignore is an error, not a silent no-op.
+        Only values away from their defaults count, so a fully written-out preset still loads."""
+        fields = type(self).model_fields
+        given = {k for k in fields if getattr(self, k) != fields[k].default}
         owners = {"ratio_temperature": ("residual", "excess"), "ratio_floor": ("residual", "excess"),
                   "excess_beta": ("excess",), "excess_decay": ("excess",)}
         for key, graphs in owners.items():
@@ -175,7 +177,7 @@ class DistillConfig(OptimConfig):
                 raise ValueError(f"distill.{key} applies to distill.graph = {' or '.join(graphs)}, not {self.graph!r}")
         if "meta_objective" in given and self.graph_mode != "meta":
             raise ValueError(f"distill.meta_objective applies to distill.graph_mode = 'meta', not {self.graph_mode!r}")
-        if "ratio_kl" in given and self.ratio_kl > 0 and self.graph_mode != "joint":
+        if "ratio_kl" in given and self.graph_mode != "joint":
             raise ValueError(f"distill.ratio_kl applies to distill.graph_mode = 'joint', not {self.graph_mode!r}")
         return self
 

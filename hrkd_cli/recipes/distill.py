@@ -89,10 +89,9 @@ RELATIONAL_CHOICES = (("tau", "ratio_temperature"), ("floor", "ratio_floor"), ("
 
 
 def relational_choices(cfg) -> list[tuple[str, object]]:
-    """The relational settings given explicitly with a non-default value, for run names and row names."""
+    """The relational settings away from their defaults, for run names and row names."""
     fields = type(cfg).model_fields
-    return [(short, getattr(cfg, name)) for short, name in RELATIONAL_CHOICES
-            if name in cfg.model_fields_set and getattr(cfg, name) != fields[name].default]
+    return [(short, getattr(cfg, name)) for short, name in RELATIONAL_CHOICES if getattr(cfg, name) != fields[name].default]
 
 
 def relational_settings(cfg, num_student_layers: int, num_domains: int, feature_dim: int) -> dict:

@@ -40,3 +40,39 @@ def evaluate(checkpoints: list[Path], split: str, data_dir: Path | None, json_pa
         write_json_atomic(json_path, results)
         say(f"wrote {json_path}")
     return results
+
+
+def soft_labels(checkpoints: list[Path], split: str, temperature: float, data_dir: Path | None, json_path: Path | None,
+                runtime: Runtime, console, say: Say) -> dict:
+    """`hrkd eval --soft-labels`: accuracy, confidence and relative entropy of each checkpoint's soft labels
+    at temperature T on a split (train too: the split a student is distilled on)."""
+    from rich.table import Table
+
+    from hrkd_cli.soft_labels import checkpoint_soft_labels
+
+    results = {}
+    table = Table(title=f"Soft labels on {split} at T = {temperature:g} (per domain: accuracy % / mean confidence / "
+                  "mean entropy relative to log C)", title_justify="left")
+    table.add_column("Model")
+    domains = None
+    for ckpt in checkpoints:
+        meta = read_meta(ckpt)
+        ddir = Path(data_dir or meta.get("data_dir") or "")
+        if not str(ddir) or not ddir.is_dir():
+            raise HrkdError(f"{ckpt}: its prepared data {ddir} is gone; pass --data DIR")
+        data = load_prepared(ddir)
+        ckpt_domains = [d for d in meta["domains"] if d in data.domains]
+        stats = checkpoint_soft_labels(ckpt, load_splits(data, split, ckpt_domains), runtime, temperature)
+        if domains is None:
+            domains = ckpt_domains
+            for d in domains + ["average"]:
+                table.add_column(d, justify="right")
+        name = row_name(ckpt, meta)
+        table.add_row(name, *[f"{100 * stats[d]['accuracy']:.1f} / {stats[d]['confidence']:.3f} / {stats[d]['entropy']:.3f}"
+                              if d in stats else "-" for d in domains + ["average"]])
+        results[str(ckpt)] = {"row": name, "split": split, "temperature": temperature, "data_hash": data.hash, "stats": stats}
+    console.print(table)
+    if json_path:
+        write_json_atomic(json_path, results)
+        say(f"wrote {json_path}")
+    return results

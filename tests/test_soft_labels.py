@@ -1,0 +1,41 @@
+"""Soft-label statistics of a teacher (hrkd eval --soft-labels)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from hrkd_cli.batches import load_splits
+from hrkd_cli.data import load_prepared
+from hrkd_cli.evaluation import evaluate_checkpoint
+from hrkd_cli.recipes import distill as D
+from hrkd_cli.recipes.common import data_dir
+from hrkd_cli.recipes.prepare import ensure_prepared
+from hrkd_cli.soft_labels import checkpoint_soft_labels, soft_label_entropy
+
+quiet = lambda m: None  # noqa: E731
+
+
+def test_entropy_by_hand():
+    z = torch.tensor([[0.0, 0.0], [math.log(3.0), 0.0]])
+    h = soft_label_entropy(z, 1.0)
+    assert torch.allclose(h, torch.tensor([math.log(2.0), -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))]))
+    assert float(soft_label_entropy(z, 1e6)[1]) == pytest.approx(math.log(2.0), rel=1e-5)  # T -> inf: uniform
+
+
+def test_teacher_soft_labels_match_eval_and_soften_with_temperature(tiny_preset, cpu_runtime):
+    preset = tiny_preset()
+    ensure_prepared(preset, quiet)
+    data = load_prepared(data_dir(preset))
+    teacher = D.ensure_teacher(preset, cpu_runtime, data, quiet)
+    dev = load_splits(data, "dev", list(data.domains))
+    t1 = checkpoint_soft_labels(teacher, dev, cpu_runtime, 1.0)
+    t4 = checkpoint_soft_labels(teacher, dev, cpu_runtime, 4.0)
+    acc = evaluate_checkpoint(teacher, dev, cpu_runtime, data.hash)
+    for d in data.domains:
+        assert t1[d]["accuracy"] == pytest.approx(acc[d])
+        assert 0.5 <= t1[d]["confidence"] <= 1.0 and 0.0 <= t1[d]["entropy"] <= 1.0
+        assert t4[d]["entropy"] >= t1[d]["entropy"] and t4[d]["confidence"] <= t1[d]["confidence"]
+        assert t4[d]["accuracy"] == t1[d]["accuracy"]  # T changes the soft labels, not the argmax
