@@ -154,6 +154,8 @@ class DistillConfig(OptimConfig):
         "gold labels on a dev batch, or (sessions 1-4) ratio-weighted Eq. 17 on the next training batch"
     )
     ratio_kl: float = Field(0.0, ge=0.0, description="graph_mode=joint: weight of sum_m KL(uniform || r_m)")
+    tag: str = Field("", pattern=r"^[A-Za-z0-9._+-]*$", description="appended to the student's directory and row "
+                     "name, to keep runs that differ in other settings apart (e.g. tag = \"T4\")")
     gat_heads: int = Field(8, ge=1)
     gat_dropout: float = Field(0.1, ge=0.0, lt=1.0)
     drop: list[str] = Field(default_factory=list, description=f"ablations: {', '.join(ABLATIONS)}")

@@ -39,7 +39,8 @@ def variant_key(r: RunRecord) -> str:
 
 # distill fields that act only through the relational graph (prototypes, GAT, compare-aggregate)
 GRAPH_ONLY_FIELDS = ("method", "drop", "graph_mode", "graph_lr", "gat_heads", "gat_dropout", "prototype_tokens",
-                     "domain_rel_scale")
+                     "domain_rel_scale", "graph", "ratio_temperature", "ratio_floor", "excess_beta", "excess_decay",
+                     "meta_objective", "ratio_kl")
 
 
 def stands_for_domain_rel(r: RunRecord, family: list[RunRecord]) -> bool:

@@ -69,6 +69,7 @@ from hrkd_cli.recipes.common import Say, data_dir, fit_record, read_json
 from hrkd_cli.recipes.distill import (
     DistillationModel,
     Teachers,
+    claim_student_dir,
     domain_losses,
     ensure_teacher,
     finish_student,
@@ -345,6 +346,7 @@ def distill_baseline(preset: Preset, runtime: Runtime, resume: bool = False, say
     teacher_domains = list(read_meta(teacher_path)["domains"])
     domains = list(data.domains)
     out = student_dir(preset)
+    claim_student_dir(preset, out, resume)
     ensemble = Teachers(teacher_path, teacher_domains, runtime) if cfg.method == "mtn-kd" else None
 
     started = {}

@@ -41,7 +41,8 @@ from hrkd_cli.models import (
     student_from_teacher_layers,
     uniform_layer_map,
 )
-from hrkd_cli.recipes.common import Say, data_dir, fit_record, resumed_time, run_dir, score_test, write_run_record
+from hrkd_cli.recipes.common import (Say, data_dir, fit_record, read_json, resumed_time, run_dir, score_test,
+                                    write_run_record)
 from hrkd_cli.recipes.prepare import ensure_prepared
 from hrkd_cli.recipes.teach import TEACHER_ROW_NAMES, check_seq_length, reusable_teacher, teach
 from hrkd_cli.runtime import Runtime, RngState, all_reduce_mean_detached, all_reduce_sum, barrier, seed_everything
@@ -80,6 +81,8 @@ def student_tag(preset: Preset) -> str:
         tag += "-two-stage"
     if preset.teacher.exclude_domain:
         tag += f"-teacher-without-{preset.teacher.exclude_domain}"
+    if cfg.tag:
+        tag += f"-{cfg.tag}"
     return tag
 
 
@@ -119,7 +122,37 @@ def row_name(preset: Preset) -> str:
         name += " - " + ", ".join(preset.distill.drop)
     if preset.distill.method in ("meta-kd", "mtn-kd") and preset.distill.metakd.stages == "two":
         name += " (two-stage)"
+    if cfg.tag:
+        name += f" ({cfg.tag})"
     return name
+
+
+def claim_student_dir(preset: Preset, out: Path, resume: bool) -> None:
+    """Refuse to overwrite a student run of another configuration in the same directory.
+
+    A directory is named by method, teacher, graph and seed, not by every setting, so two runs that
+    differ only in, say, distill.temperature would share it and the later one would silently replace
+    the earlier (and two started together would mix their checkpoints). distill.tag keeps them apart.
+    """
+    sections = ("data", "teacher", "student", "distill")
+    found = None
+    for meta_file in (out / "run.json", out / "last" / "hrkd.json"):
+        record = read_json(meta_file)
+        if record:
+            found = record
+            break
+    if found is None:
+        return
+    mine = preset.section_hash(*sections)
+    theirs = found.get("preset_hash") or found.get("student_hash")
+    if theirs is None or theirs == mine:
+        return
+    old, new = found.get("preset") or {}, preset.model_dump(mode="json")
+    diffs = [f"{sec}.{k} {old[sec].get(k)!r} -> {v!r}" for sec in sections if isinstance(old.get(sec), dict)
+             for k, v in new[sec].items() if old[sec].get(k) != v]
+    what = "; ".join(diffs[:3]) + (f" (+{len(diffs) - 3} more)" if len(diffs) > 3 else "") if diffs else "other settings"
+    raise HrkdError(f"{out} holds a run of another configuration ({what}); keep both with --set "
+                    f"distill.tag='\"NAME\"' or remove {out}")
 
 
 # ---------------------------------------------------------------- setup
@@ -552,6 +585,7 @@ def distill(preset: Preset, runtime: Runtime, resume: bool = False, say: Say = p
     data = load_prepared(data_dir(preset))
     teacher_path = ensure_teacher(preset, runtime, data, say)
     out = student_dir(preset)
+    claim_student_dir(preset, out, resume)
     domains = list(data.domains)
     group = members(teacher_path)
     unseen = [d for d in domains if d not in group]

@@ -137,3 +137,18 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoin
         D.distill(p, cpu_runtime, **quiet)
     last = D.student_dir(p) / "last"
     assert read_meta(last)["step"] == 4  # evaluated and saved after steps 2 and 4, before the bad step
+
+
+def test_a_run_of_another_configuration_is_not_overwritten(tiny_preset, cpu_runtime):
+    """Two runs that differ only in a setting the directory name does not carry (here the temperature)
+    would share a directory; the second is refused, naming the setting, and distill.tag keeps both."""
+    first = D.distill(tiny_preset(distill={"method": "multi-domain"}), cpu_runtime, **quiet)
+    before = (first / "run.json").read_bytes()
+    with pytest.raises(HrkdError, match=r"another configuration \(distill.temperature 1.0 -> 4.0\).*distill.tag"):
+        D.distill(tiny_preset(distill={"method": "multi-domain", "temperature": 4.0}), cpu_runtime, **quiet)
+    assert (first / "run.json").read_bytes() == before
+    tagged = tiny_preset(distill={"method": "multi-domain", "temperature": 4.0, "tag": "T4"})
+    out = D.distill(tagged, cpu_runtime, **quiet)
+    assert out.parent.name == "multi-domain-T4" and D.row_name(tagged).endswith("(T4)")
+    again = D.distill(tiny_preset(distill={"method": "multi-domain"}), cpu_runtime, **quiet)  # same configuration: fine
+    assert again == first
