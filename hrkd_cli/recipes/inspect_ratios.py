@@ -199,6 +199,10 @@ def verdict(train: list[dict], evals: list[dict] | None) -> str:
                                           and e["grad_prototypes"] < ZERO_GRAD for e in evals)
     train_dead = all(t["tied_share"] >= 0.5 for t in train)
     largest = max(t["spread_max"] for t in train)
+    if evals is None:
+        return (f"verdict: train mode only (eval mode needs the checkpoint's weights and prepared data): the ratios "
+                f"{'are tied in most steps' if train_dead else f'move (largest spread {largest:.3f})'}; GAT dropout "
+                f"alone can do that, so compare with an eval-mode reading or a run with gat_dropout = 0")
     if eval_dead and train_dead:
         return "verdict: INERT - the ratios are 1/D in eval mode and tied in most training steps; this is Eq. 5 / D"
     if eval_dead:
@@ -364,12 +368,13 @@ def inspect_ratios(checkpoint: Path, *, examples: Path | None, sample: bool, lab
         result["log"] = log
         train = train_diagnostics(log)
         ddir = Path(meta.get("data_dir", ""))
-        evals = eval_diagnostics(ckpt, load_prepared(ddir)) if ddir.is_dir() else None
+        has_weights = (ckpt / "model.safetensors").is_file()
+        evals = eval_diagnostics(ckpt, load_prepared(ddir)) if ddir.is_dir() and has_weights else None
         console.print(diagnostics_table(train, evals))
         result["diagnostics"] = {"train": train, "eval": evals, "verdict": verdict(train, evals)}
         console.print(result["diagnostics"]["verdict"], highlight=False)
         if evals is None:
-            say(f"(eval-mode figures skipped: the prepared data {ddir} is gone)")
+            say(f"(eval-mode figures skipped: {'the prepared data ' + str(ddir) + ' is gone' if has_weights else 'no weights in ' + str(ckpt)})")
         if plot:
             plot_log(log, domains, plot)
             say(f"wrote {plot}")
