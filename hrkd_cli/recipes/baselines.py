@@ -66,7 +66,7 @@ from hrkd_cli.metakd import (
 )
 from hrkd_cli.models import EncoderOutput
 from hrkd_cli.recipes.common import Say, data_dir, fit_record, read_json
-from hrkd_cli.recipes.distill import (
+from hrkd_cli.recipes.students import (
     DistillationModel,
     Teachers,
     claim_student_dir,

@@ -26,7 +26,7 @@ from hrkd_cli.config import Preset
 from hrkd_cli.data import load_prepared
 from hrkd_cli.models import DomainClassifier, count_parameters, load_pretrained_encoder
 from hrkd_cli.recipes.common import Say, data_dir
-from hrkd_cli.recipes.distill import distillation_loss, setup, teacher_kind
+from hrkd_cli.recipes.students import distillation_loss, setup, teacher_kind
 from hrkd_cli.recipes.prepare import ensure_prepared
 from hrkd_cli.recipes.teach import reusable_teacher
 from hrkd_cli.runtime import Runtime

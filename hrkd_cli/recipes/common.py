@@ -12,6 +12,7 @@ import torch
 
 from hrkd_cli.checkpoint import write_json_atomic
 from hrkd_cli.config import Preset
+from hrkd_cli.errors import HrkdError
 
 Say = Callable[[str], None]
 
@@ -83,3 +84,31 @@ def read_json(path: Path) -> dict | None:
         return json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError):
         return None
+
+
+# ---------------------------------------------------------------- what the teacher recipes share
+
+TEACHER_ROW_NAMES = {
+    "single": "BERT-single",
+    "mix": "BERT-mix",
+    "mtl": "BERT-mtl",
+    "multi-domain": "HRKD-teacher",
+    "meta": "Meta-teacher",
+}
+
+
+def teacher_hash(preset: Preset) -> str:
+    """What a teacher depends on: the data and teacher sections, teacher.kind aside (the directory
+    names the kind), so `hrkd teach --kind K` is reused by `hrkd distill` of a method whose teacher is K."""
+    teacher = preset.teacher.model_copy(update={"kind": "multi-domain"})
+    return preset.model_copy(update={"teacher": teacher}).section_hash("teacher", "data")
+
+
+def check_seq_length(preset: Preset, model_cfg) -> None:
+    limit = model_cfg.max_position_embeddings
+    if preset.data.max_seq_length > limit:
+        raise HrkdError(f"data.max_seq_length={preset.data.max_seq_length} exceeds the model's limit of {limit} positions")
+
+
+def meta_data_dir(data) -> str:
+    return str(Path(data.path).resolve())

@@ -26,37 +26,15 @@ from hrkd_cli.config import Preset
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.evaluation import evaluate_checkpoint, evaluate_model
 from hrkd_cli.models import DomainClassifier, load_pretrained_encoder, load_tokenizer, set_dropout
-from hrkd_cli.recipes.common import Say, fit_record, read_json, resumed_time, score_test, teacher_dir, write_run_record
+from hrkd_cli.recipes.common import (  # noqa: F401  (the last four are re-exported for callers of this module)
+    Say, fit_record, read_json, resumed_time, score_test, teacher_dir, write_run_record,
+    TEACHER_ROW_NAMES, check_seq_length, meta_data_dir, teacher_hash,
+)
+from hrkd_cli.recipes.meta_teacher import teach_meta
 from hrkd_cli.recipes.prepare import prepared_on_every_rank, teacher_domains
 from hrkd_cli.runtime import Runtime, all_reduce_mean_detached, barrier, seed_everything
 from hrkd_cli.sampling import StepSchedule, check_shardable, shard
 from hrkd_cli.trainer import FitState, adamw, fit, linear_warmup_decay, resume_from, training_state
-
-TEACHER_ROW_NAMES = {
-    "single": "BERT-single",
-    "mix": "BERT-mix",
-    "mtl": "BERT-mtl",
-    "multi-domain": "HRKD-teacher",
-    "meta": "Meta-teacher",
-}
-
-
-def teacher_hash(preset: Preset) -> str:
-    """What a teacher depends on: the data and teacher sections, teacher.kind aside (the directory
-    names the kind), so `hrkd teach --kind K` is reused by `hrkd distill` of a method whose teacher is K."""
-    teacher = preset.teacher.model_copy(update={"kind": "multi-domain"})
-    return preset.model_copy(update={"teacher": teacher}).section_hash("teacher", "data")
-
-
-def check_seq_length(preset: Preset, model_cfg) -> None:
-    limit = model_cfg.max_position_embeddings
-    if preset.data.max_seq_length > limit:
-        raise HrkdError(f"data.max_seq_length={preset.data.max_seq_length} exceeds the model's limit of {limit} positions")
-
-
-def meta_data_dir(data) -> str:
-    return str(Path(data.path).resolve())
-
 
 def unwrap(model):
     return model.module if isinstance(model, DDP) else model
@@ -172,7 +150,6 @@ def teach(preset: Preset, runtime: Runtime, kind: str | None = None, resume: boo
     """Train the preset's teacher (or ``kind``) into <run_dir>/teacher/<kind>/ and score it on test."""
     kind = kind or preset.teacher.kind
     if kind == "meta":
-        from hrkd_cli.recipes.meta_teacher import teach_meta  # issue: Meta-KD baselines
 
         return teach_meta(preset, runtime, resume=resume, say=say)
     data = prepared_on_every_rank(preset, runtime, say)
@@ -196,10 +173,8 @@ def teach(preset: Preset, runtime: Runtime, kind: str | None = None, resume: boo
                                          "data_hash": data.hash, "row": TEACHER_ROW_NAMES[kind], "data_dir": meta_data_dir(data), "teacher_hash": teacher_hash(preset),
                                          "seed": preset.teacher.seed, "preset": preset.name})
     barrier(runtime)
-    from hrkd_cli.batches import load_splits as _load
-
     test = score_test(out, data, domains, runtime)  # also writes predictions.json
-    dev = evaluate_checkpoint(out, _load(data, "dev", domains), runtime, data.hash)
+    dev = evaluate_checkpoint(out, load_splits(data, "dev", domains), runtime, data.hash)
     if runtime.is_main:
         write_run_record(out / "run.json", {
             "role": "teacher", "kind": kind, "row": TEACHER_ROW_NAMES[kind], "preset": preset.model_dump(mode="json"),

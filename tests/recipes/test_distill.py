@@ -9,6 +9,7 @@ from hrkd_cli.errors import HrkdError
 from hrkd_cli.evaluation import evaluate_checkpoint
 from hrkd_cli.batches import load_splits, make_batch
 from hrkd_cli.recipes import distill as D
+from hrkd_cli.losses import DomainLosses, hrkd_loss
 from hrkd_cli.recipes.common import data_dir
 
 quiet = {"say": lambda m: None}
@@ -60,7 +61,7 @@ def test_frozen_graph_never_changes_but_passes_gradient(tiny_preset, cpu_runtime
         out_, projected, rel = s.model(batch)
         terms = D.domain_losses(p, out_, projected, t, batch, s.layer_map)
         # the loss with the per-domain terms held fixed: its gradient can only come through the ratios
-        loss = D.losses.hrkd_loss(terms.embd.detach(), terms.attn.detach(), terms.hidn.detach(), terms.pred.detach(), rel.ratios)
+        loss = hrkd_loss(terms.embd.detach(), terms.attn.detach(), terms.hidn.detach(), terms.pred.detach(), rel.ratios)
         grad = torch.autograd.grad(loss, word, allow_unused=True)[0]
         norms.append(0.0 if grad is None else float(grad.abs().sum()))
     assert max(norms) > 0
@@ -85,7 +86,7 @@ def test_ablations_run_and_are_recorded(tiny_preset, cpu_runtime, drop):
 
 
 def test_domain_rel_loss_scale_setting(tiny_preset):
-    terms = D.losses.DomainLosses(torch.ones(3), torch.ones(3, 2), torch.ones(3, 2), torch.ones(3))
+    terms = DomainLosses(torch.ones(3), torch.ones(3, 2), torch.ones(3, 2), torch.ones(3))
     rel = type("R", (), {"ratios": torch.full((3, 3), 1 / 3)})()
     eq5 = D.total_loss(tiny_preset(distill={"drop": ["domain-rel"], "domain_rel_scale": "eq5"}), terms, rel)
     uniform = D.total_loss(tiny_preset(distill={"drop": ["domain-rel"], "domain_rel_scale": "uniform"}), terms, rel)
@@ -124,7 +125,9 @@ def test_resume_without_checkpoint(tiny_preset, cpu_runtime):
 
 def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tiny_preset, cpu_runtime, monkeypatch):
     p = tiny_preset(distill={"eval_every": 2, "epochs": 2})
-    real = D.total_loss
+    from hrkd_cli.recipes import students
+
+    real = students.total_loss
     calls = {"n": 0}
 
     def poisoned(preset, terms, rel):
@@ -132,7 +135,7 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoin
         loss = real(preset, terms, rel)
         return loss * float("nan") if calls["n"] == 5 else loss
 
-    monkeypatch.setattr(D, "total_loss", poisoned)
+    monkeypatch.setattr(students, "total_loss", poisoned)  # where distillation_loss looks it up
     with pytest.raises(HrkdError, match="at step 4"):
         D.distill(p, cpu_runtime, **quiet)
     last = D.student_dir(p) / "last"

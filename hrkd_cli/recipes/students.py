@@ -1,0 +1,496 @@
+"""What every student recipe shares (`hrkd distill` and the Meta-KD / MTN-KD baselines).
+
+Names and directories of student runs, the frozen teacher(s), the student and its
+projections and relational module (DistillationModel), the per-domain terms of
+Eq. 1-4 and their totals (Eq. 5 / Eq. 17), the meta-mode outer objective, and the
+finishing step that saves, scores and records a student. The training loops live in
+distill.py (tinybert, multi-domain, hrkd) and baselines.py (meta-kd, mtn-kd); both
+import from here, and nothing here imports them.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from hrkd_cli import losses
+from hrkd_cli.batches import Batch, load_splits, make_batch
+from hrkd_cli.checkpoint import load_classifier, load_extras, members, save_group
+from hrkd_cli.config import Preset
+from hrkd_cli.errors import HrkdError
+from hrkd_cli.evaluation import evaluate_checkpoint
+from hrkd_cli.graph import HierarchicalRelationalModule, prototype_sum_and_count
+from hrkd_cli.models import (
+    DomainClassifier,
+    EncoderOutput,
+    Projections,
+    load_pretrained_encoder,
+    load_tokenizer,
+    random_student,
+    set_dropout,
+    student_from_teacher_layers,
+    uniform_layer_map,
+)
+from hrkd_cli.recipes.common import (Say, read_json, resumed_time, run_dir, score_test,
+                                    write_run_record)
+from hrkd_cli.recipes.teach import TEACHER_ROW_NAMES, check_seq_length, reusable_teacher, teach
+from hrkd_cli.runtime import Runtime, RngState, all_reduce_sum, barrier, seed_everything
+from hrkd_cli.sampling import StepSchedule, shard
+
+METHOD_NAMES = {
+    "tinybert": "TinyBERT-KD",
+    "multi-domain": "TinyBERT-KD",
+    "hrkd": "HRKD",
+    "meta-kd": "Meta-distillation",
+    "mtn-kd": "MTN-KD",
+}
+DEFAULT_TEACHER = {"tinybert": "single", "multi-domain": "multi-domain", "hrkd": "multi-domain", "meta-kd": "meta", "mtn-kd": "single"}
+
+
+def teacher_kind(preset: Preset) -> str:
+    cfg = preset.distill
+    return DEFAULT_TEACHER[cfg.method] if cfg.teacher_kind == "auto" else cfg.teacher_kind
+
+
+def student_tag(preset: Preset) -> str:
+    cfg = preset.distill
+    tag = cfg.method
+    if teacher_kind(preset) != DEFAULT_TEACHER[cfg.method]:
+        tag += f"-from-{teacher_kind(preset)}"
+    if cfg.method == "hrkd" and cfg.graph != "paper":
+        tag += f"-{cfg.graph}"
+    if cfg.method == "hrkd" and cfg.graph_mode != "frozen":
+        tag += f"-{cfg.graph_mode}"
+    if cfg.method == "hrkd":
+        tag += "".join(f"-{short}{value}" for short, value in relational_choices(cfg))
+    if cfg.drop:
+        tag += "-drop-" + "+".join(cfg.drop)
+    if cfg.method in ("meta-kd", "mtn-kd") and cfg.metakd.stages == "two":
+        tag += "-two-stage"
+    if preset.teacher.exclude_domain:
+        tag += f"-teacher-without-{preset.teacher.exclude_domain}"
+    if cfg.tag:
+        tag += f"-{cfg.tag}"
+    return tag
+
+
+# Relational settings that name a run when they differ from their defaults (short name, field).
+RELATIONAL_CHOICES = (("tau", "ratio_temperature"), ("floor", "ratio_floor"), ("beta", "excess_beta"),
+                      ("decay", "excess_decay"), ("outer-", "meta_objective"), ("kl", "ratio_kl"))
+
+
+def relational_choices(cfg) -> list[tuple[str, object]]:
+    """The relational settings away from their defaults, for run names and row names."""
+    fields = type(cfg).model_fields
+    return [(short, getattr(cfg, name)) for short, name in RELATIONAL_CHOICES if getattr(cfg, name) != fields[name].default]
+
+
+def relational_settings(cfg, num_student_layers: int, num_domains: int, feature_dim: int) -> dict:
+    """The relational module's constructor arguments; saved in the checkpoint's meta to rebuild it."""
+    return {"num_student_layers": num_student_layers, "num_domains": num_domains, "feature_dim": feature_dim,
+            "gat_heads": cfg.gat_heads, "dropout": cfg.gat_dropout, "drop": list(cfg.drop), "graph": cfg.graph,
+            "temperature": cfg.ratio_temperature, "floor": cfg.ratio_floor, "excess_beta": cfg.excess_beta,
+            "excess_decay": cfg.excess_decay}
+
+
+def student_dir(preset: Preset) -> Path:
+    return run_dir(preset) / "student" / student_tag(preset) / f"seed-{preset.seed}"
+
+
+def row_name(preset: Preset) -> str:
+    kind = teacher_kind(preset)
+    teacher = "Multi-teachers" if preset.distill.method == "mtn-kd" else TEACHER_ROW_NAMES[kind]
+    method = METHOD_NAMES[preset.distill.method]
+    cfg = preset.distill
+    if cfg.method == "hrkd" and (cfg.graph != "paper" or relational_choices(cfg)):
+        settings = [cfg.graph, cfg.graph_mode] + [f"{short}={value}" for short, value in relational_choices(cfg)]
+        method += "[" + ", ".join(settings) + "]"
+    name = f"{teacher} -({method})-> BERT_S"
+    if preset.distill.drop:
+        name += " - " + ", ".join(preset.distill.drop)
+    if preset.distill.method in ("meta-kd", "mtn-kd") and preset.distill.metakd.stages == "two":
+        name += " (two-stage)"
+    if cfg.tag:
+        name += f" ({cfg.tag})"
+    return name
+
+
+def claim_student_dir(preset: Preset, out: Path, resume: bool) -> None:
+    """Refuse to overwrite a student run of another configuration in the same directory.
+
+    A directory is named by method, teacher, graph and seed, not by every setting, so two runs that
+    differ only in, say, distill.temperature would share it and the later one would silently replace
+    the earlier (and two started together would mix their checkpoints). distill.tag keeps them apart.
+    """
+    sections = ("data", "teacher", "student", "distill")
+    found = None
+    for meta_file in (out / "run.json", out / "last" / "hrkd.json"):
+        record = read_json(meta_file)
+        if record:
+            found = record
+            break
+    if found is None:
+        return
+    mine = preset.section_hash(*sections)
+    theirs = found.get("preset_hash") or found.get("student_hash")
+    if theirs is None or theirs == mine:
+        return
+    old, new = found.get("preset") or {}, preset.model_dump(mode="json")
+    diffs = [f"{sec}.{k} {old[sec].get(k)!r} -> {v!r}" for sec in sections if isinstance(old.get(sec), dict)
+             for k, v in new[sec].items() if old[sec].get(k) != v]
+    what = "; ".join(diffs[:3]) + (f" (+{len(diffs) - 3} more)" if len(diffs) > 3 else "") if diffs else "other settings"
+    raise HrkdError(f"{out} holds a run of another configuration ({what}); keep both with --set "
+                    f"distill.tag='\"NAME\"' or remove {out}")
+
+
+# ---------------------------------------------------------------- setup
+
+
+class Teachers:
+    """The frozen teacher(s): domain -> (model, head index). Run under no_grad, never in DDP."""
+
+    def __init__(self, path: Path, domains: list[str], runtime: Runtime):
+        self.by_domain: dict[str, tuple[DomainClassifier, int]] = {}
+        cache: dict[Path, tuple[DomainClassifier, dict]] = {}
+        for d, member in members(path).items():
+            if member not in cache:
+                model, meta = load_classifier(member, runtime.device)
+                model.eval()
+                for p in model.parameters():
+                    p.requires_grad_(False)
+                cache[member] = (model, meta)
+        group = members(path)
+        for d in domains:
+            if d in group:
+                model, meta = cache[group[d]]
+            else:
+                # A domain the teacher never saw (Meta-KD Table 4): only a one-head teacher can serve it.
+                model, meta = next(iter(cache.values()))
+                if len(model.heads) > 1:
+                    raise HrkdError(f"{path}: teacher has no head for domain {d!r} and has one head per domain")
+            head = meta["domains"].index(d) if (len(model.heads) > 1) else 0
+            self.by_domain[d] = (model, head)
+        self.models = list({id(m): m for m, _ in self.by_domain.values()}.values())
+
+    @property
+    def config(self):
+        return self.models[0].config
+
+    @torch.no_grad()
+    def __call__(self, batch: Batch, domains: list[str], runtime: Runtime, attentions: bool) -> EncoderOutput:
+        """Teacher outputs for a step's batch; one forward when a single model serves every domain."""
+        groups: dict[int, list[int]] = {}
+        for i, (d, _) in enumerate(batch.domain_sizes):
+            groups.setdefault(id(self.by_domain[domains[d]][0]), []).append(i)
+        outs = []
+        slices = list(batch.slices())
+        for key, idxs in groups.items():
+            model = next(m for m in self.models if id(m) == key)
+            rows = torch.cat([torch.arange(slices[i][1].start, slices[i][1].stop) for i in idxs]).to(batch.input_ids.device)
+            sizes = [(self.by_domain[domains[batch.domain_sizes[i][0]]][1], batch.domain_sizes[i][1]) for i in idxs]
+            with runtime.autocast():
+                out = model(batch.input_ids[rows], batch.attention_mask[rows], batch.token_type_ids[rows], sizes,
+                            hidden_states=True, attentions=attentions)
+            outs.append((rows, out))
+        if len(outs) == 1:
+            return outs[0][1]
+        return _merge(outs, batch.input_ids.shape[0])
+
+
+def _merge(outs, n: int) -> EncoderOutput:
+    """Put per-model outputs back into batch order."""
+    first = outs[0][1]
+
+    def scatter(get):
+        ref = get(first)
+        full = ref.new_zeros((n, *ref.shape[1:]))
+        for rows, out in outs:
+            full[rows] = get(out)
+        return full
+
+    hidden = tuple(scatter(lambda o, i=i: o.hidden_states[i]) for i in range(len(first.hidden_states)))
+    attn = tuple(scatter(lambda o, i=i: o.attentions[i]) for i in range(len(first.attentions))) if first.attentions else None
+    return EncoderOutput(logits=scatter(lambda o: o.logits), hidden_states=hidden, attentions=attn)
+
+
+def build_student(preset: Preset, teacher: DomainClassifier, num_domains: int, num_labels: int) -> DomainClassifier:
+    s = preset.student
+    if s.init == "teacher-layers":
+        encoder = student_from_teacher_layers(teacher.encoder, s.teacher_layers)
+    elif s.init == "pretrained":
+        if not s.model:
+            raise HrkdError("student.init='pretrained' needs student.model (a hub name or a local path)")
+        encoder = load_pretrained_encoder(s.model)
+    else:
+        encoder = random_student(teacher.config, s.num_layers, s.hidden_size, s.num_heads, s.intermediate_size)
+    if encoder.config.vocab_size != teacher.config.vocab_size:
+        raise HrkdError(f"student vocabulary ({encoder.config.vocab_size}) differs from the teacher's ({teacher.config.vocab_size})")
+    return DomainClassifier(encoder, num_domains, num_labels)
+
+
+class DistillationModel(nn.Module):
+    """Everything the optimiser may touch: student, projections (W_embd, W_m^hidn) and relational module.
+
+    forward() returns the student's outputs, its projected features and, for HRKD,
+    the relational output computed from prototypes of the *global* batch.
+    """
+
+    def __init__(self, student: DomainClassifier, projections: Projections, relational: HierarchicalRelationalModule | None,
+                 prototype_tokens: str, attentions: bool, runtime: Runtime):
+        super().__init__()
+        self.student = student
+        self.projections = projections
+        self.relational = relational
+        self.include_padding = prototype_tokens == "all"
+        self.attentions = attentions
+        self.runtime = runtime
+        # Set for logged steps: keep the relational module's input so ratio_gradients() can replay it.
+        self.keep_relational_input = False
+        self._relational_input = None
+
+    def forward(self, batch: Batch):
+        with self.runtime.autocast():
+            out = self.student(batch.input_ids, batch.attention_mask, batch.token_type_ids, batch.domain_sizes,
+                               hidden_states=True, attentions=self.attentions)
+            projected = self.projections(out.hidden_states)
+        rel = None
+        if self.relational is not None:
+            protos = self.prototypes(projected, batch)
+            if self.keep_relational_input:
+                self._relational_input = (protos.detach(), RngState(protos.device))
+            rel = self.relational(protos)
+        return out, projected, rel
+
+    def ratio_gradients(self, loss: torch.Tensor, rel) -> dict:
+        """How much of the loss's gradient reaches the relational module, per student layer m (inspect-ratios).
+
+        d loss / d r is read off the step's graph; the relational module alone is then replayed on the same
+        prototypes with the same dropout masks, and that gradient is pushed on to graph m's parameters and to
+        layer m's prototypes. Norms only; nothing is accumulated, and the RNG stream is left as it was.
+        With the paper's graph collapsed (same-sign layer-2 scores), both are exactly zero.
+        """
+        if not rel.ratios.requires_grad:
+            return {}
+        protos, before = self._relational_input
+        (g_r,) = torch.autograd.grad(loss, rel.ratios, retain_graph=True)
+        after = RngState(protos.device)
+        before.restore()
+        graph_params = [list(g.parameters()) for g in self.relational.graphs]
+        flat = [p for ps in graph_params for p in ps]
+        x = protos.clone().requires_grad_(True)
+        flags = [p.requires_grad for p in flat]
+        try:
+            for p in flat:
+                p.requires_grad_(True)
+            with torch.enable_grad():
+                r = self.relational(x).ratios
+                grads = torch.autograd.grad((r * g_r.detach()).sum(), [x] + flat, allow_unused=True)
+        finally:
+            for p, f in zip(flat, flags):
+                p.requires_grad_(f)
+            after.restore()
+        gx, gp = grads[0], list(grads[1:])
+        per_layer, i = [], 0
+        for ps in graph_params:
+            sq = sum(float(g.float().pow(2).sum()) for g in gp[i: i + len(ps)] if g is not None)
+            per_layer.append(sq ** 0.5)
+            i += len(ps)
+        proto_norms = [0.0] * x.shape[0] if gx is None else [float(v) for v in gx.float().flatten(1).norm(dim=1)]
+        return {"grad_graph": per_layer, "grad_prototypes": proto_norms}
+
+    def prototypes(self, projected: list[torch.Tensor], batch: Batch) -> torch.Tensor:
+        """Eq. 6 per domain over the global batch: token sums and counts are all-reduced before dividing."""
+        protos = []
+        for _, sl in batch.slices():
+            sums, count = prototype_sum_and_count([h[sl] for h in projected], batch.attention_mask[sl], self.include_padding)
+            protos.append(all_reduce_sum(sums, self.runtime) / all_reduce_sum(count, self.runtime))
+        return torch.stack(protos, dim=1)  # [M+1, D, F]
+
+
+def domain_losses(preset: Preset, out: EncoderOutput, projected: list[torch.Tensor], t: EncoderOutput,
+                  batch: Batch, layer_map: list[int], reduction: str = "mean") -> losses.DomainLosses:
+    """The per-domain terms of Eq. 1-4 for one step: embd [D], attn [D, M], hidn [D, M], pred [D]."""
+    cfg = preset.distill
+    M = len(layer_map)
+    embd, attn, hidn, pred = [], [], [], []
+    zero = projected[0].new_zeros((), dtype=torch.float32)
+    for _, sl in batch.slices():
+        embd.append(losses.embedding_loss(projected[0][sl], t.hidden_states[0][sl], reduction))
+        a_d, h_d = [], []
+        for m in range(1, M + 1):
+            n = layer_map[m - 1]
+            h_d.append(losses.hidden_loss(projected[m][sl], t.hidden_states[n][sl], reduction))
+            if cfg.attention_loss == "off":
+                a_d.append(zero if reduction == "mean" else zero.expand(sl.stop - sl.start))
+            else:
+                s_att, t_att = out.attentions[m - 1][sl], t.attentions[n - 1][sl]
+                if cfg.attention_loss == "probs":
+                    s_att, t_att = s_att.float().softmax(-1), t_att.float().softmax(-1)
+                a_d.append(losses.attention_loss(s_att, t_att, mode=cfg.attention_loss, reduction=reduction))
+        attn.append(torch.stack(a_d, dim=-1) if reduction == "none" else torch.stack(a_d))
+        hidn.append(torch.stack(h_d, dim=-1) if reduction == "none" else torch.stack(h_d))
+        pred.append(losses.soft_cross_entropy(out.logits[sl], t.logits[sl], cfg.temperature, class_reduction=cfg.soft_ce, reduction=reduction))
+    if reduction == "none":  # lists of per-example tensors, one per domain (Meta-KD weights them)
+        return losses.DomainLosses(embd, attn, hidn, pred)
+    return losses.DomainLosses(torch.stack(embd), torch.stack(attn), torch.stack(hidn), torch.stack(pred))
+
+
+def total_loss(preset: Preset, terms: losses.DomainLosses, rel) -> torch.Tensor:
+    """Eq. 17 for HRKD (plus Eq. R5's KL term in joint mode when distill.ratio_kl > 0); Eq. 5 for plain
+    multi-domain KD and for '- Domain Rel.' at the released code's scale."""
+    cfg = preset.distill
+    if cfg.method == "hrkd" and not ("domain-rel" in cfg.drop and cfg.domain_rel_scale == "eq5"):
+        loss = terms.total(rel.ratios, gamma=cfg.gamma)
+        if cfg.graph_mode == "joint" and cfg.ratio_kl > 0:
+            loss = loss + cfg.ratio_kl * losses.kl_uniform_to_ratios(rel.ratios)
+        return loss
+    return terms.total(None, gamma=cfg.gamma)
+
+
+# ---------------------------------------------------------------- the recipe
+
+
+@dataclass
+class Setup:
+    preset: Preset
+    data: object
+    domains: list[str]
+    teachers: Teachers
+    model: DistillationModel
+    layer_map: list[int]
+    tokenizer: object
+
+
+def step_batch(splits, schedule: StepSchedule, step: int, runtime: Runtime, pad_id: int) -> Batch:
+    """Step ``step``'s global batch of ``schedule`` over ``splits``, this rank's share, padded to the global length."""
+    rows = schedule.global_indices(step)
+    pad_to = max(max(x.lengths(r)) for x, r in zip(splits, rows))
+    parts = [(d, x, shard(r, runtime.rank, runtime.world_size)) for d, (x, r) in enumerate(zip(splits, rows))]
+    return make_batch(parts, pad_to=pad_to, pad_id=pad_id).to(runtime.device)
+
+
+def meta_objective(s: Setup, dev, runtime: Runtime):
+    """The outer loss of graph_mode = meta (distill.meta_objective) and the held-out batch it is taken on.
+
+    dev-kd: unweighted Eq. 5 on a dev batch. The ratios weight only the inner (training) loss, so phi is
+    judged by how well the student it produces matches the teacher on held-out text, and cannot lower the
+    outer loss by moving weight onto an easy domain (what the ratio-weighted Eq. 17 on a training batch
+    rewards). dev-task: cross-entropy against the dev batch's gold labels instead. train-eq17: sessions 1-4's
+    objective (Eq. 17 on the next training batch); returns (None, None) and the caller keeps that behaviour.
+    Dev batches cycle through the dev split in a seeded order of their own.
+    """
+    cfg = s.preset.distill
+    if cfg.meta_objective == "train-eq17":
+        return None, None
+    empty = [d for d, x in zip(s.domains, dev) if len(x) == 0]
+    if empty:
+        raise HrkdError(f"distill.meta_objective = {cfg.meta_objective!r} needs dev data, but the dev split of "
+                        f"domain {empty[0]!r} is empty; use meta_objective = 'train-eq17' or a data split with dev")
+    batch = min(cfg.batch_per_domain, min(len(x) for x in dev))
+    schedule = StepSchedule([len(x) for x in dev], batch, s.preset.seed + 7919, 1)
+    pad_id = s.tokenizer.pad_token_id or 0
+
+    def heldout_at(step: int) -> Batch:
+        return step_batch(dev, schedule, step, runtime, pad_id)
+
+    def val_loss(batch: Batch, module: nn.Module) -> torch.Tensor:
+        if cfg.meta_objective == "dev-task":
+            out, _, _ = module(batch)
+            return torch.nn.functional.cross_entropy(out.logits.float(), batch.labels)
+        t = s.teachers(batch, s.domains, runtime, attentions=cfg.attention_loss != "off")
+        out, projected, _ = module(batch)
+        return domain_losses(s.preset, out, projected, t, batch, s.layer_map).total(None, gamma=cfg.gamma)
+
+    return heldout_at, val_loss
+
+
+def distillation_loss(s: Setup, batch: Batch, runtime: Runtime, module: nn.Module | None = None):
+    """One step's loss: frozen teacher outputs, student forward (through DDP when given), Eq. 1-5 / 17."""
+    cfg = s.preset.distill
+    t = s.teachers(batch, s.domains, runtime, attentions=cfg.attention_loss != "off")
+    out, projected, rel = (module or s.model)(batch)
+    terms = domain_losses(s.preset, out, projected, t, batch, s.layer_map)
+    return total_loss(s.preset, terms, rel), terms, rel
+
+
+def setup(preset: Preset, runtime: Runtime, teacher_path: Path, domains: list[str], data) -> Setup:
+    cfg = preset.distill
+    seed_everything(preset.seed)
+    teachers = Teachers(teacher_path, domains, runtime)
+    tcfg = teachers.config
+    check_seq_length(preset, tcfg)
+    student = build_student(preset, teachers.models[0], len(domains), len(data.label_names)).to(runtime.device)
+    scfg = student.config
+    layer_map = uniform_layer_map(tcfg.num_hidden_layers, scfg.num_hidden_layers)
+    if cfg.attention_loss != "off" and scfg.num_attention_heads != tcfg.num_attention_heads:
+        raise HrkdError(
+            f"the attention loss (Eq. 3) needs equal head counts: student {scfg.num_attention_heads}, teacher "
+            f"{tcfg.num_attention_heads}; set distill.attention_loss='off' or student.num_heads"
+        )
+    projections = Projections(scfg.hidden_size, tcfg.hidden_size, scfg.num_hidden_layers, preset.student.projections == "always")
+    relational = None
+    if cfg.method == "hrkd":
+        relational = HierarchicalRelationalModule(
+            **relational_settings(cfg, scfg.num_hidden_layers, len(domains), tcfg.hidden_size))
+        if cfg.graph_mode != "joint":
+            # frozen: the released code never optimises the graph (SPEC 8.1). meta: updated only by
+            # MetaGraphUpdate, which switches gradients on inside its own passes.
+            for p in relational.parameters():
+                p.requires_grad_(False)
+    model = DistillationModel(student, projections, relational, cfg.prototype_tokens, cfg.attention_loss != "off", runtime).to(runtime.device)
+    set_dropout(model, cfg.dropout)
+    tokenizer = load_tokenizer(preset.teacher.model)
+    if preset.student.init == "random" and preset.student.general_epochs > 0:
+        # TinyBERT's general stage on the task text (labels unused): hrkd_cli/recipes/general_kd.py
+        from hrkd_cli.recipes.general_kd import general_distillation
+
+        general_distillation(preset, runtime, student, projections, teachers, load_splits(data, "train", domains), domains,
+                             layer_map, dev=load_splits(data, "dev", domains), pad_id=tokenizer.pad_token_id or 0)
+    return Setup(preset, data, domains, teachers, model, layer_map, tokenizer)
+
+
+def load_distillation_weights(model: DistillationModel, ckpt: Path) -> None:
+    student, _ = load_classifier(ckpt)
+    model.student.load_state_dict(student.state_dict())
+    extras = load_extras(ckpt)
+    model.projections.load_state_dict({k[len("projections."):]: v for k, v in extras.items() if k.startswith("projections.")})
+    if model.relational is not None:
+        model.relational.load_state_dict({k[len("relational."):]: v for k, v in extras.items() if k.startswith("relational.")})
+
+
+def ensure_teacher(preset: Preset, runtime: Runtime, data, say: Say) -> Path:
+    """Reuse the run directory's teacher when its preset sections and data hash match; otherwise train it."""
+    kind = teacher_kind(preset)
+    found = reusable_teacher(preset, kind, data.hash)
+    if found is not None:
+        say(f"reusing teacher {found}")
+        return found
+    say(f"training teacher ({kind}) first")
+    return teach(preset, runtime, kind=kind, say=say)
+
+
+def finish_student(preset: Preset, runtime: Runtime, out: Path, data, group_members: dict[str, str], teacher_path: Path,
+                   records: dict, t0: float, say: Say, **extra) -> Path:
+    """Save the student group, score it on test and dev, and write its run record (with ``extra`` fields)."""
+    cfg = preset.distill
+    domains = list(group_members)
+    if runtime.is_main:
+        save_group(out, group_members, {"role": "student", "method": cfg.method, "domains": domains,
+                                         "label_names": data.label_names, "data_hash": data.hash,
+                                         "data_dir": str(Path(data.path).resolve()), "row": row_name(preset),
+                                         "seed": preset.seed, "preset": preset.name})
+    barrier(runtime)
+    test = score_test(out, data, domains, runtime)  # also writes predictions.json
+    dev = evaluate_checkpoint(out, load_splits(data, "dev", domains), runtime, data.hash)
+    if runtime.is_main:
+        write_run_record(out / "run.json", {
+            "role": "student", "method": cfg.method, "row": row_name(preset), "preset": preset.model_dump(mode="json"),
+            "preset_hash": preset.section_hash("data", "teacher", "student", "distill"), "seed": preset.seed,
+            "data_hash": data.hash, "teacher": str(teacher_path), **extra, "dev": dev, "test": test,
+            "wall_time_s": time.perf_counter() - t0 + resumed_time(records), "runs": records,
+        })
+        say(f"student saved to {out}: test average {100 * test['average']:.2f}")
+    return out
