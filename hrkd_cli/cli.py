@@ -214,6 +214,31 @@ def bench_distill(
         write_json_atomic(json_path, result)
 
 
+@bench_app.command("students")
+def bench_students(
+    preset: str = PresetOpt,
+    steps: int = typer.Option(5, "--steps", help="timed repeats of each model"),
+    onnx: bool = typer.Option(True, "--onnx/--no-onnx", help="also time each model as ONNX dynamic int8 (needs onnxruntime)"),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="also write the figures to this JSON file"),
+    precision: Optional[str] = PrecisionOpt,
+    set_: Optional[List[str]] = SetOpt,
+) -> None:
+    """Student shapes vs the teacher: parameters, examples/s (PyTorch, ONNX int8), speed-up, distilled accuracy."""
+    from hrkd_cli.fsio import write_json_atomic
+    from hrkd_cli.recipes.bench_students import bench_students as run, shape_commands, students_table
+
+    if steps < 1:
+        raise HrkdError(f"--steps {steps}: at least one timed repeat is needed")
+    p = _load(preset, set_, precision)
+    result = run(p, _runtime(p), steps=steps, onnx=onnx, say=say)
+    out.print(students_table(result))
+    out.print("Distil a shape (accuracy column) with:", highlight=False)
+    for line in shape_commands(result):
+        out.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
+    if json_path:
+        write_json_atomic(json_path, result)
+
+
 # ---------------------------------------------------------------- export / predict
 
 

@@ -112,6 +112,17 @@ class StudentConfig(Section):
     num_heads: int = Field(12, ge=1, description="random")
     intermediate_size: int = Field(1200, ge=8, description="random")
     projections: Literal["always", "when-needed"] = "always"
+    general_epochs: float = Field(
+        0, ge=0, description="random: epochs of general distillation (Eq. 1, 3, 4 on the training text, labels "
+        "unused) before task distillation; 0 = off")
+
+    @model_validator(mode="after")
+    def _general_stage_needs_random_init(self):
+        if self.general_epochs > 0 and self.init != "random":
+            raise ValueError(f"student.general_epochs = {self.general_epochs} applies to student.init = 'random', "
+                             f"not {self.init!r} (a student taken from the teacher's layers or a pretrained model "
+                             "is initialised already)")
+        return self
 
     @field_validator("teacher_layers")
     @classmethod
@@ -200,7 +211,7 @@ class RuntimeConfig(Section):
 
 
 # Fields added after runs were recorded, with the default that means "as before" (see Preset.section_hash).
-LATE_FIELDS: dict[str, dict[str, object]] = {"data": {"sample_per_domain": 0}}
+LATE_FIELDS: dict[str, dict[str, object]] = {"data": {"sample_per_domain": 0}, "student": {"general_epochs": 0}}
 
 
 class Preset(Section):

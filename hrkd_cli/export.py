@@ -221,21 +221,26 @@ def token_classifier(dm: DomainModel) -> BertForTokenClassification:
     head = dm.module
     if not isinstance(head, HrkdHead):
         raise HrkdError(f"{dm.source}: is an exported folder already; export the hrkd run it came from")
-    encoder = head.model.encoder
+    return stock_classifier(head.model, head.domain_index, dm.label_names)
+
+
+def stock_classifier(model: DomainClassifier, domain_index: int, names: list[str]) -> BertForTokenClassification:
+    """One domain of an hrkd classifier as a stock BertForTokenClassification with the same weights."""
+    encoder = model.encoder
     cfg = copy.deepcopy(encoder.config)
     cfg._attn_implementation = None  # ours ("hrkd_scores") is registered by hrkd only; let transformers pick its own
     cfg.architectures = ["BertForTokenClassification"]
-    cfg.num_labels = len(dm.label_names)
-    cfg.id2label = dict(enumerate(dm.label_names))
-    cfg.label2id = {n: i for i, n in enumerate(dm.label_names)}
-    model = BertForTokenClassification(cfg)
-    linear = head.model.heads[head.model.head_index(head.domain_index)]
+    cfg.num_labels = len(names)
+    cfg.id2label = dict(enumerate(names))
+    cfg.label2id = {n: i for i, n in enumerate(names)}
+    stock = BertForTokenClassification(cfg)
+    linear = model.heads[model.head_index(domain_index)]
     state = {f"bert.{k}": v for k, v in encoder.state_dict().items()}
     state["classifier.weight"], state["classifier.bias"] = linear.weight, linear.bias
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing, unexpected = stock.load_state_dict(state, strict=False)
     if missing or unexpected:  # a transformers release that changed BERT's layout
         raise weights_mismatch("BertForTokenClassification", missing, unexpected)
-    return model.eval()
+    return stock.eval()
 
 
 def probe(dm: DomainModel) -> tuple[list[str], list[str] | None]:
@@ -313,6 +318,34 @@ def onnx_runtime():
     return onnxruntime
 
 
+ONNX_INPUTS = ["input_ids", "attention_mask", "token_type_ids"]
+
+
+def export_onnx_file(model: BertForTokenClassification, sample: tuple, path: Path) -> None:
+    """Write ``model`` read at [CLS] (ClsLogits) to ``path``: inputs ONNX_INPUTS of shape [batch, sequence],
+    output logits [batch, labels], traced on ``sample`` (a tuple of the three input tensors)."""
+    model.config._attn_implementation = "eager"  # the plain matmul-softmax graph; SDPA has no ONNX form in every opset
+    wrapper = ClsLogits(model).eval()
+    with warnings.catch_warnings():
+        # The TorchScript exporter (no onnxscript needed) warns about its deprecation and about Python
+        # values in transformers' mask code; callers check the written graph numerically.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(wrapper, sample, str(path), dynamo=False, input_names=ONNX_INPUTS,
+                          output_names=["logits"], opset_version=17,
+                          dynamic_axes={**{k: {0: "batch", 1: "sequence"} for k in ONNX_INPUTS}, "logits": {0: "batch"}})
+
+
+def quantize_int8(src: Path, dst: Path) -> None:
+    """ONNX Runtime's dynamic quantisation: int8 weights, activations quantised on the fly."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    logging.disable(logging.WARNING)  # its advice to pre-process the graph goes to the root logger
+    try:
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+    finally:
+        logging.disable(logging.NOTSET)
+
+
 def _ort_logits(ort, path: Path, enc) -> torch.Tensor:
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     feeds = {k: enc[k].numpy().astype("int64") for k in ("input_ids", "attention_mask", "token_type_ids")}
@@ -328,35 +361,20 @@ def write_onnx(dm: DomainModel, final_dir: Path, card: Callable[[dict], str], qu
     enc = dm.encode(texts, pairs)
     reference = dm.logits(enc)
     model = token_classifier(dm)
-    model.config._attn_implementation = "eager"  # the plain matmul-softmax graph; SDPA has no ONNX form in every opset
-    wrapper = ClsLogits(model).eval()
     # Traced on two rows of different lengths (padding present); checked below on the full probe batch,
     # whose shape differs, so a trace that baked in a shape would fail here and not at the user's.
     sample = dm.encode(FALLBACK_PROBE[:2], FALLBACK_PROBE[2:] if pairs is not None else None)
-    names = ["input_ids", "attention_mask", "token_type_ids"]
 
     def build(tmp: Path) -> dict:
         path = tmp / "model.onnx"
-        with warnings.catch_warnings():
-            # The TorchScript exporter (no onnxscript needed) warns about its deprecation and about Python
-            # values in transformers' mask code; the numerical check below is what vouches for the graph.
-            warnings.simplefilter("ignore")
-            torch.onnx.export(wrapper, tuple(sample[k] for k in names), str(path), dynamo=False, input_names=names,
-                              output_names=["logits"], opset_version=17,
-                              dynamic_axes={**{k: {0: "batch", 1: "sequence"} for k in names}, "logits": {0: "batch"}})
+        export_onnx_file(model, tuple(sample[k] for k in ONNX_INPUTS), path)
         diff = _max_diff(_ort_logits(ort, path, enc), reference)
         if not diff <= ONNX_TOLERANCE:
             raise HrkdError(f"{final_dir}: ONNX Runtime's logits differ from PyTorch's by {diff:.2e} "
                             f"(more than {ONNX_TOLERANCE:g}); nothing was written")
         checks = {"examples": len(texts), "max_abs_logit_diff": diff, "tolerance": ONNX_TOLERANCE}
         if quantize == "int8":
-            from onnxruntime.quantization import QuantType, quantize_dynamic
-
-            logging.disable(logging.WARNING)  # its advice to pre-process the graph goes to the root logger
-            try:
-                quantize_dynamic(str(path), str(tmp / "model.int8.onnx"), weight_type=QuantType.QInt8)
-            finally:
-                logging.disable(logging.NOTSET)
+            quantize_int8(path, tmp / "model.int8.onnx")
             q = _ort_logits(ort, tmp / "model.int8.onnx", enc)
             dp = _max_diff(q.softmax(-1), reference.softmax(-1))
             agree = float((q.argmax(-1) == reference.argmax(-1)).double().mean())

@@ -1,10 +1,17 @@
-"""`hrkd bench distill`: figures measured side by side, and ratios that follow from them."""
+"""`hrkd bench distill` and `hrkd bench students`: figures measured side by side, and ratios that follow from them."""
 
 from __future__ import annotations
 
+import json
+import sys
+
 import pytest
 
+from hrkd_cli.data import load_prepared
+from hrkd_cli.recipes import bench_students as BS
 from hrkd_cli.recipes.bench import alternating_medians, bench_distill, bench_table
+from hrkd_cli.recipes.common import data_dir
+from hrkd_cli.recipes.prepare import ensure_prepared
 
 
 def test_alternating_medians_times_each_callable_in_turn():
@@ -28,3 +35,113 @@ def test_bench_figures_are_consistent(tiny_preset, cpu_runtime):
     assert r["step_flops"] > 0 and r["utilisation"] == pytest.approx(r["achieved_flops_per_s"] / r["matmul_flops_per_s"])
     assert r["batch"]["examples"] == 3 * 4  # one sub-batch of 4 from each of 3 domains
     assert bench_table(r).row_count == 13  # Eq. 5 and three Eq. 17 read-outs replace two step rows and the ratio
+
+
+# ---------------------------------------------------------------- hrkd bench students
+
+# Shapes of the tiny 4-layer, 32-wide, 4-head teacher (the shipped ones name its layer 6 and 12 heads).
+TINY_SHAPES = (
+    ("preset", ()),
+    ("1 layer", ("student.teacher_layers=[4]", 'distill.tag="1L"')),
+    ("narrow", ('student.init="random"', "student.num_layers=2", "student.hidden_size=16", "student.num_heads=4",
+                "student.intermediate_size=64", "student.general_epochs=1", 'distill.tag="2x16"')),
+)
+
+
+def _fabricate_run(preset, tag: str, average: float, data_hash: str, seed: int = 1) -> None:
+    path = BS.run_dir(preset) / "student" / tag / f"seed-{seed}"
+    path.mkdir(parents=True)
+    (path / "run.json").write_text(json.dumps({"role": "student", "preset": preset.model_dump(mode="json"),
+                                               "data_hash": data_hash, "test": {"average": average}}))
+
+
+def test_bench_students_table(tiny_preset, cpu_runtime):
+    p = tiny_preset()
+    ensure_prepared(p, lambda m: None)
+    data = load_prepared(data_dir(p))
+    one = BS.shape_preset(p, "1 layer", TINY_SHAPES[1][1])
+    _fabricate_run(one, "hrkd-1L", 0.8125, data.hash, seed=1)
+    _fabricate_run(one, "hrkd-1L", 0.7875, data.hash, seed=2)
+    # not this shape's recipe (another distill.lr), and not this data: neither counts
+    _fabricate_run(one.model_copy(update={"distill": one.distill.model_copy(update={"lr": 9e-4})}), "hrkd-1L-lr", 0.1, data.hash)
+    _fabricate_run(one, "hrkd-1L-old", 0.2, "another-hash")
+    # an older run.json whose student section predates general_epochs still matches the preset's student
+    old = p.model_dump(mode="json")
+    del old["student"]["general_epochs"]
+    (BS.run_dir(p) / "student" / "hrkd" / "seed-1").mkdir(parents=True)
+    (BS.run_dir(p) / "student" / "hrkd" / "seed-1" / "run.json").write_text(
+        json.dumps({"preset": old, "data_hash": data.hash, "test": {"average": 0.75}}))
+
+    r = BS.bench_students(p, cpu_runtime, steps=2, shapes=TINY_SHAPES, say=lambda m: None)
+    rows = {x["name"]: x for x in r["students"]}
+    assert list(rows) == ["preset", "1 layer", "narrow"]  # one row per shape, in order
+    assert (rows["preset"]["layers"], rows["1 layer"]["layers"], rows["narrow"]["hidden"]) == (2, 1, 16)
+    # hand count of the 1-layer student (vocab 30522, width 32, 128 positions, 2 token types, FFN 64, 3 domains x 2 labels)
+    emb = 30522 * 32 + 128 * 32 + 2 * 32 + 2 * 32
+    layer = 4 * (32 * 32 + 32) + 2 * 32 + (32 * 64 + 64) + (64 * 32 + 32) + 2 * 32
+    assert rows["1 layer"]["params"] == emb + layer + 3 * (32 * 2 + 2)
+    # speed-ups are the teacher's time over the model's, from the same measurements
+    t = r["time_s"]
+    for name, x in rows.items():
+        assert x["speedup"] == pytest.approx(t["teacher"] / t[name])
+        assert x["examples_per_s"] == pytest.approx(r["batch"]["examples"] / t[name])
+        assert x["int8_speedup"] == pytest.approx(t["teacher"] / t[f"{name} [int8]"])  # onnxruntime is installed here
+    assert r["teacher"]["speedup"] == 1.0 and r["onnx"] == {"int8": True, "skipped": None}
+    # accuracy: the mean of this shape's two runs; "-" (None) for the narrow shape, never distilled
+    assert rows["1 layer"]["test_average"] == pytest.approx(0.8) and len(rows["1 layer"]["runs"]) == 2
+    assert rows["preset"]["test_average"] == pytest.approx(0.75)
+    assert rows["narrow"]["test_average"] is None and r["teacher"]["test_average"] is None
+    # each shape is printed with the line that distils it
+    assert rows["narrow"]["command"].startswith("hrkd distill --preset tiny --set 'student.init=\"random\"'")
+    assert BS.shape_preset(p, "narrow", TINY_SHAPES[2][1]).student.general_epochs == 1
+    table = BS.students_table(r)
+    assert table.row_count == 4 and len(table.columns) == 8
+    assert [c.startswith("1 layer: hrkd distill") for c in BS.shape_commands(r)] == [False, True, False]
+
+
+def test_bench_students_leaves_out_onnx_without_onnxruntime(tiny_preset, cpu_runtime, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # `import onnxruntime` now raises ImportError
+    said = []
+    r = BS.bench_students(tiny_preset(), cpu_runtime, steps=1, shapes=TINY_SHAPES[:2], say=said.append)
+    assert any("onnxruntime is not installed" in m for m in said)
+    assert r["onnx"] == {"int8": False, "skipped": "onnxruntime not installed"}
+    assert all(x["int8_examples_per_s"] is None and x["int8_speedup"] is None for x in [r["teacher"], *r["students"]])
+    assert not any(k.endswith("[int8]") for k in r["time_s"])
+    table = BS.students_table(r)
+    assert len(table.columns) == 6 and "onnxruntime not installed" in table.caption
+
+
+def test_shipped_shapes_build_on_a_minilm_shaped_teacher():
+    """The shipped shapes are valid presets, and fit a 6-layer, 12-head teacher's layer map and heads."""
+    from hrkd_cli.config import load_preset
+    from hrkd_cli.models import uniform_layer_map
+
+    base = load_preset("amazon-cpu")
+    assert [n for n, _ in BS.STUDENT_SHAPES] == ["preset", "2 layers", "1 layer", "narrow"]
+    for name, sets in BS.STUDENT_SHAPES:
+        s = BS.shape_preset(base, name, sets).student
+        depth = len(s.teacher_layers) if s.init == "teacher-layers" else s.num_layers
+        uniform_layer_map(6, depth)  # raises where the depth does not divide 6
+        if s.init == "random":
+            assert s.num_heads == 12 and s.hidden_size % s.num_heads == 0 and s.intermediate_size == 4 * s.hidden_size
+            assert s.general_epochs > 0
+
+
+def test_bench_students_cli_writes_json(tmp_path, tiny_teacher_dir, capsys, monkeypatch):
+    from tiny import tiny_preset_dict
+
+    from hrkd_cli import cli
+    from hrkd_cli.config import preset_to_toml, validate_preset
+
+    preset = tmp_path / "tiny.toml"
+    preset.write_text(preset_to_toml(validate_preset(tiny_preset_dict(tmp_path / "run", tiny_teacher_dir), "tiny")))
+    monkeypatch.setattr(BS, "STUDENT_SHAPES", TINY_SHAPES[:2])
+    monkeypatch.setattr(sys, "argv", ["hrkd", "bench", "students", "--preset", str(preset), "--steps", "1",
+                                      "--no-onnx", "--json", str(tmp_path / "b.json")])
+    with pytest.raises(SystemExit) as e:
+        cli.main()
+    out = capsys.readouterr().out
+    assert e.value.code in (0, None)
+    assert "1 layer: hrkd distill --preset tiny --set 'student.teacher_layers=[4]'" in out
+    saved = json.loads((tmp_path / "b.json").read_text())
+    assert [x["name"] for x in saved["students"]] == ["preset", "1 layer"] and saved["onnx"]["skipped"] == "--no-onnx"
