@@ -66,18 +66,23 @@ def checkpoint_predictions(path: Path, splits: list[Split], runtime: Runtime, da
             f"{path}: was trained on data {meta['data_hash'][:12]} but the prepared data is {data_hash[:12]} "
             "(another preset or dataset)"
         )
+    return {split.domain: domain_predictions(model, head, split, runtime)
+            for split, model, head in domain_heads(path, splits, runtime)}
+
+
+def domain_heads(path: Path, splits: list[Split], runtime: Runtime):
+    """(split, model, head index) for each split's domain of a checkpoint or a group of per-domain
+    checkpoints; each member is loaded once."""
     by_domain = members(path)
     cache: dict[Path, tuple[DomainClassifier, dict]] = {}
-    out = {}
     for split in splits:
         if split.domain not in by_domain:
             raise HrkdError(f"{path}: has no model for domain {split.domain!r}")
         member = by_domain[split.domain]
         if member not in cache:
             cache[member] = load_classifier(member, runtime.device)
-        model, mmeta = cache[member]
-        out[split.domain] = domain_predictions(model, mmeta["domains"].index(split.domain), split, runtime)
-    return out
+        model, meta = cache[member]
+        yield split, model, meta["domains"].index(split.domain)
 
 
 def scores_of(predictions: dict[str, list[int]], splits: list[Split]) -> dict[str, float]:

@@ -15,8 +15,7 @@ from pathlib import Path
 import torch
 
 from hrkd_cli.batches import Split, make_batch
-from hrkd_cli.checkpoint import load_classifier, members
-from hrkd_cli.errors import HrkdError
+from hrkd_cli.evaluation import domain_heads
 from hrkd_cli.runtime import Runtime
 
 
@@ -48,16 +47,8 @@ def domain_soft_labels(model, domain_index: int, split: Split, runtime: Runtime,
 
 def checkpoint_soft_labels(path: Path, splits: list[Split], runtime: Runtime, temperature: float) -> dict[str, dict]:
     """domain_soft_labels for every split's domain of a checkpoint or group, plus their plain average."""
-    by_domain = members(path)
-    out, cache = {}, {}
-    for split in splits:
-        if split.domain not in by_domain:
-            raise HrkdError(f"{path}: has no model for domain {split.domain!r}")
-        member = by_domain[split.domain]
-        if member not in cache:
-            cache[member] = load_classifier(member, runtime.device)
-        model, meta = cache[member]
-        out[split.domain] = domain_soft_labels(model, meta["domains"].index(split.domain), split, runtime, temperature)
+    out = {split.domain: domain_soft_labels(model, head, split, runtime, temperature)
+           for split, model, head in domain_heads(path, splits, runtime)}
     keys = ("accuracy", "confidence", "entropy")
     out["average"] = {k: sum(v[k] for v in out.values()) / len(out) for k in keys}
     return out

@@ -16,6 +16,7 @@ from hrkd_cli.checkpoint import (
 )
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.models import DomainClassifier, encoder_from_config
+from cli_run import run_main
 
 
 def tiny_model(seed=0):
@@ -115,19 +116,6 @@ def test_a_head_of_another_shape_is_refused(tmp_path):
         load_classifier(tmp_path / "ck")
 
 
-def run_cli(argv, capsys, monkeypatch):
-    import sys
-
-    from hrkd_cli import cli
-
-    monkeypatch.setattr(sys, "argv", ["hrkd", *argv])
-    code = 0
-    try:
-        cli.main()
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 1
-    return code, capsys.readouterr().err
-
 
 @pytest.mark.parametrize("damage", ["truncated weights", "truncated extras", "broken config", "broken meta"])
 def test_a_damaged_checkpoint_is_one_line_naming_the_file(tmp_path, capsys, monkeypatch, damage):
@@ -143,7 +131,7 @@ def test_a_damaged_checkpoint_is_one_line_naming_the_file(tmp_path, capsys, monk
             load_extras(tmp_path / "ck")
         return
     # through the command line: `hrkd export` reads the checkpoint like every other command
-    code, err = run_cli(["export", str(tmp_path / "ck"), "-o", str(tmp_path / "out")], capsys, monkeypatch)
+    code, _, err = run_main(["export", str(tmp_path / "ck"), "-o", str(tmp_path / "out")], capsys, monkeypatch)
     lines = [line for line in err.strip().splitlines() if line.strip()]
     assert code != 0 and len(lines) == 1 and "Traceback" not in err, err
     assert lines[0].startswith("error:") and str(f) in lines[0] and "damaged" in lines[0]

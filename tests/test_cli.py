@@ -9,22 +9,12 @@ from pathlib import Path
 import pytest
 
 from tiny import tiny_preset_dict
-from hrkd_cli import cli
 from hrkd_cli.completions import COMPLETIONS_DIR, SHELLS, script
 from hrkd_cli.config import preset_to_toml, validate_preset
+from cli_run import run_main
 
 COMMANDS = ("prepare", "teach", "distill", "eval", "inspect-ratios", "presets")
 
-
-def run_main(argv, capsys, monkeypatch):
-    monkeypatch.setattr(sys, "argv", ["hrkd", *argv])
-    code = 0
-    try:
-        cli.main()
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 1
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def assert_one_line_error(code, err, *needles):

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from tiny import tiny_preset_dict
-from hrkd_cli import cli
 from hrkd_cli.checkpoint import load_classifier, members
 from hrkd_cli.export import ONNX_TOLERANCE, open_domain
 from hrkd_cli.recipes.export import export
+from cli_run import run_main
 
 quiet = {"say": lambda m: None}
 
@@ -39,16 +39,6 @@ def hrkd_logits(run, domain, texts):
         return model.eval()(enc["input_ids"], enc["attention_mask"], enc["token_type_ids"],
                             [(meta["domains"].index(domain), len(texts))]).logits
 
-
-def run_main(argv, capsys, monkeypatch):
-    monkeypatch.setattr(sys, "argv", ["hrkd", *argv])
-    code = 0
-    try:
-        cli.main()
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 1
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_hf_export_is_plain_transformers_with_hrkds_logits(student_run, tmp_path):

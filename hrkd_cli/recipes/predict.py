@@ -14,9 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.export import DomainModel, model_domains, open_domain
+from hrkd_cli.fsio import write_text_atomic
 from hrkd_cli.recipes.common import Say
 
 OUTPUT_FORMATS = ("jsonl", "csv")
@@ -165,20 +164,6 @@ def format_rows(rows: list[dict], fmt: str) -> str:
     writer.writeheader()
     writer.writerows(flat)
     return buf.getvalue()
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Through a temporary sibling and a rename, as checkpoint.write_json_atomic writes JSON: a reader
-    (or a second run) sees the old file or the whole new one, never a half-written one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def predict(model: Path, domain: str, source: str, output: Path | None = None, fmt: str | None = None,

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from tiny import tiny_preset_dict
-from hrkd_cli import cli
 from hrkd_cli.checkpoint import load_classifier, members
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.export import open_domain
 from hrkd_cli.recipes.predict import predict
+from cli_run import run_main
 
 quiet = {"say": lambda m: None}
 TEXTS = ["a gripping story, well told", "the battery died after a day", "meh, it is fine"]
@@ -142,15 +142,6 @@ def test_single_domain_teachers_each_serve_their_domain(tiny_teacher_dir, tmp_pa
                for r, e in zip(rows, expected))
 
 
-def run_main(argv, capsys, monkeypatch):
-    monkeypatch.setattr(sys, "argv", ["hrkd", *argv])
-    code = 0
-    try:
-        cli.main()
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 1
-    return code, capsys.readouterr().err
-
 
 @pytest.mark.parametrize("name,content,needles", [
     ("empty.csv", "", ["empty.csv", "no examples"]),
@@ -161,7 +152,7 @@ def run_main(argv, capsys, monkeypatch):
 ])
 def test_bad_input_is_one_line_naming_file_and_field(student_run, tmp_path, capsys, monkeypatch, name, content, needles):
     (tmp_path / name).write_text(content)
-    code, err = run_main(["predict", str(student_run), "--domain", "books", "--input", str(tmp_path / name)], capsys, monkeypatch)
+    code, _, err = run_main(["predict", str(student_run), "--domain", "books", "--input", str(tmp_path / name)], capsys, monkeypatch)
     lines = [line for line in err.strip().splitlines() if line.strip()]
     assert code != 0 and len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in err, err
     for n in needles:
@@ -170,7 +161,7 @@ def test_bad_input_is_one_line_naming_file_and_field(student_run, tmp_path, caps
 
 def test_unknown_domain_and_missing_file(student_run, tmp_path, capsys, monkeypatch):
     write_inputs(tmp_path)
-    code, err = run_main(["predict", str(student_run), "--domain", "poetry", "--input", str(tmp_path / "in.csv")], capsys, monkeypatch)
+    code, _, err = run_main(["predict", str(student_run), "--domain", "poetry", "--input", str(tmp_path / "in.csv")], capsys, monkeypatch)
     assert code != 0 and len(err.strip().splitlines()) == 1 and "'poetry'" in err and "books, films, gadgets" in err
-    code, err = run_main(["predict", str(student_run), "--domain", "books", "--input", str(tmp_path / "nope.csv")], capsys, monkeypatch)
+    code, _, err = run_main(["predict", str(student_run), "--domain", "books", "--input", str(tmp_path / "nope.csv")], capsys, monkeypatch)
     assert code != 0 and len(err.strip().splitlines()) == 1 and "nope.csv" in err
