@@ -242,7 +242,7 @@ def train_domain_student(preset: Preset, runtime: Runtime, out: Path, teacher_pa
     total = schedule.total_steps
     two = cfg.metakd.stages == "two"
     switch = total // 2 if two else 0  # first prediction-stage step
-    lr = cfg.fewshot_lr if preset.data.sample_rate < 1.0 else cfg.lr
+    lr = cfg.fewshot_lr if preset.data.sampled else cfg.lr  # few-shot samples, by share or by count
     optimizer = adamw([{"named_params": list(model.named_parameters()), "lr": lr}], cfg.weight_decay)
     scheduler = (staged_warmup_decay(optimizer, cfg.warmup, switch, total) if two
                  else linear_warmup_decay(optimizer, int(cfg.warmup * total), total))

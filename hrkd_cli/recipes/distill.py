@@ -71,7 +71,7 @@ def train_student(preset: Preset, runtime: Runtime, out: Path, teacher_path: Pat
     check_shardable(cfg.batch_per_domain, runtime.world_size, [len(x) for x in train], "distill.batch_per_domain")
     schedule = StepSchedule([len(x) for x in train], cfg.batch_per_domain, preset.seed, cfg.epochs)
     total = schedule.total_steps
-    lr = cfg.fewshot_lr if preset.data.sample_rate < 1.0 else cfg.lr
+    lr = cfg.fewshot_lr if preset.data.sampled else cfg.lr  # few-shot samples, by share or by count
     groups = [{"named_params": [(n, p) for n, p in model.named_parameters() if not n.startswith("relational.")], "lr": lr}]
     if model.relational is not None and cfg.graph_mode == "joint":
         groups.append({"named_params": list(model.relational.named_parameters()), "lr": cfg.graph_lr})

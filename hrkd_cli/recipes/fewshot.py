@@ -128,10 +128,8 @@ def rate_preset(preset: Preset, rate) -> Preset:
     if sample.per_domain is None:
         updates["data.sample_rate"] = sample.percent / 100.0
     else:
-        # distill (and Meta-KD) switch to distill.fewshot_lr on data.sample_rate < 1 only; a count point
-        # sets the student's learning rate to it directly, which is the same thing.
-        updates.update({"data.sample_rate": 1.0, "data.sample_per_domain": sample.per_domain,
-                        "distill.lr": preset.distill.fewshot_lr})
+        # the students switch to distill.fewshot_lr on any sample (data.sampled), by share or by count
+        updates.update({"data.sample_rate": 1.0, "data.sample_per_domain": sample.per_domain})
     return preset_variant(preset, updates)
 
 

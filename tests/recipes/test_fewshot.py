@@ -207,7 +207,7 @@ def test_a_count_point_has_its_own_run_dir_and_the_fewshot_lr(tiny_preset):
     p = tiny_preset(distill={"lr": 1e-3, "fewshot_lr": 3e-4})
     q = rate_preset(p, Sample(per_domain=10))
     assert Path(q.run_dir) == Path(p.run_dir) / "fewshot" / "count-10"
-    assert (q.data.sample_per_domain, q.data.sample_rate, q.distill.lr) == (10, 1.0, 3e-4)
+    assert (q.data.sample_per_domain, q.data.sample_rate, q.data.sampled) == (10, 1.0, True)  # -> distill.fewshot_lr
     assert rate_preset(p, Sample(percent=5)).model_dump() == rate_preset(p, 5).model_dump()  # a number is a rate
     assert Sample(per_domain=10).label == "10/domain" and Sample(percent=2.5).label == "2.5%"
 
