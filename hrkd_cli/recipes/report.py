@@ -246,16 +246,17 @@ def environment_section(records: list[RunRecord]) -> list[str]:
 def report(results_dir: Path, out: Path | None = None, split: str = "test", case_study: bool = True,
            say: Say = print) -> Path:
     """Write the report (default <results_dir>/report.md) and the Figure 2 PNG beside it; return its path."""
-    from hrkd_cli.recipes.fewshot import fewshot_results, plot_fewshot, rate_dirs, rate_name
+    from hrkd_cli.recipes.fewshot import fewshot_results, plot_fewshot, sample_dirs
 
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise HrkdError(f"{results_dir}: no such results directory")
     out = Path(out) if out else results_dir / "report.md"
     records = results_records(results_dir)
-    fewshot = fewshot_results(results_dir, split=split) if rate_dirs(results_dir) else None
+    samples = sample_dirs(results_dir)  # rate-<r> and count-<N> points
+    fewshot = fewshot_results(results_dir, split=split) if samples else None
     if not records and not (fewshot and fewshot.points):
-        raise HrkdError(f"{results_dir}: no finished runs under teacher/, student/ or fewshot/rate-*/")
+        raise HrkdError(f"{results_dir}: no finished runs under teacher/, student/ or fewshot/rate-*/, count-*/")
     manifest = _manifest(results_dir)
     source = (manifest or {}).get("source") or next(((r.preset.get("data") or {}).get("source", "") for r in records), "")
 
@@ -284,9 +285,10 @@ def report(results_dir: Path, out: Path | None = None, split: str = "test", case
             png = plot_fewshot(fewshot, out.parent / FIGURE_NAME)
             rel = png.relative_to(out.parent) if png.parent == out.parent else png
             body += [f"![Improvement rate over BERT-single -(TinyBERT-KD)-> BERT_S per sample rate]({rel})", ""]
+        shown = {p.label for p in fewshot.points}
         body += [fewshot.to_markdown(heading=""), "Few-shot results directories: " +
-                 ", ".join(f"`{d}`" for r, d in rate_dirs(results_dir) if r in {p.rate for p in fewshot.points}), ""]
-        few_records = [(f"few-shot {rate_name(r)}%", results_records(d)) for r, d in rate_dirs(results_dir)]
+                 ", ".join(f"`{d}`" for smp, d in samples if smp.label in shown), ""]
+        few_records = [(f"few-shot {smp.label}", results_records(d)) for smp, d in samples]
     else:
         few_records = []
     if case_study and records:
