@@ -231,7 +231,8 @@ def bench_students(
         raise HrkdError(f"--steps {steps}: at least one timed repeat is needed")
     p = _load(preset, set_, precision)
     result = run(p, _runtime(p), steps=steps, onnx=onnx, say=say)
-    out.print(students_table(result))
+    # A log or a pipe has no width of its own: do not squeeze the eight columns into rich's default 80.
+    out.print(students_table(result), width=None if out.is_terminal else max(out.width, 120))
     out.print("Distil a shape (accuracy column) with:", highlight=False)
     for line in shape_commands(result):
         out.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)

@@ -221,14 +221,14 @@ def students_table(r: dict) -> Table:
               caption_justify="left")
     int8 = r["onnx"]["int8"]
     t.add_column("model", style="bold")
-    t.add_column("layers x width (heads)")
-    t.add_column("parameters", justify="right")
-    t.add_column(f"PyTorch {b['precision']} ex/s", justify="right")
+    t.add_column("layers x width\n(heads)")
+    t.add_column("params", justify="right")
+    t.add_column(f"PyTorch\n{b['precision']} ex/s", justify="right")
     if int8:
-        t.add_column("ORT int8 ex/s", justify="right")
+        t.add_column("ORT int8\nex/s", justify="right")
     t.add_column("speed-up", justify="right")
     if int8:
-        t.add_column("int8 speed-up", justify="right")
+        t.add_column("int8\nspeed-up", justify="right")
     t.add_column("test acc.", justify="right")
     for x in [r["teacher"], *r["students"]]:
         acc = "-" if x["test_average"] is None else f"{100 * x['test_average']:.2f}"
