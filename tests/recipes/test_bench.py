@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 
@@ -73,6 +74,7 @@ def test_bench_students_table(tiny_preset, cpu_runtime):
         json.dumps({"preset": old, "data_hash": data.hash, "test": {"average": 0.75}}))
 
     r = BS.bench_students(p, cpu_runtime, steps=2, shapes=TINY_SHAPES, say=lambda m: None)
+    has_onnxruntime = importlib.util.find_spec("onnxruntime") is not None
     rows = {x["name"]: x for x in r["students"]}
     assert list(rows) == ["preset", "1 layer", "narrow"]  # one row per shape, in order
     assert (rows["preset"]["layers"], rows["1 layer"]["layers"], rows["narrow"]["hidden"]) == (2, 1, 16)
@@ -85,8 +87,9 @@ def test_bench_students_table(tiny_preset, cpu_runtime):
     for name, x in rows.items():
         assert x["speedup"] == pytest.approx(t["teacher"] / t[name])
         assert x["examples_per_s"] == pytest.approx(r["batch"]["examples"] / t[name])
-        assert x["int8_speedup"] == pytest.approx(t["teacher"] / t[f"{name} [int8]"])  # onnxruntime is installed here
-    assert r["teacher"]["speedup"] == 1.0 and r["onnx"] == {"int8": True, "skipped": None}
+        if has_onnxruntime:  # the onnx extra; CI installs only [test], where the next test's path applies
+            assert x["int8_speedup"] == pytest.approx(t["teacher"] / t[f"{name} [int8]"])
+    assert r["teacher"]["speedup"] == 1.0 and r["onnx"]["int8"] == has_onnxruntime
     # accuracy: the mean of this shape's two runs; "-" (None) for the narrow shape, never distilled
     assert rows["1 layer"]["test_average"] == pytest.approx(0.8) and len(rows["1 layer"]["runs"]) == 2
     assert rows["preset"]["test_average"] == pytest.approx(0.75)
@@ -95,7 +98,7 @@ def test_bench_students_table(tiny_preset, cpu_runtime):
     assert rows["narrow"]["command"].startswith("hrkd distill --preset tiny --set 'student.init=\"random\"'")
     assert BS.shape_preset(p, "narrow", TINY_SHAPES[2][1]).student.general_epochs == 1
     table = BS.students_table(r)
-    assert table.row_count == 4 and len(table.columns) == 8
+    assert table.row_count == 4 and len(table.columns) == (8 if has_onnxruntime else 6)  # int8 columns need the extra
     assert [c.startswith("1 layer: hrkd distill") for c in BS.shape_commands(r)] == [False, True, False]
 
 
