@@ -9,7 +9,6 @@ and a resumable training state.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -118,19 +117,18 @@ def resume_from(out, optimizers: dict, schedulers: dict, load_weights: Callable)
     schedulers, RNG and the logged steps. A swap killed half-way is repaired first."""
     from pathlib import Path
 
-    from safetensors.torch import load_file
-
-    from hrkd_cli.checkpoint import recover_dir
+    from hrkd_cli.checkpoint import read_json, read_tensors, recover_dir
 
     last = Path(out) / "last"
     recover_dir(last)
     if not (last / "train_state.json").is_file():
         raise HrkdError(f"--resume: no checkpoint to resume from at {last}")
     load_weights(last)
-    info = json.loads((last / "train_state.json").read_text())
+    # through checkpoint's readers: a damaged file is one line naming it, not a traceback
+    info = read_json(last / "train_state.json")
     log_file = last / "ratio_log.json"
-    log = json.loads(log_file.read_text()) if log_file.is_file() else []
-    return restore_training_state(load_file(str(last / "train_state.safetensors")), info, optimizers, schedulers, log)
+    log = read_json(log_file) if log_file.is_file() else []
+    return restore_training_state(read_tensors(last / "train_state.safetensors"), info, optimizers, schedulers, log)
 
 
 def fit(

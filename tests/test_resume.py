@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from tiny import tiny_preset_dict
 
 from hrkd_cli.config import preset_to_toml, validate_preset
@@ -65,3 +67,16 @@ def test_kill_and_resume_gives_the_same_final_metrics(tmp_path, tiny_teacher_dir
     assert any(e["step"] > killed_at for e in b)
     for x, y in zip(a, b):
         assert abs(x["loss"] - y["loss"]) < 1e-6 and x["ratios"] == y["ratios"]
+
+
+def test_a_damaged_training_state_is_one_line_naming_it(tiny_preset, cpu_runtime):
+    """--resume reads the optimiser state through checkpoint's readers: a truncated file is named, not a traceback."""
+    from hrkd_cli.errors import HrkdError
+    from hrkd_cli.recipes import distill as D
+
+    p = tiny_preset(distill={"method": "multi-domain"})
+    out = D.distill(p, cpu_runtime, say=lambda m: None)
+    state = out / "last" / "train_state.safetensors"
+    state.write_bytes(state.read_bytes()[:100])
+    with pytest.raises(HrkdError, match=r"train_state\.safetensors: damaged safetensors file"):
+        D.distill(p, cpu_runtime, resume=True, say=lambda m: None)

@@ -46,12 +46,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from hrkd_cli.batches import Batch, load_splits, make_batch
-from hrkd_cli.checkpoint import load_extras, read_meta, recover_dir, save_checkpoint
+from hrkd_cli.checkpoint import load_extras, read_meta, read_tensors, recover_dir, save_checkpoint
+from hrkd_cli.checkpoint import read_json as read_checkpoint_json
 from hrkd_cli.config import Preset
 from hrkd_cli.data import load_prepared
 from hrkd_cli.errors import HrkdError
@@ -254,7 +254,7 @@ def train_domain_student(preset: Preset, runtime: Runtime, out: Path, teacher_pa
         load_distillation_weights(model, last)
         if tk_projection is not None:
             tk_projection.load_state_dict({k[len(TK_PREFIX):]: v for k, v in load_extras(last).items() if k.startswith(TK_PREFIX)})
-        state = restore_training_state(load_file(str(last / "train_state.safetensors")), read_json(last / "train_state.json"),
+        state = restore_training_state(read_tensors(last / "train_state.safetensors"), read_checkpoint_json(last / "train_state.json"),
                                        {"main": optimizer}, {"main": scheduler}, read_json(last / "train_log.json") or [])
         say(f"resuming {out} at step {state.step}/{total}")
 

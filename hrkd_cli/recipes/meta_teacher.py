@@ -32,13 +32,14 @@ import time
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from hrkd_cli.batches import Split, load_splits, make_batch
-from hrkd_cli.checkpoint import load_classifier, load_extras, members, read_meta, recover_dir, save_checkpoint, save_group
+from hrkd_cli.checkpoint import (load_classifier, load_extras, members, read_meta, read_tensors, recover_dir,
+                                 save_checkpoint, save_group)
 from hrkd_cli.config import Preset
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.evaluation import evaluate_checkpoint, evaluate_model
@@ -125,11 +126,14 @@ def load_prototype_scores(teacher_path: Path) -> tuple[dict[str, torch.Tensor], 
     path = Path(teacher_path) / PROTOTYPE_FILE
     if not path.is_file():
         raise HrkdError(f"{teacher_path}: no {PROTOTYPE_FILE}; it is not a meta-teacher (hrkd teach --kind meta)")
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError) as err:
+        raise HrkdError(f"{path}: damaged safetensors file ({type(err).__name__}); train the meta-teacher again") from None
     if meta.get("format") != PROTOTYPE_FORMAT:
         raise HrkdError(f"{path}: not a prototype-score file (format {meta.get('format')!r})")
-    tensors = load_file(str(path))
+    tensors = read_tensors(path)
     scores = {k[len("score."):]: v for k, v in tensors.items() if k.startswith("score.")}
     return scores, json.loads(meta["info"])
 
