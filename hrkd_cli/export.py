@@ -205,7 +205,8 @@ def load_token_classifier(folder: Path) -> BertForTokenClassification:
     """An exported folder, loaded as a user would, with every weight accounted for (no benign keys here:
     the folder was written from exactly this class)."""
     try:
-        model, info = AutoModelForTokenClassification.from_pretrained(str(folder), output_loading_info=True)
+        model, info = AutoModelForTokenClassification.from_pretrained(str(folder), output_loading_info=True,
+                                                                      use_safetensors=True)
     except Exception as err:  # noqa: BLE001 - any loader failure is one line
         raise HrkdError(f"cannot load {folder}: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from None
     if info["missing_keys"] or info["unexpected_keys"] or info["mismatched_keys"]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -174,9 +175,13 @@ def load_pretrained_encoder(name: str) -> BertModel:
 
         return load_classifier(ckpt)[0].encoder
     load_bert_config(name)
+    if os.path.isdir(src) and not any(Path(src).glob("*.safetensors")):
+        raise HrkdError(f"{src}: no *.safetensors weights; hrkd never unpickles a file it is handed (pytorch_model.bin), "
+                        "so save the model with safetensors (model.save_pretrained(dir)) and pass that folder")
     try:
+        # use_safetensors: a hub repository that has only pickled weights is refused, never torch.load-ed
         encoder, info = AutoModel.from_pretrained(src, attn_implementation=SCORES_ATTENTION, add_pooling_layer=False,
-                                                  output_loading_info=True)
+                                                  output_loading_info=True, use_safetensors=True)
     except Exception as err:  # noqa: BLE001
         raise _hub_error(src, err) from None
     check_loading_info(src, info)

@@ -199,3 +199,13 @@ def test_an_hrkd_checkpoint_as_model_loads_its_encoder(tmp_path):
     save_group(tmp_path / "single", {"a": "a/best", "b": "b/best"}, meta)
     with pytest.raises(HrkdError, match="one model per domain.*hrkd export"):
         load_pretrained_encoder(str(tmp_path / "single"))
+
+
+def test_a_folder_with_only_pickled_weights_is_refused_unread(tmp_path):
+    """hrkd never unpickles a file it is handed: a folder whose weights are only pytorch_model.bin is refused."""
+    folder = saved_bert(tmp_path / "m")
+    for f in folder.glob("*.safetensors"):
+        f.unlink()
+    (folder / "pytorch_model.bin").write_bytes(b"\x80\x04not really a pickle")  # would fail loudly if read
+    with pytest.raises(HrkdError, match=r"no \*\.safetensors weights; hrkd never unpickles"):
+        load_pretrained_encoder(str(folder))
