@@ -328,7 +328,9 @@ class HierarchicalRelationalModule(nn.Module):
                 if self.uses_graph and self.graph == "paper":
                     ratios.append(self.graphs[m](x))
                 elif self.uses_graph:
-                    g = excess_loss_feature(self.loss_ema[m]) if self.needs_losses and self.loss_ema_steps > 0 else None
+                    # Before the first observe() the running loss is all zeros and g is -1 for every domain:
+                    # a constant shift that softmax ignores, so no branch (and no device sync) is needed.
+                    g = excess_loss_feature(self.loss_ema[m]) if self.needs_losses else None
                     ratios.append(self.graphs[m](x, self.temperature, self.floor, g, self.excess_beta))
                 else:
                     ratios.append(torch.full((D,), 1.0 / D, device=h.device))
@@ -342,10 +344,9 @@ class HierarchicalRelationalModule(nn.Module):
         if not self.needs_losses:
             return
         layer_loss = layer_loss.detach().float().to(self.loss_ema.device)
-        if int(self.loss_ema_steps) == 0:
-            self.loss_ema.copy_(layer_loss)
-        else:
-            self.loss_ema.mul_(self.excess_decay).add_(layer_loss, alpha=1.0 - self.excess_decay)
+        decayed = self.loss_ema * self.excess_decay + layer_loss * (1.0 - self.excess_decay)
+        # torch.where, not an if on the step count: no host-device sync on every training step
+        self.loss_ema.copy_(torch.where(self.loss_ema_steps == 0, layer_loss, decayed))
         self.loss_ema_steps += 1
 
 

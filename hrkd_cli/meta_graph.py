@@ -85,7 +85,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from hrkd_cli.runtime import RngState
+from hrkd_cli.runtime import RngState, requires_grad
 
 DARTS_EPS = 0.01  # eps = DARTS_EPS / ||v||  (Liu et al. 2019, sec. 2.3)
 
@@ -158,19 +158,6 @@ def _full_precision(model: nn.Module, enabled: bool):
             setattr(model, "runtime", runtime)
 
 
-@contextlib.contextmanager
-def _requires_grad(params: Sequence[torch.Tensor], flag: bool):
-    """Temporarily set requires_grad on ``params`` (the previous flags are restored)."""
-    flags = [p.requires_grad for p in params]
-    try:
-        for p in params:
-            p.requires_grad_(flag)
-        yield
-    finally:
-        for p, f in zip(params, flags):
-            p.requires_grad_(f)
-
-
 class MetaGraphUpdate:
     """DARTS-style update of the relational module's parameters phi (module docstring).
 
@@ -221,7 +208,7 @@ class MetaGraphUpdate:
         try:
             # 1. look-ahead theta' = theta - xi grad_theta L_train(theta, phi)
             if xi != 0.0:
-                with _requires_grad(phi, False):
+                with requires_grad(phi, False):
                     train_loss = loss_fn(train_batch, model)
                     g = _grads(train_loss, theta)
                 all_reduce_mean_(g)
@@ -232,7 +219,7 @@ class MetaGraphUpdate:
             else:
                 train_loss = None
             # 2. held-out loss at theta': v = grad_theta', direct term = grad_phi
-            with _requires_grad(phi, True):
+            with requires_grad(phi, True):
                 val_loss = val_loss_fn(heldout_batch, model)
                 both = _grads(val_loss, theta + phi)
             v, direct = both[: len(theta)], both[len(theta):]
@@ -249,8 +236,8 @@ class MetaGraphUpdate:
                         for p, s, vp in zip(theta, saved, v):
                             p.copy_(s).add_(vp, alpha=sign * eps)
                     rng.restore()
-                    with _full_precision(model, self.fd_fp32), _requires_grad(theta, False), \
-                            _requires_grad(phi, True):
+                    with _full_precision(model, self.fd_fp32), requires_grad(theta, False), \
+                            requires_grad(phi, True):
                         fd.append(_grads(loss_fn(train_batch, model), phi))
                 hv = [(a - b) / (2.0 * eps) for a, b in zip(*fd)]
                 all_reduce_mean_(hv)

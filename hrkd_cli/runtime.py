@@ -10,6 +10,7 @@ import contextlib
 import os
 import random
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 import torch.distributed as dist
@@ -135,3 +136,16 @@ class RngState:
         torch.set_rng_state(self.cpu)
         if self.device is not None:
             torch.cuda.set_rng_state(self.cuda, self.device)
+
+
+@contextlib.contextmanager
+def requires_grad(params: Sequence[torch.Tensor], flag: bool):
+    """Temporarily set requires_grad on ``params`` (the previous flags are restored)."""
+    flags = [p.requires_grad for p in params]
+    try:
+        for p in params:
+            p.requires_grad_(flag)
+        yield
+    finally:
+        for p, f in zip(params, flags):
+            p.requires_grad_(f)

@@ -29,6 +29,7 @@ from hrkd_cli.errors import HrkdError
 from hrkd_cli.graph import HierarchicalRelationalModule, prototype_sum_and_count
 from hrkd_cli.models import Projections, load_tokenizer
 from hrkd_cli.recipes.common import Say, read_json
+from hrkd_cli.runtime import requires_grad
 
 
 def resolve_checkpoint(path: Path) -> Path:
@@ -110,32 +111,26 @@ TIE = 1e-6  # ratios closer than this count as tied (the paper graph's collapse 
 ZERO_GRAD = 1e-5  # gradient norms below this are float32 rounding of an exact zero
 
 
-def spread(ratios: torch.Tensor) -> torch.Tensor:
-    """max_d r_{m,d} - min_d r_{m,d} per layer: [M+1, D] -> [M+1]."""
-    return ratios.max(dim=-1).values - ratios.min(dim=-1).values
-
-
-def relative_entropy(ratios: torch.Tensor) -> torch.Tensor:
-    """H(r_m) / log D per layer: 1 for uniform ratios, 0 for one-hot. [M+1, D] -> [M+1]."""
-    D = ratios.shape[-1]
-    return -(ratios * ratios.clamp_min(1e-12).log()).sum(-1) / math.log(D)
+def ratio_summary(r: torch.Tensor) -> list[dict]:
+    """Per layer, over T readings of the ratios r [T, M+1, D]: mean and largest spread (max - min over
+    domains), share of readings with tied ratios, mean entropy relative to log D (1 = uniform, 0 = one-hot)."""
+    r = r.double()
+    sp = r.max(-1).values - r.min(-1).values
+    ent = -(r * r.clamp_min(1e-12).log()).sum(-1) / math.log(r.shape[-1])
+    return [{"spread_mean": float(sp[:, m].mean()), "spread_max": float(sp[:, m].max()),
+             "tied_share": float((sp[:, m] < TIE).double().mean()), "entropy": float(ent[:, m].mean())}
+            for m in range(r.shape[1])]
 
 
 def train_diagnostics(log: list[dict]) -> list[dict]:
     """Per layer, over the logged training steps (train mode: GAT dropout on): mean and largest spread,
     share of steps with tied ratios, mean relative entropy, and the mean norms of the loss gradient that
     reached the layer's graph parameters and prototypes through the ratios (logged by distill)."""
-    r = torch.tensor([e["ratios"] for e in log], dtype=torch.float64)  # [T, M+1, D]
-    sp = r.max(-1).values - r.min(-1).values
-    ent = -(r * r.clamp_min(1e-12).log()).sum(-1) / math.log(r.shape[-1])
-    out = []
-    for m in range(r.shape[1]):
-        row = {"spread_mean": float(sp[:, m].mean()), "spread_max": float(sp[:, m].max()),
-               "tied_share": float((sp[:, m] < TIE).double().mean()), "entropy": float(ent[:, m].mean())}
+    out = ratio_summary(torch.tensor([e["ratios"] for e in log]))
+    for m, row in enumerate(out):
         for key in ("grad_graph", "grad_prototypes"):
             vals = [e[key][m] for e in log if key in e]
             row[key] = sum(vals) / len(vals) if vals else None
-        out.append(row)
     return out
 
 
@@ -147,22 +142,15 @@ def ratio_jacobian_norms(relational: HierarchicalRelationalModule, protos: torch
     x = protos.clone().requires_grad_(True)
     graph_params = [list(g.parameters()) for g in relational.graphs]
     flat = [p for ps in graph_params for p in ps]
-    flags = [p.requires_grad for p in flat]
     sq_graph, sq_proto = [0.0] * x.shape[0], [0.0] * x.shape[0]
-    try:
-        for p in flat:
-            p.requires_grad_(True)
-        with torch.enable_grad():
-            r = relational(x).ratios
-            for m in range(r.shape[0]):
-                for d in range(r.shape[1]):
-                    grads = torch.autograd.grad(r[m, d], [x] + graph_params[m], retain_graph=True, allow_unused=True)
-                    if grads[0] is not None:
-                        sq_proto[m] += float(grads[0][m].pow(2).sum())
-                    sq_graph[m] += sum(float(g.pow(2).sum()) for g in grads[1:] if g is not None)
-    finally:
-        for p, f in zip(flat, flags):
-            p.requires_grad_(f)
+    with requires_grad(flat, True), torch.enable_grad():
+        r = relational(x).ratios
+        for m in range(r.shape[0]):
+            for d in range(r.shape[1]):
+                grads = torch.autograd.grad(r[m, d], [x] + graph_params[m], retain_graph=True, allow_unused=True)
+                if grads[0] is not None:
+                    sq_proto[m] += float(grads[0][m].pow(2).sum())
+                sq_graph[m] += sum(float(g.pow(2).sum()) for g in grads[1:] if g is not None)
     return [v ** 0.5 for v in sq_graph], [v ** 0.5 for v in sq_proto]
 
 
@@ -184,13 +172,9 @@ def eval_diagnostics(ckpt: Path, data, batches: int = 4, per_domain: int = 16) -
         g, p = ratio_jacobian_norms(relational, protos)
         jac_graph.append(g)
         jac_proto.append(p)
-    r = torch.stack(ratios).double()
-    sp = r.max(-1).values - r.min(-1).values
-    ent = -(r * r.clamp_min(1e-12).log()).sum(-1) / math.log(r.shape[-1])
-    return [{"spread_mean": float(sp[:, m].mean()), "spread_max": float(sp[:, m].max()),
-             "tied_share": float((sp[:, m] < TIE).double().mean()), "entropy": float(ent[:, m].mean()),
-             "grad_graph": sum(x[m] for x in jac_graph) / batches, "grad_prototypes": sum(x[m] for x in jac_proto) / batches}
-            for m in range(r.shape[1])]
+    return [{**row, "grad_graph": sum(x[m] for x in jac_graph) / batches,
+             "grad_prototypes": sum(x[m] for x in jac_proto) / batches}
+            for m, row in enumerate(ratio_summary(torch.stack(ratios)))]
 
 
 def verdict(train: list[dict], evals: list[dict] | None) -> str:

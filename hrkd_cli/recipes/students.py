@@ -37,7 +37,7 @@ from hrkd_cli.models import (
 from hrkd_cli.recipes.common import (Say, read_json, resumed_time, run_dir, score_test,
                                     write_run_record)
 from hrkd_cli.recipes.teach import TEACHER_ROW_NAMES, check_seq_length, reusable_teacher, teach
-from hrkd_cli.runtime import Runtime, RngState, all_reduce_sum, barrier, seed_everything
+from hrkd_cli.runtime import Runtime, RngState, all_reduce_sum, barrier, requires_grad, seed_everything
 from hrkd_cli.sampling import StepSchedule, shard
 
 METHOD_NAMES = {
@@ -281,16 +281,11 @@ class DistillationModel(nn.Module):
         graph_params = [list(g.parameters()) for g in self.relational.graphs]
         flat = [p for ps in graph_params for p in ps]
         x = protos.clone().requires_grad_(True)
-        flags = [p.requires_grad for p in flat]
         try:
-            for p in flat:
-                p.requires_grad_(True)
-            with torch.enable_grad():
+            with requires_grad(flat, True), torch.enable_grad():
                 r = self.relational(x).ratios
                 grads = torch.autograd.grad((r * g_r.detach()).sum(), [x] + flat, allow_unused=True)
         finally:
-            for p, f in zip(flat, flags):
-                p.requires_grad_(f)
             after.restore()
         gx, gp = grads[0], list(grads[1:])
         per_layer, i = [], 0
