@@ -9,7 +9,8 @@ quantiser) run in ONNX Runtime on the CPU. Speed-ups divide the teacher's PyTorc
 from those same measurements. Timing needs no trained weights: without a trained teacher an untrained one of
 the same architecture is timed. The accuracy column is the test average of distilled students of the shape
 found in the run directory (matched by the recorded student and distill sections, distill.tag aside, and the
-data hash), "-" where none was distilled.
+data hash), "-" where none was distilled; where onnxruntime is installed, the int8 accuracy column scores
+those runs' best checkpoints served as int8 ONNX on the whole test split (onnx_test_scores).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import torch
 from rich.table import Table
 
 from hrkd_cli import export
-from hrkd_cli.batches import Batch, load_splits, make_batch
+from hrkd_cli.batches import Batch, Split, load_splits, make_batch
 from hrkd_cli.config import (
     DistillConfig,
     Preset,
@@ -33,6 +34,7 @@ from hrkd_cli.config import (
 )
 from hrkd_cli.data import load_prepared
 from hrkd_cli.errors import HrkdError
+from hrkd_cli.evaluation import accuracy, domain_heads, scores_with_average
 from hrkd_cli.models import DomainClassifier, count_parameters
 from hrkd_cli.recipes.bench import _teacher_for_bench, alternating_medians
 from hrkd_cli.recipes.common import Say, data_dir, read_json, run_dir
@@ -105,6 +107,58 @@ def distilled_accuracy(shape: Preset, data_hash: str) -> dict:
 # ---------------------------------------------------------------- ONNX Runtime, dynamic int8
 
 
+def onnx_session(path: Path, ort):
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()  # the threads PyTorch uses, for a fair comparison
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def onnx_test_scores(checkpoint: Path, splits: list[Split], where: Path, ort, quantize: bool = True) -> dict[str, float]:
+    """Per-domain test accuracy and average of a checkpoint served as ONNX (dynamic int8 with ``quantize``).
+
+    Each domain's head is exported as `hrkd export --format onnx [--quantize int8]` does and run by ONNX
+    Runtime over the domain's test split in length-sorted batches of 64 (as `hrkd eval` batches it), so the
+    accuracy is that of the model a user would serve; without ``quantize`` it reproduces `hrkd eval`'s."""
+    runtime = Runtime(torch.device("cpu"), "fp32")
+    scores = {}
+    for k, (split, model, head) in enumerate(domain_heads(Path(checkpoint), splits, runtime)):
+        stock = export.stock_classifier(model, head, export.label_names(None, model.heads[0].out_features))
+        order = sorted(range(len(split)), key=lambda i: len(split.input_ids[i]))
+        first = make_batch([(0, split, order[-2:])])  # traced on two rows of different lengths: padding present
+        path = where / f"{k}.onnx"
+        export.export_onnx_file(stock, (first.input_ids, first.attention_mask, first.token_type_ids), path)
+        if quantize:
+            export.quantize_int8(path, where / f"{k}.int8.onnx")
+            path = where / f"{k}.int8.onnx"
+        session = onnx_session(path, ort)
+        pred = [0] * len(split)
+        for i in range(0, len(order), 64):
+            rows = order[i : i + 64]
+            b = make_batch([(0, split, rows)])
+            feeds = {"input_ids": b.input_ids.numpy(), "attention_mask": b.attention_mask.numpy(),
+                     "token_type_ids": b.token_type_ids.numpy()}
+            for r, label in zip(rows, session.run(["logits"], feeds)[0].argmax(-1).tolist()):
+                pred[r] = int(label)
+        scores[split.domain] = accuracy(pred, split.label)
+    return scores_with_average(scores)
+
+
+def int8_accuracy(runs: list[dict], data, ort, say: Say) -> float | None:
+    """Mean int8 test average over the runs whose best checkpoint is still there (None if none is)."""
+    splits = load_splits(data, "test", list(data.domains))
+    found = []
+    for r in runs:
+        best = Path(r["run"]) / "best"
+        if not (best / "model.safetensors").is_file():
+            continue
+        say(f"scoring {best} as ONNX int8 on the test split")
+        with tempfile.TemporaryDirectory() as tmp:
+            r["int8_test_average"] = onnx_test_scores(best, splits, Path(tmp), ort)["average"]
+        found.append(r["int8_test_average"])
+    return statistics.fmean(found) if found else None
+
+
 def _int8_runner(model: DomainClassifier, batch: Batch, label_names: list[str], where: Path, ort):
     """Export ``model`` (its first head) to ONNX, check it against PyTorch on ``batch``, quantise it to int8,
     and return a callable that runs the int8 model on ``batch`` in ONNX Runtime."""
@@ -117,12 +171,9 @@ def _int8_runner(model: DomainClassifier, batch: Batch, label_names: list[str], 
     fp32, int8 = where / "model.onnx", where / "model.int8.onnx"
     export.export_onnx_file(stock, tuple(sample), fp32)
     feeds = {"input_ids": ids.numpy(), "attention_mask": mask.numpy(), "token_type_ids": types.numpy()}
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()  # the threads PyTorch uses, for a fair comparison
-    options.inter_op_num_threads = 1
 
     def session(path: Path):
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return onnx_session(path, ort)
 
     with torch.no_grad():
         reference = stock(input_ids=ids, attention_mask=mask, token_type_ids=types).logits[:, 0].float()
@@ -208,9 +259,15 @@ def bench_students(preset: Preset, runtime: Runtime, steps: int = 5, shapes=None
                   "threads": torch.get_num_threads()},
         "onnx": {"int8": bool(int8), "skipped": None if int8 else ("--no-onnx" if not onnx else "onnxruntime not installed")},
         "time_s": times,
-        "teacher": row("teacher", None, {"test_average": teacher_test, "runs": []}),
-        "students": [row(name, sets, distilled_accuracy(p, data.hash)) for name, sets, p in shaped],
+        "teacher": row("teacher", None, {"test_average": teacher_test, "runs": [], "int8_test_average": None}),
+        "students": [row(name, sets, _with_int8(distilled_accuracy(p, data.hash), data, ort if int8 else None, say))
+                     for name, sets, p in shaped],
     }
+
+
+def _with_int8(accuracy: dict, data, ort, say: Say) -> dict:
+    """The shape's accuracy with the int8 test average of its distilled runs where ONNX Runtime is there."""
+    return {**accuracy, "int8_test_average": None if ort is None else int8_accuracy(accuracy["runs"], data, ort, say)}
 
 
 def students_table(r: dict) -> Table:
@@ -230,10 +287,15 @@ def students_table(r: dict) -> Table:
     if int8:
         t.add_column("int8\nspeed-up", justify="right")
     t.add_column("test acc.", justify="right")
+    if int8:
+        t.add_column("int8\ntest acc.", justify="right")
     for x in [r["teacher"], *r["students"]]:
         acc = "-" if x["test_average"] is None else f"{100 * x['test_average']:.2f}"
         if len(x["runs"]) > 1:
             acc += f" (n={len(x['runs'])})"
+        accs = [acc]
+        if int8:
+            accs.append("-" if x.get("int8_test_average") is None else f"{100 * x['int8_test_average']:.2f}")
         cells = [x["name"], f"{x['layers']} x {x['hidden']} ({x['heads']})", f"{x['params'] / 1e6:.1f} M",
                  f"{x['examples_per_s']:.1f}"]
         if int8:
@@ -241,7 +303,7 @@ def students_table(r: dict) -> Table:
         cells.append(f"{x['speedup']:.2f}x")
         if int8:
             cells.append(f"{x['int8_speedup']:.2f}x")
-        t.add_row(*cells, acc)
+        t.add_row(*cells, *accs)
     return t
 
 

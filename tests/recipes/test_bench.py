@@ -98,7 +98,9 @@ def test_bench_students_table(tiny_preset, cpu_runtime):
     assert rows["narrow"]["command"].startswith("hrkd distill --preset tiny --set 'student.init=\"random\"'")
     assert BS.shape_preset(p, "narrow", TINY_SHAPES[2][1]).student.general_epochs == 1
     table = BS.students_table(r)
-    assert table.row_count == 4 and len(table.columns) == (8 if has_onnxruntime else 6)  # int8 columns need the extra
+    assert table.row_count == 4 and len(table.columns) == (9 if has_onnxruntime else 6)  # int8 columns need the extra
+    # fabricated runs have no weights to serve as int8: no int8 accuracy
+    assert all(x["int8_test_average"] is None for x in [r["teacher"], *r["students"]])
     assert [c.startswith("1 layer: hrkd distill") for c in BS.shape_commands(r)] == [False, True, False]
 
 
@@ -148,3 +150,25 @@ def test_bench_students_cli_writes_json(tmp_path, tiny_teacher_dir, capsys, monk
     assert "1 layer: hrkd distill --preset tiny --set 'student.teacher_layers=[4]'" in out
     saved = json.loads((tmp_path / "b.json").read_text())
     assert [x["name"] for x in saved["students"]] == ["preset", "1 layer"] and saved["onnx"]["skipped"] == "--no-onnx"
+
+
+def test_onnx_test_scores_reproduce_hrkd_eval_and_int8_scores_runs_with_weights(tiny_preset, cpu_runtime, tmp_path):
+    ort = pytest.importorskip("onnxruntime")  # the onnx extra
+    pytest.importorskip("onnx")
+    from hrkd_cli.evaluation import evaluate_checkpoint
+    from hrkd_cli.recipes.teach import teach
+
+    p = tiny_preset()
+    out = teach(p, cpu_runtime, say=lambda m: None)
+    data = load_prepared(data_dir(p))
+    splits = BS.load_splits(data, "test", list(data.domains))
+    want = evaluate_checkpoint(out / "best", splits, cpu_runtime)
+    (tmp_path / "fp32").mkdir()
+    # fp32 ONNX over the whole test split, head by head: hrkd eval's accuracies exactly
+    assert BS.onnx_test_scores(out / "best", splits, tmp_path / "fp32", ort, quantize=False) == pytest.approx(want)
+    runs = [{"run": str(out)}, {"run": str(tmp_path / "no-weights")}]  # a run.json whose checkpoint is gone
+    said = []
+    mean = BS.int8_accuracy(runs, data, ort, said.append)
+    assert 0.0 <= mean <= 1.0 and runs[0]["int8_test_average"] == mean
+    assert "int8_test_average" not in runs[1] and len(said) == 1
+    assert BS.int8_accuracy(runs[1:], data, ort, said.append) is None
