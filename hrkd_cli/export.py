@@ -31,7 +31,8 @@ from transformers import AutoModelForTokenClassification, BertForTokenClassifica
 
 from hrkd_cli.checkpoint import load_classifier, members, read_json, replace_dir, staging_dir
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.models import DomainClassifier, load_tokenizer, weights_mismatch
+from hrkd_cli.models import DomainClassifier, weights_mismatch
+from hrkd_cli.pretrained import load_tokenizer
 
 EXPORT_FORMAT = "hrkd-export/1"
 EXPORT_FILE = "hrkd_export.json"  # marks an exported folder; `hrkd predict` reads its settings from it

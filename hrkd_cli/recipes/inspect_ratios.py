@@ -27,7 +27,8 @@ from hrkd_cli.checkpoint import load_classifier, load_extras, read_meta
 from hrkd_cli.data import load_prepared
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.graph import HierarchicalRelationalModule, prototype_sum_and_count
-from hrkd_cli.models import Projections, load_tokenizer
+from hrkd_cli.models import Projections
+from hrkd_cli.pretrained import load_tokenizer
 from hrkd_cli.recipes.common import Say, read_json
 from hrkd_cli.runtime import requires_grad
 

@@ -51,7 +51,8 @@ from hrkd_cli.metakd import (
     meta_teacher_loss,
     prototype_scores,
 )
-from hrkd_cli.models import DomainClassifier, load_pretrained_encoder, load_tokenizer, set_dropout
+from hrkd_cli.models import DomainClassifier, set_dropout
+from hrkd_cli.pretrained import load_pretrained_encoder, load_tokenizer
 from hrkd_cli.recipes.common import (
     TEACHER_ROW_NAMES, Say, check_seq_length, fit_record, meta_data_dir, resumed_time, score_test, teacher_dir,
     teacher_hash, write_run_record,

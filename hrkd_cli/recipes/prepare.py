@@ -6,7 +6,7 @@ from hrkd_cli.config import Preset
 from hrkd_cli.data import load_prepared, prepare_dataset
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.fsio import write_json_atomic
-from hrkd_cli.models import load_tokenizer
+from hrkd_cli.pretrained import load_tokenizer
 from hrkd_cli.recipes.common import Say, data_dir, read_json
 from hrkd_cli.runtime import Runtime, barrier
 

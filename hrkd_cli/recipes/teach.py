@@ -25,7 +25,8 @@ from hrkd_cli.checkpoint import load_classifier, read_meta, save_checkpoint, sav
 from hrkd_cli.config import Preset
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.evaluation import evaluate_checkpoint, evaluate_model
-from hrkd_cli.models import DomainClassifier, load_pretrained_encoder, load_tokenizer, set_dropout
+from hrkd_cli.models import DomainClassifier, set_dropout
+from hrkd_cli.pretrained import load_pretrained_encoder, load_tokenizer
 from hrkd_cli.recipes.common import (  # noqa: F401  (the last four are re-exported for callers of this module)
     Say, fit_record, read_json, resumed_time, score_test, teacher_dir, write_run_record,
     TEACHER_ROW_NAMES, check_seq_length, meta_data_dir, teacher_hash,

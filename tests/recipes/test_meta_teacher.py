@@ -12,7 +12,7 @@ from hrkd_cli.checkpoint import load_classifier, load_extras, members, read_meta
 from hrkd_cli.config import validate_preset
 from hrkd_cli.data import load_prepared
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.models import load_pretrained_encoder
+from hrkd_cli.pretrained import load_pretrained_encoder
 from hrkd_cli.recipes import meta_teacher as MT
 from hrkd_cli.recipes.common import data_dir, teacher_dir
 from hrkd_cli.recipes.distill import Teachers
