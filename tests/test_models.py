@@ -54,6 +54,25 @@ def test_without_attentions_the_same_outputs_come_from_sdpa():
     assert torch.allclose(a[:, :2], b[:, :2], atol=1e-5)
 
 
+def test_inference_without_attentions_runs_sdpa_on_the_cpu(monkeypatch):
+    """No gradient and no attentions asked: SDPA (faster there); training keeps the explicit product."""
+    import hrkd_cli.models as models
+
+    calls = []
+    real = models.sdpa_attention_forward
+    monkeypatch.setattr(models, "sdpa_attention_forward", lambda *a, **k: calls.append(1) or real(*a, **k))
+    enc = tiny_encoder()
+    ids = torch.tensor([[2, 5, 7, 9], [3, 4, 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
+    trained = enc(input_ids=ids, attention_mask=mask).last_hidden_state
+    assert calls == []  # gradient recorded: explicit product
+    with torch.no_grad():
+        served = enc(input_ids=ids, attention_mask=mask).last_hidden_state
+        enc(input_ids=ids, attention_mask=mask, output_attentions=True)  # attentions asked: explicit product
+    assert len(calls) == len(enc.encoder.layer)  # one SDPA call per layer, for the no-grad pass only
+    assert torch.allclose(trained[:, :2], served[:, :2], atol=1e-5)
+
+
 def test_uniform_layer_map():
     assert uniform_layer_map(12, 4) == [3, 6, 9, 12]
     assert uniform_layer_map(6, 3) == [2, 4, 6]
