@@ -287,13 +287,17 @@ def students_table(r: dict) -> Table:
     if int8:
         t.add_column("int8\nspeed-up", justify="right")
     t.add_column("test acc.", justify="right")
+    t.add_column("vs\nteacher", justify="right")
     if int8:
         t.add_column("int8\ntest acc.", justify="right")
+    teacher = r["teacher"]["test_average"]
     for x in [r["teacher"], *r["students"]]:
         acc = "-" if x["test_average"] is None else f"{100 * x['test_average']:.2f}"
         if len(x["runs"]) > 1:
             acc += f" (n={len(x['runs'])})"
-        accs = [acc]
+        # points of test accuracy against the teacher's, the figure the 1.5-point goal is about
+        gap = "-" if teacher is None or x["test_average"] is None else f"{100 * (x['test_average'] - teacher):+.2f}"
+        accs = [acc, gap]
         if int8:
             accs.append("-" if x.get("int8_test_average") is None else f"{100 * x['int8_test_average']:.2f}")
         cells = [x["name"], f"{x['layers']} x {x['hidden']} ({x['heads']})", f"{x['params'] / 1e6:.1f} M",

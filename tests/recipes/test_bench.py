@@ -98,7 +98,7 @@ def test_bench_students_table(tiny_preset, cpu_runtime):
     assert rows["narrow"]["command"].startswith("hrkd distill --preset tiny --set 'student.init=\"random\"'")
     assert BS.shape_preset(p, "narrow", TINY_SHAPES[2][1]).student.general_epochs == 1
     table = BS.students_table(r)
-    assert table.row_count == 4 and len(table.columns) == (9 if has_onnxruntime else 6)  # int8 columns need the extra
+    assert table.row_count == 4 and len(table.columns) == (10 if has_onnxruntime else 7)  # int8 columns need the extra
     # fabricated runs have no weights to serve as int8: no int8 accuracy
     assert all(x["int8_test_average"] is None for x in [r["teacher"], *r["students"]])
     assert [c.startswith("1 layer: hrkd distill") for c in BS.shape_commands(r)] == [False, True, False]
@@ -113,7 +113,7 @@ def test_bench_students_leaves_out_onnx_without_onnxruntime(tiny_preset, cpu_run
     assert all(x["int8_examples_per_s"] is None and x["int8_speedup"] is None for x in [r["teacher"], *r["students"]])
     assert not any(k.endswith("[int8]") for k in r["time_s"])
     table = BS.students_table(r)
-    assert len(table.columns) == 6 and "onnxruntime not installed" in table.caption
+    assert len(table.columns) == 7 and "onnxruntime not installed" in table.caption
 
 
 def test_shipped_shapes_build_on_a_minilm_shaped_teacher():
@@ -172,3 +172,15 @@ def test_onnx_test_scores_reproduce_hrkd_eval_and_int8_scores_runs_with_weights(
     assert 0.0 <= mean <= 1.0 and runs[0]["int8_test_average"] == mean
     assert "int8_test_average" not in runs[1] and len(said) == 1
     assert BS.int8_accuracy(runs[1:], data, ort, said.append) is None
+
+
+def test_students_table_shows_each_students_gap_to_the_teacher():
+    def row(name, acc, runs=1):
+        return {"name": name, "layers": 1, "hidden": 8, "heads": 2, "params": 1e6, "examples_per_s": 10.0,
+                "speedup": 1.0, "test_average": acc, "runs": [{}] * runs, "int8_test_average": None}
+    r = {"batch": {"examples": 4, "tokens": 64, "precision": "fp32", "threads": 1},
+         "onnx": {"int8": False, "skipped": "--no-onnx"},
+         "teacher": row("teacher", 0.8962, runs=0), "students": [row("a", 0.835), row("b", None)]}
+    table = BS.students_table(r)
+    gap = next(c for c in table.columns if c.header == "vs\nteacher")
+    assert list(gap._cells) == ["+0.00", "-6.12", "-"]
