@@ -107,6 +107,12 @@ def distilled_accuracy(shape: Preset, data_hash: str) -> dict:
 # ---------------------------------------------------------------- ONNX Runtime, dynamic int8
 
 
+def ort_feeds(batch: Batch) -> dict:
+    """A batch as ONNX Runtime's inputs (export.ONNX_INPUTS)."""
+    return {"input_ids": batch.input_ids.cpu().numpy(), "attention_mask": batch.attention_mask.cpu().numpy(),
+            "token_type_ids": batch.token_type_ids.cpu().numpy()}
+
+
 def onnx_session(path: Path, ort):
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()  # the threads PyTorch uses, for a fair comparison
@@ -135,18 +141,15 @@ def onnx_test_scores(checkpoint: Path, splits: list[Split], where: Path, ort, qu
         pred = [0] * len(split)
         for i in range(0, len(order), 64):
             rows = order[i : i + 64]
-            b = make_batch([(0, split, rows)])
-            feeds = {"input_ids": b.input_ids.numpy(), "attention_mask": b.attention_mask.numpy(),
-                     "token_type_ids": b.token_type_ids.numpy()}
-            for r, label in zip(rows, session.run(["logits"], feeds)[0].argmax(-1).tolist()):
+            logits = session.run(["logits"], ort_feeds(make_batch([(0, split, rows)])))[0]
+            for r, label in zip(rows, logits.argmax(-1).tolist()):
                 pred[r] = int(label)
         scores[split.domain] = accuracy(pred, split.label)
     return scores_with_average(scores)
 
 
-def int8_accuracy(runs: list[dict], data, ort, say: Say) -> float | None:
+def int8_accuracy(runs: list[dict], splits: list[Split], ort, say: Say) -> float | None:
     """Mean int8 test average over the runs whose best checkpoint is still there (None if none is)."""
-    splits = load_splits(data, "test", list(data.domains))
     found = []
     for r in runs:
         best = Path(r["run"]) / "best"
@@ -170,7 +173,7 @@ def _int8_runner(model: DomainClassifier, batch: Batch, label_names: list[str], 
     sample[1][-1, n // 2:] = 0
     fp32, int8 = where / "model.onnx", where / "model.int8.onnx"
     export.export_onnx_file(stock, tuple(sample), fp32)
-    feeds = {"input_ids": ids.numpy(), "attention_mask": mask.numpy(), "token_type_ids": types.numpy()}
+    feeds = ort_feeds(batch)
 
     def session(path: Path):
         return onnx_session(path, ort)
@@ -254,20 +257,21 @@ def bench_students(preset: Preset, runtime: Runtime, steps: int = 5, shapes=None
                 **accuracy}
 
     teacher_test = ((teacher_record or {}).get("test") or {}).get("average")
+    test = load_splits(data, "test", domains) if int8 else []
     return {
         "batch": {"examples": n, "tokens": int(batch.input_ids.numel()), "precision": runtime.precision,
                   "threads": torch.get_num_threads()},
         "onnx": {"int8": bool(int8), "skipped": None if int8 else ("--no-onnx" if not onnx else "onnxruntime not installed")},
         "time_s": times,
         "teacher": row("teacher", None, {"test_average": teacher_test, "runs": [], "int8_test_average": None}),
-        "students": [row(name, sets, _with_int8(distilled_accuracy(p, data.hash), data, ort if int8 else None, say))
+        "students": [row(name, sets, _with_int8(distilled_accuracy(p, data.hash), test, ort if int8 else None, say))
                      for name, sets, p in shaped],
     }
 
 
-def _with_int8(accuracy: dict, data, ort, say: Say) -> dict:
+def _with_int8(accuracy: dict, test: list[Split], ort, say: Say) -> dict:
     """The shape's accuracy with the int8 test average of its distilled runs where ONNX Runtime is there."""
-    return {**accuracy, "int8_test_average": None if ort is None else int8_accuracy(accuracy["runs"], data, ort, say)}
+    return {**accuracy, "int8_test_average": None if ort is None else int8_accuracy(accuracy["runs"], test, ort, say)}
 
 
 def students_table(r: dict) -> Table:

@@ -168,10 +168,10 @@ def test_onnx_test_scores_reproduce_hrkd_eval_and_int8_scores_runs_with_weights(
     assert BS.onnx_test_scores(out / "best", splits, tmp_path / "fp32", ort, quantize=False) == pytest.approx(want)
     runs = [{"run": str(out)}, {"run": str(tmp_path / "no-weights")}]  # a run.json whose checkpoint is gone
     said = []
-    mean = BS.int8_accuracy(runs, data, ort, said.append)
+    mean = BS.int8_accuracy(runs, splits, ort, said.append)
     assert 0.0 <= mean <= 1.0 and runs[0]["int8_test_average"] == mean
     assert "int8_test_average" not in runs[1] and len(said) == 1
-    assert BS.int8_accuracy(runs[1:], data, ort, said.append) is None
+    assert BS.int8_accuracy(runs[1:], splits, ort, said.append) is None
 
 
 def test_students_table_shows_each_students_gap_to_the_teacher():
