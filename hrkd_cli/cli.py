@@ -26,6 +26,7 @@ from hrkd_cli.cli_common import (  # noqa: F401  (the shared part; re-exported f
     say,
 )
 from hrkd_cli.errors import FAILURE, HrkdError
+from hrkd_cli.tables import print_table
 
 presets_app = typer.Typer(help="List and show the shipped presets.", invoke_without_command=True)
 app.add_typer(presets_app, name="presets")
@@ -48,7 +49,7 @@ def presets_list(ctx: typer.Context) -> None:
     table.add_column("Description")
     for name, desc in list_presets():
         table.add_row(name, desc)
-    out.print(table)
+    print_table(out, table)
 
 
 @presets_app.command("show")
@@ -78,7 +79,7 @@ def prepare(
         overrides.append(f"data.sample_rate={sample_rate}")
     p = _load(preset, overrides, source=source)
     manifest = run(p, say)
-    out.print(counts_table(manifest))
+    print_table(out, counts_table(manifest))
     say(f"manifest hash {manifest['hash']}")
 
 
@@ -209,7 +210,7 @@ def bench_distill(
 
     p = _load(preset, set_, precision)
     result = run(p, _runtime(p), steps=steps, say=say)
-    out.print(bench_table(result))
+    print_table(out, bench_table(result))
     if json_path:
         write_json_atomic(json_path, result)
 
@@ -231,8 +232,7 @@ def bench_students(
         raise HrkdError(f"--steps {steps}: at least one timed repeat is needed")
     p = _load(preset, set_, precision)
     result = run(p, _runtime(p), steps=steps, onnx=onnx, say=say)
-    # A log or a pipe has no width of its own: do not squeeze the eight columns into rich's default 80.
-    out.print(students_table(result), width=None if out.is_terminal else max(out.width, 120))
+    print_table(out, students_table(result))
     out.print("Distil a shape (accuracy column) with:", highlight=False)
     for line in shape_commands(result):
         out.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)

@@ -29,3 +29,18 @@ def counts_table(manifest: dict) -> Table:
         labels = ", ".join(f"{k} {v}" for k, v in c["train"].items() if k != "total")
         table.add_row(d, str(c["train"]["total"]), str(c["dev"]["total"]), str(c["test"]["total"]), labels)
     return table
+
+
+def print_table(console, renderable, max_width: int = 250) -> None:
+    """Print without truncating cells: a table wider than the console (80 columns off a terminal) is printed at
+    its natural width, up to ``max_width``."""
+    from rich.console import Console
+    from rich.measure import Measurement
+
+    need = min(Measurement.get(console, console.options.update_width(max_width), renderable).maximum, max_width)
+    if need <= console.width:
+        console.print(renderable)
+        return
+    wide = Console(file=console.file, width=need, force_terminal=console.is_terminal, color_system=console.color_system,
+                   highlight=False)
+    wide.print(renderable)

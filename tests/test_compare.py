@@ -217,7 +217,7 @@ def test_default_teacher_copy_matches_distill():
 def test_printing_never_truncates_cells(results):
     from rich.console import Console
 
-    from hrkd_cli.compare import print_table
+    from hrkd_cli.tables import print_table
 
     table = compare_table(collect([results]))
     buf = io.StringIO()

@@ -36,7 +36,6 @@ from hrkd_cli.compare.records import (
 from hrkd_cli.compare.render import (
     FORMATS,
     per_seed_rich_table,
-    print_table,
     render,
     rich_table,
     to_csv,
@@ -73,7 +72,7 @@ __all__ = [
     "NATURAL_TINYBERT", "PAIRED_TTEST", "STD_DIGITS", "STD_NOTE", "TEACHER_ORDER", "TINYBERT_METHODS", "TTEST",
     "Paired", "ResultTable", "RunRecord", "Stat", "TableRow", "ablation_drop", "ablation_label", "ablation_tables",
     "check_same_data", "collect", "compare_table", "domains_of", "format_p", "group_rows", "mark_best",
-    "mcnemar_exact_p", "paired_t_p", "per_seed_rich_table", "print_table", "render", "require_partners",
+    "mcnemar_exact_p", "paired_t_p", "per_seed_rich_table", "render", "require_partners",
     "results_records", "rich_table", "stands_for_domain_rel", "tinybert_reference", "to_csv", "to_json_text",
     "to_markdown", "variant_key", "welch_p", "write_text_atomic",
 ]

@@ -75,21 +75,6 @@ def per_seed_rich_table(table: ResultTable):
     return t
 
 
-def print_table(console, renderable, max_width: int = 250) -> None:
-    """Print without truncating cells: a table wider than the console (80 columns off a terminal) is printed at
-    its natural width, up to ``max_width``."""
-    from rich.console import Console
-    from rich.measure import Measurement
-
-    need = min(Measurement.get(console, console.options.update_width(max_width), renderable).maximum, max_width)
-    if need <= console.width:
-        console.print(renderable)
-        return
-    wide = Console(file=console.file, width=need, force_terminal=console.is_terminal, color_system=console.color_system,
-                   highlight=False)
-    wide.print(renderable)
-
-
 def _escape(s: str) -> str:
     from rich.markup import escape
 

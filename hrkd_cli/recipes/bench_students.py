@@ -300,7 +300,7 @@ def students_table(r: dict) -> Table:
         if len(x["runs"]) > 1:
             acc += f" (n={len(x['runs'])})"
         # points of test accuracy against the teacher's, the figure the 1.5-point goal is about
-        gap = "-" if teacher is None or x["test_average"] is None else f"{100 * (x['test_average'] - teacher):+.2f}"
+        gap = "-" if teacher is None or x["test_average"] is None or x is r["teacher"] else f"{100 * (x['test_average'] - teacher):+.2f}"
         accs = [acc, gap]
         if int8:
             accs.append("-" if x.get("int8_test_average") is None else f"{100 * x['int8_test_average']:.2f}")
