@@ -258,12 +258,17 @@ def bench_students(preset: Preset, runtime: Runtime, steps: int = 5, shapes=None
 
     teacher_test = ((teacher_record or {}).get("test") or {}).get("average")
     test = load_splits(data, "test", domains) if int8 else []
+    teacher_int8 = None
+    if int8 and teacher_record is not None:  # a trained teacher: what serving it as int8 costs in accuracy
+        say(f"scoring {teacher_path} as ONNX int8 on the test split")
+        with tempfile.TemporaryDirectory() as tmp:
+            teacher_int8 = onnx_test_scores(teacher_path, test, Path(tmp), ort)["average"]
     return {
         "batch": {"examples": n, "tokens": int(batch.input_ids.numel()), "precision": runtime.precision,
                   "threads": torch.get_num_threads()},
         "onnx": {"int8": bool(int8), "skipped": None if int8 else ("--no-onnx" if not onnx else "onnxruntime not installed")},
         "time_s": times,
-        "teacher": row("teacher", None, {"test_average": teacher_test, "runs": [], "int8_test_average": None}),
+        "teacher": row("teacher", None, {"test_average": teacher_test, "runs": [], "int8_test_average": teacher_int8}),
         "students": [row(name, sets, _with_int8(distilled_accuracy(p, data.hash), test, ort if int8 else None, say))
                      for name, sets, p in shaped],
     }

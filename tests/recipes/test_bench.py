@@ -172,6 +172,11 @@ def test_onnx_test_scores_reproduce_hrkd_eval_and_int8_scores_runs_with_weights(
     assert 0.0 <= mean <= 1.0 and runs[0]["int8_test_average"] == mean
     assert "int8_test_average" not in runs[1] and len(said) == 1
     assert BS.int8_accuracy(runs[1:], splits, ort, said.append) is None
+    # with a trained teacher in the run directory, bench students scores it as int8 too (the per-domain group)
+    r = BS.bench_students(p, cpu_runtime, steps=1, shapes=TINY_SHAPES[:1], say=said.append)
+    assert any(m == f"scoring {out} as ONNX int8 on the test split" for m in said)
+    assert r["teacher"]["test_average"] == pytest.approx(want["average"])
+    assert 0.0 <= r["teacher"]["int8_test_average"] <= 1.0
 
 
 def test_students_table_shows_each_students_gap_to_the_teacher():
