@@ -16,6 +16,7 @@ import typer
 
 from hrkd_cli.cli_common import NprocOpt, PrecisionOpt, PresetOpt, SetOpt, _load, _runtime, app, out, say
 from hrkd_cli.errors import HrkdError
+from hrkd_cli.tables import print_table
 
 SeedsOpt = typer.Option(None, "--seeds", help="student seeds: a count (5 -> 1..5) or a list (1,2,3); finished seeds are reused")
 SplitOpt = typer.Option("test", "--split", help="dev or test")
@@ -64,7 +65,6 @@ def compare_command(runs: List[Path], fmt: Optional[str] = None, output: Optiona
     """`hrkd eval --compare RUN...`: Tables 2/3 over seeds from run or results directories (no model is loaded).
     ``per_seed`` adds each seed's average; ``paired`` refuses rows that share no seed with their reference."""
     from hrkd_cli.compare import collect, compare_table, per_seed_rich_table, require_partners, rich_table
-    from hrkd_cli.tables import print_table
 
     _check_split(split)
     _check_format(fmt)
@@ -101,7 +101,6 @@ def ablate(
 ) -> None:
     """Distil full HRKD and its ablations over seeds, then print Table 4 (per domain, Average, drop vs full HRKD)."""
     from hrkd_cli.compare import rich_table
-    from hrkd_cli.tables import print_table
     from hrkd_cli.recipes.ablate import ablate as run
     from hrkd_cli.recipes.ablate import ablation_configs, ablation_results
     from hrkd_cli.recipes.sweep import parse_seeds
@@ -141,7 +140,6 @@ def fewshot(
     set_: Optional[List[str]] = SetOpt,
 ) -> None:
     """Teach and distil on the front of each training split per sample (a rate, or a count per domain); print the improvement of HRKD (and Meta-KD) over BERT-single -(TinyBERT-KD)-> BERT_S with its 90% CI (HRKD Figure 2)."""
-    from hrkd_cli.tables import print_table
     from hrkd_cli.recipes.fewshot import (Sample, check_meta_kd_available, fewshot as run, fewshot_results, parse_counts,
                                           parse_rates, plot_fewshot)
     from hrkd_cli.recipes.sweep import parse_seeds
