@@ -140,8 +140,8 @@ def fewshot(
     set_: Optional[List[str]] = SetOpt,
 ) -> None:
     """Teach and distil on the front of each training split per sample (a rate, or a count per domain); print the improvement of HRKD (and Meta-KD) over BERT-single -(TinyBERT-KD)-> BERT_S with its 90% CI (HRKD Figure 2)."""
-    from hrkd_cli.recipes.fewshot import (Sample, check_meta_kd_available, fewshot as run, fewshot_results, parse_counts,
-                                          parse_rates, plot_fewshot)
+    from hrkd_cli.recipes.fewshot import Sample, check_meta_kd_available, fewshot as run, parse_counts, parse_rates
+    from hrkd_cli.recipes.fewshot_results import fewshot_results, plot_fewshot
     from hrkd_cli.recipes.sweep import parse_seeds
 
     _check_split(split)

@@ -246,7 +246,7 @@ def environment_section(records: list[RunRecord]) -> list[str]:
 def report(results_dir: Path, out: Path | None = None, split: str = "test", case_study: bool = True,
            say: Say = print) -> Path:
     """Write the report (default <results_dir>/report.md) and the Figure 2 PNG beside it; return its path."""
-    from hrkd_cli.recipes.fewshot import fewshot_results, plot_fewshot, sample_dirs
+    from hrkd_cli.recipes.fewshot_results import fewshot_results, plot_fewshot, sample_dirs
 
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
