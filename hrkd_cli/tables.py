@@ -1,4 +1,5 @@
-"""Results as rich tables laid out like HRKD Tables 2 and 3: one row per model, one column per domain, then Average."""
+"""Rich tables: results laid out like HRKD Tables 2 and 3 (one row per model, one column per domain, then
+Average), a manifest's counts, and printing any table whole where the console is narrower than it."""
 
 from __future__ import annotations
 
