@@ -93,14 +93,14 @@ def test_meta_outer_objective_is_unweighted_eq5_on_a_dev_batch(tiny_preset, cpu_
     out, projected, rel = s.model(batch)
     terms = D.domain_losses(preset, out, projected, t, batch, s.layer_map)
     expected = terms.total(None, gamma=preset.distill.gamma)  # Eq. 5: no ratios
-    assert float(val_loss(batch, s.model)) == pytest.approx(float(expected), rel=1e-6)
-    assert float(expected) != pytest.approx(float(terms.total(rel.ratios, gamma=preset.distill.gamma)), rel=1e-3)
+    assert val_loss(batch, s.model).item() == pytest.approx(expected.item(), rel=1e-6)
+    assert expected.item() != pytest.approx(terms.total(rel.ratios, gamma=preset.distill.gamma).item(), rel=1e-3)
     # the task objective: cross-entropy against the dev batch's gold labels
     task = tiny_preset(distill={"graph_mode": "meta", "graph": "residual", "meta_objective": "dev-task"})
     s.preset = task
     _, val_task = D.meta_objective(s, dev, cpu_runtime)
     ce = torch.nn.functional.cross_entropy(out.logits.float(), batch.labels)
-    assert float(val_task(batch, s.model)) == pytest.approx(float(ce), rel=1e-5)
+    assert val_task(batch, s.model).item() == pytest.approx(ce.item(), rel=1e-5)
     # empty dev data is refused with the domain's name
     with pytest.raises(HrkdError, match="needs dev data.*books"):
         D.meta_objective(s, [[]] + dev[1:], cpu_runtime)
