@@ -11,7 +11,7 @@ from hrkd_cli.errors import HrkdError
 from hrkd_cli.evaluation import evaluate_checkpoint
 from hrkd_cli.recipes.common import Say, read_json
 from hrkd_cli.runtime import Runtime
-from hrkd_cli.tables import results_table
+from hrkd_cli.tables import print_table, results_table
 
 
 def row_name(path: Path, meta: dict) -> str:
@@ -35,7 +35,7 @@ def evaluate(checkpoints: list[Path], split: str, data_dir: Path | None, json_pa
         rows.append((name, scores))
         results[str(ckpt)] = {"row": name, "split": split, "data_hash": data.hash, "scores": scores}
         domains = domains or list(data.domains)
-    console.print(results_table(f"Accuracy (%) on {split}", domains, rows))
+    print_table(console, results_table(f"Accuracy (%) on {split}", domains, rows))
     if json_path:
         write_json_atomic(json_path, results)
         say(f"wrote {json_path}")
@@ -71,7 +71,7 @@ def soft_labels(checkpoints: list[Path], split: str, temperature: float, data_di
         table.add_row(name, *[f"{100 * stats[d]['accuracy']:.1f} / {stats[d]['confidence']:.3f} / {stats[d]['entropy']:.3f}"
                               if d in stats else "-" for d in domains + ["average"]])
         results[str(ckpt)] = {"row": name, "split": split, "temperature": temperature, "data_hash": data.hash, "stats": stats}
-    console.print(table)
+    print_table(console, table)
     if json_path:
         write_json_atomic(json_path, results)
         say(f"wrote {json_path}")

@@ -31,6 +31,7 @@ from hrkd_cli.models import Projections
 from hrkd_cli.pretrained import load_tokenizer
 from hrkd_cli.recipes.common import Say, read_json
 from hrkd_cli.runtime import requires_grad
+from hrkd_cli.tables import print_table
 
 
 def resolve_checkpoint(path: Path) -> Path:
@@ -349,15 +350,15 @@ def inspect_ratios(checkpoint: Path, *, examples: Path | None, sample: bool, lab
         log = ratio_log(ckpt)
         if not log:
             raise HrkdError(f"{ckpt}: its ratio log is empty")
-        console.print(log_table(log, domains))
+        print_table(console, log_table(log, domains))
         result["log"] = log
         train = train_diagnostics(log)
         ddir = Path(meta.get("data_dir", ""))
         has_weights = (ckpt / "model.safetensors").is_file()
         evals = eval_diagnostics(ckpt, load_prepared(ddir)) if ddir.is_dir() and has_weights else None
-        console.print(diagnostics_table(train, evals))
+        print_table(console, diagnostics_table(train, evals))
         result["diagnostics"] = {"train": train, "eval": evals, "verdict": verdict(train, evals)}
-        console.print(result["diagnostics"]["verdict"], highlight=False)
+        console.print(result["diagnostics"]["verdict"], highlight=False, soft_wrap=True)
         if evals is None:
             say(f"(eval-mode figures skipped: {'the prepared data ' + str(ddir) + ' is gone' if has_weights else 'no weights in ' + str(ckpt)})")
         if plot:
@@ -372,7 +373,7 @@ def inspect_ratios(checkpoint: Path, *, examples: Path | None, sample: bool, lab
             raise HrkdError(f"{ckpt}: its prepared data {ddir} is gone; use --examples FILE")
         rows = sample_examples(load_prepared(ddir), domains, labels, seed)
     rel = example_ratios(ckpt, rows)
-    console.print(case_study_table(rows, rel))
+    print_table(console, case_study_table(rows, rel))
     result["examples"] = rows
     result["ratios"] = rel.ratios.tolist()
     result["similarity"] = [a.tolist() for a in rel.similarity]

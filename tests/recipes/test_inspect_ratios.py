@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
@@ -16,9 +17,10 @@ from hrkd_cli.recipes.inspect_ratios import inspect_ratios
 quiet = {"say": lambda m: None}
 
 
-def run(checkpoint, **kw):
+def run(checkpoint, console=None, **kw):
     args = {"examples": None, "sample": False, "labels": None, "seed": 0, "plot": None}
-    return inspect_ratios(checkpoint, **{**args, **kw}, console=Console(file=open("/dev/null", "w")), **quiet)
+    console = console or Console(file=io.StringIO())
+    return inspect_ratios(checkpoint, **{**args, **kw}, console=console, **quiet)
 
 
 @pytest.fixture
@@ -28,7 +30,11 @@ def hrkd_run(tiny_preset, cpu_runtime):
 
 def test_log_reaches_the_last_step_and_plots(hrkd_run, tmp_path):
     total = read_json(hrkd_run / "run.json")["runs"]["all"]["steps"]
-    result = run(hrkd_run, plot=tmp_path / "ratios.png")
+    printed = io.StringIO()  # a log file: 80 columns, no terminal
+    result = run(hrkd_run, console=Console(file=printed, width=80), plot=tmp_path / "ratios.png")
+    text = printed.getvalue()
+    assert "…" not in text and "prototypes" in text  # no cell cut to fit
+    assert result["diagnostics"]["verdict"] in text.splitlines()  # the verdict on one line, for grep
     steps = [e["step"] for e in result["log"]]
     assert steps[0] == 0 and steps[-1] == total - 1  # "end" is the end of training, not the best checkpoint
     assert steps == sorted(steps) and len(set(steps)) == len(steps)
