@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import io
 import math
 
 import pytest
 import torch
+from rich.console import Console
 
 from hrkd_cli.batches import load_splits
 from hrkd_cli.data import load_prepared
 from hrkd_cli.evaluation import evaluate_checkpoint
 from hrkd_cli.recipes import distill as D
 from hrkd_cli.recipes.common import data_dir
+from hrkd_cli.recipes.evaluate import soft_labels
 from hrkd_cli.recipes.prepare import ensure_prepared
 from hrkd_cli.soft_labels import checkpoint_soft_labels, soft_label_entropy
 
@@ -39,3 +42,8 @@ def test_teacher_soft_labels_match_eval_and_soften_with_temperature(tiny_preset,
         assert 0.5 <= t1[d]["confidence"] <= 1.0 and 0.0 <= t1[d]["entropy"] <= 1.0
         assert t4[d]["entropy"] >= t1[d]["entropy"] and t4[d]["confidence"] <= t1[d]["confidence"]
         assert t4[d]["accuracy"] == t1[d]["accuracy"]  # T changes the soft labels, not the argmax
+    printed = io.StringIO()  # a log file: 80 columns, no terminal; the table is wider, and prints whole
+    soft_labels([teacher], "dev", 1.0, None, None, cpu_runtime, Console(file=printed, width=80), quiet)
+    d = data.domains[0]
+    cell = f"{100 * t1[d]['accuracy']:.1f} / {t1[d]['confidence']:.3f} / {t1[d]['entropy']:.3f}"
+    assert cell in printed.getvalue() and "…" not in printed.getvalue()
