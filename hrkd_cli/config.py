@@ -105,7 +105,9 @@ class TeacherConfig(OptimConfig):
 
 class StudentConfig(Section):
     init: Literal["teacher-layers", "pretrained", "random"] = "teacher-layers"
-    model: str = Field("", description="pretrained: hub name or local path")
+    model: str = Field("", description="pretrained: hub name or local path; teacher-layers: take the embeddings "
+                       "and layers from this model (a path, hub name or hrkd run) instead of the distilling teacher, "
+                       "e.g. another teacher's run for an initialisation swap; empty = the teacher")
     teacher_layers: list[int] = Field(default_factory=lambda: [2, 4, 6], description="teacher-layers: 1-based")
     num_layers: int = Field(4, ge=1, description="random")
     hidden_size: int = Field(312, ge=8, description="random")
@@ -115,6 +117,13 @@ class StudentConfig(Section):
     general_epochs: float = Field(
         0, ge=0, description="random: epochs of general distillation (Eq. 1, 3, 4 on the training text, labels "
         "unused) before task distillation; 0 = off")
+
+    @model_validator(mode="after")
+    def _model_has_a_use(self):
+        if self.model and self.init == "random":
+            raise ValueError(f"student.model = {self.model!r} is unused with student.init = 'random' (it names the "
+                             "model a 'pretrained' or 'teacher-layers' student is taken from)")
+        return self
 
     @model_validator(mode="after")
     def _general_stage_needs_random_init(self):

@@ -169,11 +169,13 @@ def uniform_layer_map(teacher_layers: int, student_layers: int) -> list[int]:
     return [m * step for m in range(1, student_layers + 1)]
 
 
-def student_from_teacher_layers(teacher: BertModel, layers: list[int]) -> BertModel:
-    """DistilBERT-style initialisation: the teacher's embeddings and a subset of its layers (1-based)."""
+def student_from_teacher_layers(teacher: BertModel, layers: list[int], source: str = "the teacher's") -> BertModel:
+    """DistilBERT-style initialisation: the teacher's embeddings and a subset of its layers (1-based).
+
+    ``source`` names the model in errors when it is not the distilling teacher (``student.model``)."""
     n = teacher.config.num_hidden_layers
     if max(layers) > n:
-        raise HrkdError(f"student.teacher_layers={layers} names a layer above the teacher's {n}")
+        raise HrkdError(f"student.teacher_layers={layers} names a layer above {source} {n}")
     cfg = copy.deepcopy(teacher.config)
     cfg.num_hidden_layers = len(layers)
     student = encoder_from_config(cfg)

@@ -87,3 +87,11 @@ def test_section_hash_changes_only_with_its_sections():
     b = load_preset("demo", ["distill.lr=0.5"])
     assert a.section_hash("data", "teacher") == b.section_hash("data", "teacher")
     assert a.section_hash("distill") != b.section_hash("distill")
+
+
+def test_student_model_with_random_init_is_refused_naming_the_field():
+    with pytest.raises(HrkdError) as e:
+        validate_preset({"student": {"init": "random", "model": "some/model"}}, "x.toml")
+    assert "student.model" in str(e.value) and "'random'" in str(e.value)
+    # the same model is accepted as the source of a teacher-layers student (an initialisation swap)
+    assert validate_preset({"student": {"init": "teacher-layers", "model": "some/model"}}, "x.toml").student.model == "some/model"
