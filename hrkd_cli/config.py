@@ -105,10 +105,11 @@ class TeacherConfig(OptimConfig):
 
 class StudentConfig(Section):
     init: Literal["teacher-layers", "pretrained", "random"] = "teacher-layers"
-    model: str = Field("", description="pretrained: hub name or local path; teacher-layers: take the embeddings "
-                       "and layers from this model (a path, hub name or hrkd run) instead of the distilling teacher, "
-                       "e.g. another teacher's run for an initialisation swap; empty = the teacher")
+    model: str = Field("", description="pretrained: hub name or local path")
     teacher_layers: list[int] = Field(default_factory=lambda: [2, 4, 6], description="teacher-layers: 1-based")
+    layers_from: str = Field("", description="teacher-layers: the model whose embeddings and layers the student "
+                             "takes (a path, hub name or hrkd run, e.g. another teacher's run for an initialisation "
+                             "swap); empty = the distilling teacher, whose outputs stay the targets either way")
     num_layers: int = Field(4, ge=1, description="random")
     hidden_size: int = Field(312, ge=8, description="random")
     num_heads: int = Field(12, ge=1, description="random")
@@ -119,10 +120,10 @@ class StudentConfig(Section):
         "unused) before task distillation; 0 = off")
 
     @model_validator(mode="after")
-    def _model_has_a_use(self):
-        if self.model and self.init == "random":
-            raise ValueError(f"student.model = {self.model!r} is unused with student.init = 'random' (it names the "
-                             "model a 'pretrained' or 'teacher-layers' student is taken from)")
+    def _layers_from_needs_teacher_layers(self):
+        if self.layers_from and self.init != "teacher-layers":
+            raise ValueError(f"student.layers_from = {self.layers_from!r} applies to student.init = 'teacher-layers', "
+                             f"not {self.init!r}")
         return self
 
     @model_validator(mode="after")
@@ -220,7 +221,8 @@ class RuntimeConfig(Section):
 
 
 # Fields added after runs were recorded, with the default that means "as before" (see Preset.section_hash).
-LATE_FIELDS: dict[str, dict[str, object]] = {"data": {"sample_per_domain": 0}, "student": {"general_epochs": 0}}
+LATE_FIELDS: dict[str, dict[str, object]] = {"data": {"sample_per_domain": 0},
+                                             "student": {"general_epochs": 0, "layers_from": ""}}
 
 
 class Preset(Section):

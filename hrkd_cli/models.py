@@ -172,7 +172,7 @@ def uniform_layer_map(teacher_layers: int, student_layers: int) -> list[int]:
 def student_from_teacher_layers(teacher: BertModel, layers: list[int], source: str = "the teacher's") -> BertModel:
     """DistilBERT-style initialisation: the teacher's embeddings and a subset of its layers (1-based).
 
-    ``source`` names the model in errors when it is not the distilling teacher (``student.model``)."""
+    ``source`` names the model in errors when it is not the distilling teacher (``student.layers_from``)."""
     n = teacher.config.num_hidden_layers
     if max(layers) > n:
         raise HrkdError(f"student.teacher_layers={layers} names a layer above {source} {n}")

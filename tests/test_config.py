@@ -1,3 +1,6 @@
+import hashlib
+import json
+
 import pytest
 
 from hrkd_cli.config import (
@@ -89,9 +92,15 @@ def test_section_hash_changes_only_with_its_sections():
     assert a.section_hash("distill") != b.section_hash("distill")
 
 
-def test_student_model_with_random_init_is_refused_naming_the_field():
+def test_layers_from_needs_a_teacher_layers_student_and_leaves_old_hashes_alone():
     with pytest.raises(HrkdError) as e:
-        validate_preset({"student": {"init": "random", "model": "some/model"}}, "x.toml")
-    assert "student.model" in str(e.value) and "'random'" in str(e.value)
-    # the same model is accepted as the source of a teacher-layers student (an initialisation swap)
-    assert validate_preset({"student": {"init": "teacher-layers", "model": "some/model"}}, "x.toml").student.model == "some/model"
+        validate_preset({"student": {"init": "random", "layers_from": "runs/x/teacher/meta"}}, "x.toml")
+    assert "student.layers_from" in str(e.value) and "'random'" in str(e.value)
+    plain = validate_preset({}, "x.toml")
+    swapped = validate_preset({"student": {"layers_from": "runs/x/teacher/meta"}}, "x.toml")
+    assert swapped.student.layers_from == "runs/x/teacher/meta"
+    # a field added after runs were recorded: at its default it leaves the hash of earlier runs as it was
+    dump = plain.model_dump(mode="json")
+    del dump["student"]["layers_from"], dump["student"]["general_epochs"], dump["data"]["sample_per_domain"]
+    old = hashlib.sha256(json.dumps({"student": dump["student"]}, sort_keys=True).encode()).hexdigest()[:16]
+    assert plain.section_hash("student") == old != swapped.section_hash("student")

@@ -92,10 +92,11 @@ def _merge(outs, n: int) -> EncoderOutput:
 def build_student(preset: Preset, teacher: DomainClassifier, num_domains: int, num_labels: int) -> DomainClassifier:
     s = preset.student
     if s.init == "teacher-layers":
-        # student.model swaps where the layers come from (e.g. another teacher); the soft labels and features
-        # to match stay the distilling teacher's.
-        if s.model:
-            encoder = student_from_teacher_layers(load_pretrained_encoder(s.model), s.teacher_layers, f"student.model {s.model!r}:")
+        # student.layers_from swaps where the layers come from (e.g. another teacher); the soft labels and
+        # features to match stay the distilling teacher's.
+        if s.layers_from:
+            encoder = student_from_teacher_layers(load_pretrained_encoder(s.layers_from), s.teacher_layers,
+                                                  f"student.layers_from {s.layers_from!r}:")
         else:
             encoder = student_from_teacher_layers(teacher.encoder, s.teacher_layers)
     elif s.init == "pretrained":

@@ -20,13 +20,13 @@ def test_teacher_layers_come_from_the_teacher_by_default(tiny_preset, tiny_teach
         assert all(torch.equal(got[k], want[k]) for k in want)
 
 
-def test_student_model_swaps_the_source_of_the_layers_not_the_teacher(tiny_preset, tiny_teacher_dir, tmp_path):
+def test_layers_from_swaps_the_source_of_the_layers_not_the_teacher(tiny_preset, tiny_teacher_dir, tmp_path):
     torch.manual_seed(123)  # another model of the same shape: different weights
     other = BertModel(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=4, num_attention_heads=4,
                                  intermediate_size=64, max_position_embeddings=128), add_pooling_layer=False)
     other.save_pretrained(tmp_path / "other")
     teacher = _teacher(tiny_teacher_dir)
-    student = build_student(tiny_preset(student={"model": str(tmp_path / "other")}), teacher, 3, 2)
+    student = build_student(tiny_preset(student={"layers_from": str(tmp_path / "other")}), teacher, 3, 2)
     for i, layer in enumerate([2, 4]):
         got = student.encoder.encoder.layer[i].state_dict()
         src, tch = other.encoder.layer[layer - 1].state_dict(), teacher.encoder.encoder.layer[layer - 1].state_dict()
@@ -41,5 +41,5 @@ def test_a_source_with_too_few_layers_is_refused(tiny_preset, tiny_teacher_dir, 
 
     BertModel(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                          intermediate_size=64, max_position_embeddings=128), add_pooling_layer=False).save_pretrained(tmp_path / "two")
-    with pytest.raises(HrkdError, match=r"above student.model '.*two': 2"):
-        build_student(tiny_preset(student={"model": str(tmp_path / "two")}), _teacher(tiny_teacher_dir), 3, 2)
+    with pytest.raises(HrkdError, match=r"above student.layers_from '.*two': 2"):
+        build_student(tiny_preset(student={"layers_from": str(tmp_path / "two")}), _teacher(tiny_teacher_dir), 3, 2)
