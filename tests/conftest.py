@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tiny import tiny_preset_dict  # noqa: F401  (re-exported for older imports)
+from tiny import tiny_bert_config, tiny_preset_dict  # noqa: F401  (tiny_preset_dict re-exported for older imports)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never wait on a hub that cannot be reached
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -24,15 +24,13 @@ SHARED_DATA = Path(os.environ.get("HRKD_SHARED_DATA", REPO.parent / "shared" / "
 def tiny_teacher_dir(tmp_path_factory) -> Path:
     """A 4-layer, 32-wide, 4-head BERT with random weights, saved as a local model directory."""
     import torch
-    from transformers import AutoTokenizer, BertConfig, BertModel
+    from transformers import AutoTokenizer, BertModel
 
     from hrkd_cli.pretrained import resolve_model_source
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("tiny-bert")
-    cfg = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=4, num_attention_heads=4,
-                     intermediate_size=64, max_position_embeddings=128)
-    BertModel(cfg).save_pretrained(path)
+    BertModel(tiny_bert_config()).save_pretrained(path)
     AutoTokenizer.from_pretrained(resolve_model_source("embedded:minilm-l6")).save_pretrained(path)
     return path
 

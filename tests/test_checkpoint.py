@@ -2,7 +2,6 @@ import json
 
 import pytest
 import torch
-from transformers import BertConfig
 
 from hrkd_cli.checkpoint import (
     load_classifier,
@@ -15,22 +14,15 @@ from hrkd_cli.checkpoint import (
     save_group,
 )
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.models import DomainClassifier, encoder_from_config
 from cli_run import run_main
-
-
-def tiny_model(seed=0):
-    torch.manual_seed(seed)
-    cfg = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
-                     max_position_embeddings=32)
-    return DomainClassifier(encoder_from_config(cfg), num_heads=2, num_labels=3)
+from tiny import tiny_classifier
 
 
 META = {"role": "teacher", "kind": "mtl", "domains": ["a", "b"], "label_names": ["x", "y", "z"]}
 
 
 def test_round_trip_preserves_weights_and_meta(tmp_path):
-    model = tiny_model()
+    model = tiny_classifier()
     save_checkpoint(tmp_path / "ck", model, META, extras={"projections.0.weight": torch.ones(2, 2)})
     loaded, meta = load_classifier(tmp_path / "ck")
     assert meta["kind"] == "mtl" and meta["num_heads"] == 2
@@ -53,7 +45,7 @@ def test_a_directory_that_is_not_ours_is_refused(tmp_path):
 
 
 def test_a_failed_write_leaves_the_previous_checkpoint_intact(tmp_path):
-    save_checkpoint(tmp_path / "ck", tiny_model(0), META)
+    save_checkpoint(tmp_path / "ck", tiny_classifier(0), META)
     before = (tmp_path / "ck" / "model.safetensors").read_bytes()
 
     class Boom:
@@ -61,20 +53,20 @@ def test_a_failed_write_leaves_the_previous_checkpoint_intact(tmp_path):
             raise RuntimeError("disk full")
 
     with pytest.raises(RuntimeError):
-        save_checkpoint(tmp_path / "ck", tiny_model(1), META, tokenizer=Boom())
+        save_checkpoint(tmp_path / "ck", tiny_classifier(1), META, tokenizer=Boom())
     assert (tmp_path / "ck" / "model.safetensors").read_bytes() == before
     assert not list(tmp_path.glob(".ck.tmp-*"))
 
 
 def test_a_swap_killed_between_renames_is_recovered(tmp_path):
-    save_checkpoint(tmp_path / "last", tiny_model(), META)
+    save_checkpoint(tmp_path / "last", tiny_classifier(), META)
     (tmp_path / "last").rename(tmp_path / ".last.old-123")
     recover_dir(tmp_path / "last")
     assert read_meta(tmp_path / "last")["kind"] == "mtl"
 
 
 def test_group_members(tmp_path):
-    save_checkpoint(tmp_path / "g" / "a" / "best", tiny_model(), {**META, "domains": ["a"]})
+    save_checkpoint(tmp_path / "g" / "a" / "best", tiny_classifier(), {**META, "domains": ["a"]})
     save_group(tmp_path / "g", {"a": "a/best"}, {"role": "teacher", "domains": ["a"], "label_names": ["x", "y", "z"]})
     assert members(tmp_path / "g") == {"a": tmp_path / "g" / "a" / "best"}
     with pytest.raises(HrkdError, match="group checkpoint"):
@@ -100,7 +92,7 @@ def test_optimizer_state_round_trips_without_pickle():
 def test_a_checkpoint_with_a_missing_key_is_refused_naming_it(tmp_path):
     from safetensors.torch import load_file, save_file
 
-    save_checkpoint(tmp_path / "ck", tiny_model(), META)
+    save_checkpoint(tmp_path / "ck", tiny_classifier(), META)
     weights = tmp_path / "ck" / "model.safetensors"
     state = load_file(str(weights))
     del state["encoder.encoder.layer.1.output.dense.weight"]
@@ -111,15 +103,14 @@ def test_a_checkpoint_with_a_missing_key_is_refused_naming_it(tmp_path):
 
 
 def test_a_head_of_another_shape_is_refused(tmp_path):
-    save_checkpoint(tmp_path / "ck", tiny_model(), {**META, "label_names": ["x", "y"]})  # 3 classes saved, 2 named
+    save_checkpoint(tmp_path / "ck", tiny_classifier(), {**META, "label_names": ["x", "y"]})  # 3 classes saved, 2 named
     with pytest.raises(HrkdError, match=r"keys of another shape heads.0.bias \(3,\) \(model \(2,\)\)"):
         load_classifier(tmp_path / "ck")
 
 
-
 @pytest.mark.parametrize("damage", ["truncated weights", "truncated extras", "broken config", "broken meta"])
 def test_a_damaged_checkpoint_is_one_line_naming_the_file(tmp_path, capsys, monkeypatch, damage):
-    save_checkpoint(tmp_path / "ck", tiny_model(), META, extras={"projections.0.weight": torch.ones(2, 2)})
+    save_checkpoint(tmp_path / "ck", tiny_classifier(), META, extras={"projections.0.weight": torch.ones(2, 2)})
     name = {"truncated weights": "model.safetensors", "truncated extras": "extras.safetensors",
             "broken config": "config.json", "broken meta": "hrkd.json"}[damage]
     f = tmp_path / "ck" / name

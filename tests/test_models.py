@@ -1,6 +1,5 @@
 import pytest
 import torch
-from transformers import BertConfig
 
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.models import (
@@ -11,12 +10,13 @@ from hrkd_cli.models import (
     student_from_teacher_layers,
     uniform_layer_map,
 )
+from tiny import tiny_bert_config
 
 
 def tiny_encoder(layers=4, hidden=32, heads=4):
     torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=100, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-                     intermediate_size=64, max_position_embeddings=64)
+    cfg = tiny_bert_config(vocab_size=100, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                           max_position_embeddings=64)
     enc = encoder_from_config(cfg)
     enc.eval()
     return enc

@@ -4,23 +4,15 @@ from __future__ import annotations
 
 import datasets
 import torch
-from transformers import BertConfig
 
 from hrkd_cli.batches import Split
 from hrkd_cli.checkpoint import save_checkpoint
 from hrkd_cli.evaluation import checkpoint_predictions, domain_accuracy, domain_predictions, evaluate_checkpoint
-from hrkd_cli.models import DomainClassifier, encoder_from_config
 from hrkd_cli.predictions import PREDICTIONS, read_predictions
 from hrkd_cli.recipes.common import score_test
+from tiny import tiny_classifier
 
 DOMAINS = ["a", "b"]
-
-
-def tiny_model():
-    torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
-                     max_position_embeddings=32)
-    return DomainClassifier(encoder_from_config(cfg), num_heads=2, num_labels=3)
 
 
 def columns(seed: int, n: int = 70) -> dict:
@@ -42,7 +34,7 @@ class FakeData:
 
 
 def test_predictions_are_per_row_argmax_in_split_order(cpu_runtime):
-    model = tiny_model().eval()
+    model = tiny_classifier().eval()
     split = Split.from_dataset("a", FakeData().dataset("a", "test"))
     preds = domain_predictions(model, 1, split, cpu_runtime, batch_size=16)
     with torch.no_grad():
@@ -56,7 +48,7 @@ def test_predictions_are_per_row_argmax_in_split_order(cpu_runtime):
 
 def test_score_test_writes_predictions_that_reproduce_the_scores(tmp_path, cpu_runtime):
     out = tmp_path / "run"
-    save_checkpoint(out, tiny_model(), {"role": "student", "domains": DOMAINS, "label_names": ["x", "y", "z"], "data_hash": "d" * 64})
+    save_checkpoint(out, tiny_classifier(), {"role": "student", "domains": DOMAINS, "label_names": ["x", "y", "z"], "data_hash": "d" * 64})
     data = FakeData()
     scores = score_test(out, data, DOMAINS, cpu_runtime)
     splits = [Split.from_dataset(d, data.dataset(d, "test")) for d in DOMAINS]
@@ -84,7 +76,7 @@ def _ddp_worker(rank: int, world: int, init_file: str, out_file: str) -> None:
     try:
         split = Split.from_dataset("a", FakeData().dataset("a", "test"))
         rt = Runtime(torch.device("cpu"), "fp32", rank, world)
-        preds = domain_predictions(tiny_model(), 0, split, rt, batch_size=16)  # 5 batches: ranks score 3 and 2
+        preds = domain_predictions(tiny_classifier(), 0, split, rt, batch_size=16)  # 5 batches: ranks score 3 and 2
         if rank == 0:
             with open(out_file, "w") as f:
                 json.dump(preds, f)
@@ -99,4 +91,4 @@ def test_two_processes_predict_like_one(tmp_path, cpu_runtime):
 
     mp.spawn(_ddp_worker, args=(2, str(tmp_path / "init"), str(tmp_path / "preds.json")), nprocs=2, join=True)
     split = Split.from_dataset("a", FakeData().dataset("a", "test"))
-    assert json.loads((tmp_path / "preds.json").read_text()) == domain_predictions(tiny_model(), 0, split, cpu_runtime, batch_size=16)
+    assert json.loads((tmp_path / "preds.json").read_text()) == domain_predictions(tiny_classifier(), 0, split, cpu_runtime, batch_size=16)

@@ -2,12 +2,12 @@
 
 import pytest
 import torch
-from transformers import BertConfig
 
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.models import DomainClassifier
 from hrkd_cli.pretrained import load_pretrained_encoder
 from test_models import tiny_encoder
+from tiny import tiny_bert_config
 
 
 def test_unreachable_hub_model_is_one_clear_error(monkeypatch):
@@ -53,8 +53,8 @@ def saved_bert(path, cls=None, drop=()):
     from transformers import BertModel
 
     torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=100, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
-                     max_position_embeddings=64)
+    cfg = tiny_bert_config(vocab_size=100, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                           intermediate_size=32, max_position_embeddings=64)
     (cls or BertModel)(cfg).save_pretrained(path)
     if drop:
         state = load_file(str(path / "model.safetensors"))

@@ -1,4 +1,4 @@
-"""Tiny presets for tests (importable as `from tiny import tiny_preset_dict`)."""
+"""Tiny presets and models for tests (importable as `from tiny import tiny_preset_dict, tiny_bert_config`)."""
 
 from __future__ import annotations
 
@@ -24,3 +24,24 @@ def tiny_preset_dict(run_dir: Path, teacher_path: Path, /, **sections) -> dict:
         else:
             raw[section] = values
     return raw
+
+
+def tiny_bert_config(**overrides):
+    """The tests' tiny BERT shape (4 layers, width 32, 4 heads, the uncased vocabulary); keywords override it."""
+    from transformers import BertConfig
+
+    shape = dict(vocab_size=30522, hidden_size=32, num_hidden_layers=4, num_attention_heads=4,
+                 intermediate_size=64, max_position_embeddings=128)
+    return BertConfig(**{**shape, **overrides})
+
+
+def tiny_classifier(seed: int = 0):
+    """A 2-layer, 16-wide DomainClassifier with 2 heads of 3 labels, random weights from ``seed``."""
+    import torch
+
+    from hrkd_cli.models import DomainClassifier, encoder_from_config
+
+    torch.manual_seed(seed)
+    cfg = tiny_bert_config(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                           intermediate_size=32, max_position_embeddings=32)
+    return DomainClassifier(encoder_from_config(cfg), num_heads=2, num_labels=3)

@@ -2,10 +2,11 @@
 
 import pytest
 import torch
-from transformers import BertConfig, BertModel
+from transformers import BertModel
 
 from hrkd_cli.models import DomainClassifier
 from hrkd_cli.recipes.kd_model import build_student
+from tiny import tiny_bert_config
 
 
 def _teacher(path) -> DomainClassifier:
@@ -22,8 +23,7 @@ def test_teacher_layers_come_from_the_teacher_by_default(tiny_preset, tiny_teach
 
 def test_layers_from_swaps_the_source_of_the_layers_not_the_teacher(tiny_preset, tiny_teacher_dir, tmp_path):
     torch.manual_seed(123)  # another model of the same shape: different weights
-    other = BertModel(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=4, num_attention_heads=4,
-                                 intermediate_size=64, max_position_embeddings=128), add_pooling_layer=False)
+    other = BertModel(tiny_bert_config(), add_pooling_layer=False)
     other.save_pretrained(tmp_path / "other")
     teacher = _teacher(tiny_teacher_dir)
     student = build_student(tiny_preset(student={"layers_from": str(tmp_path / "other")}), teacher, 3, 2)
@@ -39,7 +39,6 @@ def test_layers_from_swaps_the_source_of_the_layers_not_the_teacher(tiny_preset,
 def test_a_source_with_too_few_layers_is_refused(tiny_preset, tiny_teacher_dir, tmp_path):
     from hrkd_cli.errors import HrkdError
 
-    BertModel(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                         intermediate_size=64, max_position_embeddings=128), add_pooling_layer=False).save_pretrained(tmp_path / "two")
+    BertModel(tiny_bert_config(num_hidden_layers=2), add_pooling_layer=False).save_pretrained(tmp_path / "two")
     with pytest.raises(HrkdError, match=r"above student.layers_from '.*two': 2"):
         build_student(tiny_preset(student={"layers_from": str(tmp_path / "two")}), _teacher(tiny_teacher_dir), 3, 2)
