@@ -5,21 +5,11 @@ from hrkd_cli.errors import HrkdError
 from hrkd_cli.models import (
     DomainClassifier,
     Projections,
-    encoder_from_config,
     random_student,
     student_from_teacher_layers,
     uniform_layer_map,
 )
-from tiny import tiny_bert_config
-
-
-def tiny_encoder(layers=4, hidden=32, heads=4):
-    torch.manual_seed(0)
-    cfg = tiny_bert_config(vocab_size=100, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-                           max_position_embeddings=64)
-    enc = encoder_from_config(cfg)
-    enc.eval()
-    return enc
+from tiny import tiny_encoder
 
 
 def test_attentions_are_the_masked_scores_before_softmax():

@@ -6,8 +6,7 @@ import torch
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.models import DomainClassifier
 from hrkd_cli.pretrained import load_pretrained_encoder
-from test_models import tiny_encoder
-from tiny import tiny_bert_config
+from tiny import tiny_bert_config, tiny_encoder
 
 
 def test_unreachable_hub_model_is_one_clear_error(monkeypatch):

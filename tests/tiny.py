@@ -1,4 +1,4 @@
-"""Tiny presets and models for tests (importable as `from tiny import tiny_preset_dict, tiny_bert_config`)."""
+"""Tiny presets and models for tests (`from tiny import tiny_preset_dict, tiny_bert_config, tiny_classifier, tiny_encoder`)."""
 
 from __future__ import annotations
 
@@ -45,3 +45,17 @@ def tiny_classifier(seed: int = 0):
     cfg = tiny_bert_config(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
                            intermediate_size=32, max_position_embeddings=32)
     return DomainClassifier(encoder_from_config(cfg), num_heads=2, num_labels=3)
+
+
+def tiny_encoder(layers: int = 4, hidden: int = 32, heads: int = 4):
+    """A BertModel of the tiny shape (vocabulary 100), weights from seed 0, in eval mode."""
+    import torch
+
+    from hrkd_cli.models import encoder_from_config
+
+    torch.manual_seed(0)
+    cfg = tiny_bert_config(vocab_size=100, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                           max_position_embeddings=64)
+    enc = encoder_from_config(cfg)
+    enc.eval()
+    return enc
