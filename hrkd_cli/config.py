@@ -33,6 +33,8 @@ EMBEDDED_TEACHER = "embedded:minilm-l6"
 ABLATIONS = ("self-attention", "comp-agg", "hierarchical", "domain-rel")
 # The paper's cumulative order (HRKD Table 4).
 PROGRESSIVE_ABLATIONS = ABLATIONS
+# The relational read-outs (hrkd_cli/graph.py): "paper" is Eq. 7-12 as published, the others are this project's.
+GRAPHS = ("paper", "residual", "excess")
 
 
 class Section(BaseModel):
@@ -162,7 +164,7 @@ class DistillConfig(OptimConfig):
     soft_ce: Literal["sum", "mean"] = "sum"
     graph_mode: Literal["frozen", "joint", "meta"] = "frozen"
     graph_lr: float = Field(1e-3, gt=0)
-    graph: Literal["paper", "residual", "excess"] = Field(
+    graph: Literal[GRAPHS] = Field(
         "paper", description="relational read-out: paper = Eq. 10-12 as published; residual = Eq. R1-R3; "
         "excess = Eq. R1-R4 (README, method section)"
     )

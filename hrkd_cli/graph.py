@@ -28,9 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-ABLATIONS = ("self-attention", "comp-agg", "hierarchical", "domain-rel")
-# "paper": Eq. 7-12 as published. The others are this project's relational read-outs (README, method section).
-GRAPHS = ("paper", "residual", "excess")
+from hrkd_cli.config import ABLATIONS, GRAPHS  # the names a preset may give; validated there first
 GAT_GAIN = 1.414
 LEAKY_SLOPE = 0.2
 
