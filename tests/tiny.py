@@ -1,4 +1,4 @@
-"""Tiny presets and models for tests (`from tiny import tiny_preset_dict, tiny_bert_config, tiny_classifier, tiny_encoder`)."""
+"""Tiny presets and models for tests, imported as `from tiny import ...`."""
 
 from __future__ import annotations
 
