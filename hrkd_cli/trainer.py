@@ -112,6 +112,24 @@ def restore_training_state(tensors: dict, info: dict, optimizers: dict, schedule
     return FitState.from_json(info["fit"], log)
 
 
+def resume_parts(out, parts: list[str], resume: bool) -> dict[str, bool]:
+    """For a run trained one part after another (one model per domain): which of ``out/<part>`` to resume.
+    --resume continues the parts that had saved a checkpoint and starts the rest afresh, so a run stopped
+    in its third domain continues there; with no checkpoint under ``out`` at all it is an error."""
+    from pathlib import Path
+
+    from hrkd_cli.checkpoint import recover_dir
+
+    started = {}
+    for part in parts:
+        last = Path(out) / part / "last"
+        recover_dir(last)
+        started[part] = resume and (last / "train_state.json").is_file()
+    if resume and not any(started.values()):
+        raise HrkdError(f"--resume: no checkpoint to resume from under {out}")
+    return started
+
+
 def resume_from(out, optimizers: dict, schedulers: dict, load_weights: Callable) -> FitState:
     """Restore ``out/last`` for --resume: weights (through ``load_weights(dir)``), optimisers,
     schedulers, RNG and the logged steps. A swap killed half-way is repaired first."""

@@ -51,3 +51,16 @@ def test_restored_state_continues_the_schedule_and_optimizer():
     opt.step(), opt2.step()
     # (equal up to float rounding: the fused kernels may round a last bit differently on other memory)
     assert all(torch.allclose(a, b, rtol=0, atol=1e-7) for a, b in zip(model.parameters(), model2.parameters()))
+
+
+def test_resume_parts_picks_the_parts_with_a_checkpoint(tmp_path):
+    from hrkd_cli.errors import HrkdError
+    from hrkd_cli.trainer import resume_parts
+
+    (tmp_path / "a" / "last").mkdir(parents=True)
+    (tmp_path / "a" / "last" / "train_state.json").write_text("{}")
+    (tmp_path / "b" / "last").mkdir(parents=True)  # a directory without the state file has not started
+    assert resume_parts(tmp_path, ["a", "b", "c"], resume=True) == {"a": True, "b": False, "c": False}
+    assert resume_parts(tmp_path, ["a", "b", "c"], resume=False) == {"a": False, "b": False, "c": False}
+    with pytest.raises(HrkdError, match="no checkpoint to resume from under"):
+        resume_parts(tmp_path, ["b", "c"], resume=True)

@@ -50,7 +50,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from hrkd_cli.batches import Batch, load_splits, make_batch
-from hrkd_cli.checkpoint import load_extras, read_meta, read_tensors, recover_dir, save_checkpoint
+from hrkd_cli.checkpoint import load_extras, read_meta, read_tensors, save_checkpoint
 from hrkd_cli.checkpoint import read_json as read_checkpoint_json
 from hrkd_cli.config import Preset
 from hrkd_cli.data import load_prepared
@@ -83,7 +83,7 @@ from hrkd_cli.recipes.meta_teacher import load_prototype_scores, load_transferab
 from hrkd_cli.recipes.prepare import ensure_prepared
 from hrkd_cli.runtime import Runtime, all_reduce_mean_detached, barrier
 from hrkd_cli.sampling import StepSchedule, check_shardable, shard
-from hrkd_cli.trainer import FitState, adamw, fit, linear_warmup_decay, restore_training_state, training_state
+from hrkd_cli.trainer import FitState, adamw, fit, linear_warmup_decay, restore_training_state, resume_parts, training_state
 
 REQUIRED_TEACHER = {"meta-kd": "meta", "mtn-kd": "single"}
 TK_PREFIX = "tk_projection."
@@ -349,18 +349,12 @@ def distill_baseline(preset: Preset, runtime: Runtime, resume: bool = False, say
     claim_student_dir(preset, out, resume)
     ensemble = Teachers(teacher_path, teacher_domains, runtime) if cfg.method == "mtn-kd" else None
 
-    started = {}
-    for d in domains:
-        recover_dir(out / d / "last")
-        started[d] = (out / d / "last" / "train_state.json").is_file()
-    if resume and not any(started.values()):
-        raise HrkdError(f"--resume: no checkpoint to resume from under {out}")
+    started = resume_parts(out, domains, resume)
     say(f"distilling ({cfg.method}, {cfg.metakd.stages} stage{'s' if cfg.metakd.stages == 'two' else ''}) into {out}")
     t0 = time.perf_counter()
     records, group_members = {}, {}
     for d in domains:
-        # --resume continues the domains that had started; the others start afresh.
-        records[d] = train_domain_student(preset, runtime, out / d, teacher_path, d, data, resume and started[d], say,
+        records[d] = train_domain_student(preset, runtime, out / d, teacher_path, d, data, started[d], say,
                                           ensemble=ensemble, teacher_domains=teacher_domains)
         group_members[d] = f"{d}/best"
     return finish_student(preset, runtime, out, data, group_members, teacher_path, records, t0, say,

@@ -32,7 +32,7 @@ from hrkd_cli.recipes.common import Say, data_dir, fit_record
 from hrkd_cli.recipes.prepare import ensure_prepared
 from hrkd_cli.runtime import Runtime, all_reduce_mean_detached, barrier
 from hrkd_cli.sampling import StepSchedule, check_shardable
-from hrkd_cli.trainer import FitState, adamw, fit, linear_warmup_decay, resume_from, training_state
+from hrkd_cli.trainer import FitState, adamw, fit, linear_warmup_decay, resume_from, resume_parts, training_state
 
 # Re-exported: callers and tests name the shared student pieces through this module.
 from hrkd_cli.recipes.students import (  # noqa: E402,F401,I001
@@ -183,8 +183,9 @@ def distill(preset: Preset, runtime: Runtime, resume: bool = False, say: Say = p
     t0 = time.perf_counter()
     if cfg.method == "tinybert":
         group_members, records = {}, {}
+        started = resume_parts(out, domains, resume)
         for d in domains:
-            records[d] = train_student(preset, runtime, out / d, teacher_path, [d], data, resume, say)
+            records[d] = train_student(preset, runtime, out / d, teacher_path, [d], data, started[d], say)
             group_members[d] = f"{d}/best"
     else:
         records = {"all": train_student(preset, runtime, out, teacher_path, domains, data, resume, say)}

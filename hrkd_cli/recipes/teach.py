@@ -35,7 +35,7 @@ from hrkd_cli.recipes.meta_teacher import teach_meta
 from hrkd_cli.recipes.prepare import prepared_on_every_rank, teacher_domains
 from hrkd_cli.runtime import Runtime, all_reduce_mean_detached, barrier, seed_everything
 from hrkd_cli.sampling import StepSchedule, check_shardable, shard
-from hrkd_cli.trainer import FitState, adamw, fit, linear_warmup_decay, resume_from, training_state
+from hrkd_cli.trainer import FitState, adamw, fit, linear_warmup_decay, resume_from, resume_parts, training_state
 
 def unwrap(model):
     return model.module if isinstance(model, DDP) else model
@@ -159,8 +159,9 @@ def teach(preset: Preset, runtime: Runtime, kind: str | None = None, resume: boo
     t0 = time.perf_counter()
     if kind == "single":
         members, records = {}, {}
+        started = resume_parts(out, domains, resume)
         for d in domains:
-            records[d] = train_classifier(preset, runtime, out / d, data=data, domains=[d], kind=kind, resume=resume, say=say)
+            records[d] = train_classifier(preset, runtime, out / d, data=data, domains=[d], kind=kind, resume=started[d], say=say)
             members[d] = f"{d}/best"
         group_members = members
     else:

@@ -155,3 +155,21 @@ def test_a_run_of_another_configuration_is_not_overwritten(tiny_preset, cpu_runt
     assert out.parent.name == "multi-domain-T4" and D.row_name(tagged).endswith("(T4)")
     again = D.distill(tiny_preset(distill={"method": "multi-domain"}), cpu_runtime, **quiet)  # same configuration: fine
     assert again == first
+
+
+def test_per_domain_students_resume_where_they_stopped(tiny_preset, cpu_runtime):
+    # A tinybert run stopped during its second domain: --resume keeps the first domain's student and
+    # trains the others afresh (before, it asked every domain for a checkpoint and refused).
+    import shutil
+
+    p = tiny_preset(distill={"method": "tinybert"})
+    out = D.distill(p, cpu_runtime, **quiet)
+    before = json.loads((out / "run.json").read_text())["test"]
+    kept = out / "books" / "best" / "model.safetensors"
+    stamp = kept.stat().st_mtime_ns
+    (out / "run.json").unlink()
+    for d in ("films", "gadgets"):  # stopped before films' first evaluation wrote anything
+        shutil.rmtree(out / d)
+    D.distill(p, cpu_runtime, resume=True, **quiet)
+    assert kept.stat().st_mtime_ns == stamp  # books was not trained again
+    assert json.loads((out / "run.json").read_text())["test"] == before  # the same seeds give the same students

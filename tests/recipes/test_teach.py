@@ -54,3 +54,20 @@ def test_sequence_length_above_the_model_limit(tiny_preset, cpu_runtime):
     # The tiny teacher has 128 positions; the schema allows up to 512.
     with pytest.raises(HrkdError, match="exceeds the model's limit of 128"):
         teach(tiny_preset(data={"max_seq_length": 256}), cpu_runtime, say=lambda m: None)
+
+
+def test_single_teachers_resume_where_they_stopped(tiny_preset, cpu_runtime):
+    # Stopped after its first domain: --resume keeps that teacher and trains the others afresh.
+    import shutil
+
+    p = tiny_preset(teacher={"kind": "single"})
+    out = teach(p, cpu_runtime, say=lambda m: None)
+    before = json.loads((out / "run.json").read_text())["test"]
+    kept = out / "books" / "best" / "model.safetensors"
+    stamp = kept.stat().st_mtime_ns
+    (out / "run.json").unlink()
+    for d in ("films", "gadgets"):
+        shutil.rmtree(out / d)
+    teach(p, cpu_runtime, resume=True, say=lambda m: None)
+    assert kept.stat().st_mtime_ns == stamp
+    assert json.loads((out / "run.json").read_text())["test"] == before
