@@ -120,12 +120,14 @@ def resume_parts(out, parts: list[str], resume: bool) -> dict[str, bool]:
 
     from hrkd_cli.checkpoint import recover_dir
 
+    if not resume:
+        return dict.fromkeys(parts, False)
     started = {}
     for part in parts:
         last = Path(out) / part / "last"
         recover_dir(last)
-        started[part] = resume and (last / "train_state.json").is_file()
-    if resume and not any(started.values()):
+        started[part] = (last / "train_state.json").is_file()
+    if not any(started.values()):
         raise HrkdError(f"--resume: no checkpoint to resume from under {out}")
     return started
 

@@ -7,7 +7,8 @@ import warnings
 import pytest
 import torch
 
-from hrkd_cli.trainer import FitState, adamw, linear_warmup_decay, restore_training_state, training_state
+from hrkd_cli.errors import HrkdError
+from hrkd_cli.trainer import FitState, adamw, linear_warmup_decay, restore_training_state, resume_parts, training_state
 
 
 def model_and_schedule(total=10, warmup=2):
@@ -54,9 +55,6 @@ def test_restored_state_continues_the_schedule_and_optimizer():
 
 
 def test_resume_parts_picks_the_parts_with_a_checkpoint(tmp_path):
-    from hrkd_cli.errors import HrkdError
-    from hrkd_cli.trainer import resume_parts
-
     (tmp_path / "a" / "last").mkdir(parents=True)
     (tmp_path / "a" / "last" / "train_state.json").write_text("{}")
     (tmp_path / "b" / "last").mkdir(parents=True)  # a directory without the state file has not started

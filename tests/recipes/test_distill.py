@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import pytest
 import torch
@@ -160,8 +161,6 @@ def test_a_run_of_another_configuration_is_not_overwritten(tiny_preset, cpu_runt
 def test_per_domain_students_resume_where_they_stopped(tiny_preset, cpu_runtime):
     # A tinybert run stopped during its second domain: --resume keeps the first domain's student and
     # trains the others afresh (before, it asked every domain for a checkpoint and refused).
-    import shutil
-
     p = tiny_preset(distill={"method": "tinybert"})
     out = D.distill(p, cpu_runtime, **quiet)
     before = json.loads((out / "run.json").read_text())["test"]

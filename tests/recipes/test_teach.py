@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import pytest
 
@@ -58,8 +59,6 @@ def test_sequence_length_above_the_model_limit(tiny_preset, cpu_runtime):
 
 def test_single_teachers_resume_where_they_stopped(tiny_preset, cpu_runtime):
     # Stopped after its first domain: --resume keeps that teacher and trains the others afresh.
-    import shutil
-
     p = tiny_preset(teacher={"kind": "single"})
     out = teach(p, cpu_runtime, say=lambda m: None)
     before = json.loads((out / "run.json").read_text())["test"]
