@@ -80,6 +80,11 @@ class FitState:
             elapsed=d.get("elapsed", 0.0),
         )
 
+    @property
+    def last_dev(self) -> dict:
+        """The latest dev evaluation ({} before the first: a step checkpoint can precede it)."""
+        return self.history[-1] if self.history else {}
+
 
 def training_state(optimizers: dict[str, torch.optim.Optimizer], schedulers: dict, fit: FitState) -> tuple[dict, dict]:
     """Everything beyond the weights that a resumed run needs, as (tensors, json)."""
@@ -169,6 +174,7 @@ def fit(
     examples_per_step: int = 0,
     per_domain_best: bool = False,
     on_step_end: Callable[[int], None] | None = None,
+    checkpoint_every: int = 0,
 ) -> FitState:
     """Run steps ``state.step .. total_steps-1``; evaluate every ``eval_every`` steps and at the end.
 
@@ -243,5 +249,8 @@ def fit(
                     + " ".join(f"{d} {100 * s:.1f}" for d, s in scores.items())
                     + "[/dim]"
                 )
+            elif checkpoint_every and state.step % checkpoint_every == 0:
+                state.elapsed = time.perf_counter() - t_start
+                save_fn("last", state)
     state.elapsed = time.perf_counter() - t_start
     return state

@@ -80,3 +80,42 @@ def test_a_damaged_training_state_is_one_line_naming_it(tiny_preset, cpu_runtime
     state.write_bytes(state.read_bytes()[:100])
     with pytest.raises(HrkdError, match=r"train_state\.safetensors: damaged safetensors file"):
         D.distill(p, cpu_runtime, resume=True, say=lambda m: None)
+
+
+class _Stop(Exception):
+    """Stands in for a kill right after a step checkpoint."""
+
+
+@pytest.mark.parametrize("method,module", [("hrkd", "hrkd_cli.recipes.distill"), ("meta-kd", "hrkd_cli.recipes.baselines")])
+def test_runtime_checkpoint_every_resumes_between_evaluations(method, module, tmp_path, tiny_teacher_dir, cpu_runtime, monkeypatch):
+    """runtime.checkpoint_every saves last/ between dev evaluations (here before the first one), and a run
+    stopped there and resumed ends exactly as an uninterrupted run."""
+    import importlib
+
+    from hrkd_cli.recipes import distill as D
+
+    sections = dict(distill={"method": method, "epochs": 2}, runtime={"precision": "fp32", "threads": 1, "checkpoint_every": 3})
+    a, p = (validate_preset(tiny_preset_dict(tmp_path / run, tiny_teacher_dir, **sections), "tiny") for run in "ab")
+    full = json.loads((D.distill(a, cpu_runtime, say=lambda m: None) / "run.json").read_text())
+
+    mod = importlib.import_module(module)
+    original, saved = mod.save_checkpoint, []
+
+    def stop_after_step_6(path, *args, **kwargs):
+        original(path, *args, **kwargs)
+        meta = args[1]
+        if path.name == "last" and meta.get("role") == "student":
+            saved.append((meta["step"], meta["dev"]))
+            if meta["step"] == 6:
+                raise _Stop
+
+    monkeypatch.setattr(mod, "save_checkpoint", stop_after_step_6)
+    with pytest.raises(_Stop):
+        D.distill(p, cpu_runtime, say=lambda m: None)
+    # 8 steps an epoch: steps 3 and 6 are step checkpoints, before any dev evaluation
+    assert saved == [(3, {}), (6, {})]
+    monkeypatch.setattr(mod, "save_checkpoint", original)
+    resumed = json.loads((D.distill(p, cpu_runtime, resume=True, say=lambda m: None) / "run.json").read_text())
+    assert resumed["test"] == full["test"] and resumed["dev"] == full["dev"]
+    runs = [k for k in full["runs"]]
+    assert runs and all(resumed["runs"][k]["fit"]["history"] == full["runs"][k]["fit"]["history"] for k in runs)

@@ -312,7 +312,7 @@ def train_domain_student(preset: Preset, runtime: Runtime, out: Path, teacher_pa
             extras = {f"projections.{k}": v for k, v in model.projections.state_dict().items()}
             if tk_projection is not None:
                 extras.update({TK_PREFIX + k: v for k, v in tk_projection.state_dict().items()})
-            save_checkpoint(out / tag, model.student, {**meta, "tag": tag, "step": st.step, "dev": st.history[-1]},
+            save_checkpoint(out / tag, model.student, {**meta, "tag": tag, "step": st.step, "dev": st.last_dev},
                             s.tokenizer, extras=extras, train_state=ts, files={"train_log.json": st.log})
         barrier(runtime)
 
@@ -322,6 +322,7 @@ def train_domain_student(preset: Preset, runtime: Runtime, out: Path, teacher_pa
         eval_every=cfg.eval_every or schedule.steps_per_epoch, log_every=cfg.log_every,
         max_grad_norm=cfg.max_grad_norm, runtime=runtime, label=f"distill {method} [{domain}]", state=state,
         examples_per_step=cfg.batch_per_domain, on_step_end=on_step_end,
+        checkpoint_every=preset.runtime.checkpoint_every,
     )
     return fit_record(state, total, meta)
 

@@ -145,7 +145,7 @@ def train_student(preset: Preset, runtime: Runtime, out: Path, teacher_path: Pat
             extras = {f"projections.{k}": v for k, v in model.projections.state_dict().items()}
             if model.relational is not None:
                 extras.update({f"relational.{k}": v for k, v in model.relational.state_dict().items()})
-            save_checkpoint(out / tag, model.student, {**meta, "tag": tag, "step": st.step, "dev": st.history[-1]},
+            save_checkpoint(out / tag, model.student, {**meta, "tag": tag, "step": st.step, "dev": st.last_dev},
                             s.tokenizer, extras=extras, train_state=ts, files={"ratio_log.json": st.log})
         barrier(runtime)
 
@@ -156,6 +156,7 @@ def train_student(preset: Preset, runtime: Runtime, out: Path, teacher_path: Pat
         max_grad_norm=cfg.max_grad_norm, runtime=runtime,
         label=f"distill {cfg.method}" + (f" [{domains[0]}]" if len(domains) == 1 else ""),
         state=state, examples_per_step=cfg.batch_per_domain * len(domains), per_domain_best=cfg.per_domain_best,
+        checkpoint_every=preset.runtime.checkpoint_every,
     )
     return fit_record(state, total, meta)
 

@@ -288,7 +288,7 @@ def train_meta_teacher(preset: Preset, runtime: Runtime, out: Path, *, data, dom
     def save_fn(tag: str, st: FitState):
         if runtime.is_main:
             ts = training_state({"main": optimizer}, {"main": scheduler}, st) if tag == "last" else None
-            save_checkpoint(out / tag, model.classifier, {**meta, "tag": tag, "step": st.step, "dev": st.history[-1]},
+            save_checkpoint(out / tag, model.classifier, {**meta, "tag": tag, "step": st.step, "dev": st.last_dev},
                             tokenizer, extras=transferable_extras(model.transferable), train_state=ts)
         barrier(runtime)
 
@@ -298,7 +298,7 @@ def train_meta_teacher(preset: Preset, runtime: Runtime, out: Path, *, data, dom
         step_fn=step_fn, eval_fn=eval_fn, save_fn=save_fn, total_steps=total,
         eval_every=cfg.eval_every or schedule.steps_per_epoch, log_every=cfg.log_every,
         max_grad_norm=cfg.max_grad_norm, runtime=runtime, label="teach meta", state=state,
-        examples_per_step=batch_size,
+        examples_per_step=batch_size, checkpoint_every=preset.runtime.checkpoint_every,
     )
     return fit_record(state, total, meta)
 

@@ -124,7 +124,7 @@ def train_classifier(
     def save_fn(tag: str, st: FitState):
         if runtime.is_main:
             ts = training_state({"main": optimizer}, {"main": scheduler}, st) if tag == "last" else None
-            save_checkpoint(out / tag, model, {**meta, "tag": tag, "step": st.step, "dev": st.history[-1]}, tokenizer, train_state=ts)
+            save_checkpoint(out / tag, model, {**meta, "tag": tag, "step": st.step, "dev": st.last_dev}, tokenizer, train_state=ts)
         barrier(runtime)
 
     state = fit(
@@ -143,6 +143,7 @@ def train_classifier(
         state=state,
         examples_per_step=batch * len(streams),
         per_domain_best=cfg.per_domain_best and kind == "multi-domain",
+        checkpoint_every=preset.runtime.checkpoint_every,
     )
     return fit_record(state, total, meta)
 
