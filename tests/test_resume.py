@@ -1,5 +1,6 @@
 """A distillation killed with SIGKILL and restarted with --resume ends with the same metrics."""
 
+import importlib
 import json
 import os
 import shutil
@@ -90,8 +91,6 @@ class _Stop(Exception):
 def test_runtime_checkpoint_every_resumes_between_evaluations(method, module, tmp_path, tiny_teacher_dir, cpu_runtime, monkeypatch):
     """runtime.checkpoint_every saves last/ between dev evaluations (here before the first one), and a run
     stopped there and resumed ends exactly as an uninterrupted run."""
-    import importlib
-
     from hrkd_cli.recipes import distill as D
 
     sections = dict(distill={"method": method, "epochs": 2}, runtime={"precision": "fp32", "threads": 1, "checkpoint_every": 3})
@@ -117,5 +116,5 @@ def test_runtime_checkpoint_every_resumes_between_evaluations(method, module, tm
     monkeypatch.setattr(mod, "save_checkpoint", original)
     resumed = json.loads((D.distill(p, cpu_runtime, resume=True, say=lambda m: None) / "run.json").read_text())
     assert resumed["test"] == full["test"] and resumed["dev"] == full["dev"]
-    runs = [k for k in full["runs"]]
+    runs = list(full["runs"])
     assert runs and all(resumed["runs"][k]["fit"]["history"] == full["runs"][k]["fit"]["history"] for k in runs)
