@@ -130,6 +130,8 @@ def fewshot(
         None, "--counts", help="samples as training examples per domain, e.g. 1390,2000 (with or instead of --rates)"),
     seeds: Optional[str] = SeedsOpt,
     meta_kd: bool = typer.Option(False, "--meta-kd", help="also run Meta-KD (meta-teacher, meta-distillation) per rate"),
+    methods: Optional[str] = typer.Option(
+        None, "--methods", help="run only these arms: tinybert (the baseline), hrkd, meta-kd; the table reads every finished run of the points"),
     plot: Optional[Path] = typer.Option(None, "--plot", help="draw the improvement rates (HRKD Figure 2) to this PNG"),
     split: str = SplitOpt,
     fmt: Optional[str] = typer.Option(None, "--format", help="also write the summary as markdown | json"),
@@ -140,7 +142,8 @@ def fewshot(
     set_: Optional[List[str]] = SetOpt,
 ) -> None:
     """Teach and distil on the front of each training split per sample (a rate, or a count per domain); print the improvement of HRKD (and Meta-KD) over BERT-single -(TinyBERT-KD)-> BERT_S with its 90% CI (HRKD Figure 2)."""
-    from hrkd_cli.recipes.fewshot import Sample, check_meta_kd_available, fewshot as run, parse_counts, parse_rates
+    from hrkd_cli.recipes.fewshot import (Sample, check_meta_kd_available, fewshot as run, parse_counts, parse_methods,
+                                          parse_rates)
     from hrkd_cli.recipes.fewshot_results import fewshot_results, plot_fewshot
     from hrkd_cli.recipes.sweep import parse_seeds
 
@@ -151,15 +154,19 @@ def fewshot(
     points = points or [Sample(percent=r) for r in parse_rates("1,2,5,10,20")]
     if plot is not None and plot.suffix.lower() != ".png":
         raise HrkdError(f"--plot {plot}: the figure is written as PNG; give a .png path")
-    if meta_kd:
+    arms = parse_methods(methods) if methods is not None else None
+    if meta_kd or (arms and "meta-kd" in arms):
         check_meta_kd_available()
     p = _load(preset, list(set_ or []), precision, nproc)
     seed_list = parse_seeds(seeds, p.seed)
     rt = _runtime(p)
-    runs = run(p, rt, points, seed_list, meta_kd=meta_kd, resume=resume, say=say)
+    runs = run(p, rt, points, seed_list, meta_kd=meta_kd, resume=resume, say=say, methods=arms)
     if not _is_main():
         return
-    result = fewshot_results(Path(p.run_dir), split=split, runs=runs)
+    # A subset of the arms is one part of a point: its table reads every run of the point on disk,
+    # so that the part that finishes last prints the whole comparison.
+    result = (fewshot_results(Path(p.run_dir), split=split, runs=runs) if arms is None
+              else fewshot_results(Path(p.run_dir), rates=points, split=split))
     print_table(out, result.rich_table())
     if plot is not None:
         plot_fewshot(result, plot)

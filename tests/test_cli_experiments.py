@@ -63,6 +63,8 @@ def test_commands_are_registered():
     (["fewshot", "--rates", "5", "--format", "csv"], "markdown or json"),
     (["fewshot", "--rates", "5", "--plot", "figure.pdf"], "PNG"),
     (["fewshot", "--rates", "5", "--seeds", "0"], "at least 1"),
+    (["fewshot", "--rates", "5", "--methods", "hrkd,mtn-kd"], "'mtn-kd' is not one of tinybert, hrkd, meta-kd"),
+    (["fewshot", "--rates", "5", "--methods", ""], "'' is not one of"),
 ])
 def test_bad_input_is_refused_before_any_work(args, message, tiny_preset, tmp_path):
     preset = tiny_toml(tiny_preset, tmp_path / "tiny.toml")

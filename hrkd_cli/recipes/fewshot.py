@@ -13,7 +13,9 @@ students distilled from them at ``distill.fewshot_lr``. The full-data runs in
 trains, so a count larger than a domain's training split stops the study at once.
 
 Per point it distils BERT-single -(TinyBERT-KD)-> BERT_S (the baseline),
-HRKD, and with ``--meta-kd`` Meta-KD; reading the results back as Figure 2 is
+HRKD, and with ``--meta-kd`` Meta-KD; ``--methods`` picks a subset, so that a
+point's arms (each with its own teacher) can run as separate processes or on
+separate machines into one directory. Reading the results back as Figure 2 is
 :mod:`hrkd_cli.recipes.fewshot_results`.
 """
 
@@ -130,6 +132,20 @@ def method_preset(preset: Preset, method: str) -> Preset:
                                    "teacher.exclude_domain": ""})
 
 
+# The arms of one point, in the order they run: each distils from a teacher of its own kind
+# (BERT-single, the HRKD-teacher, the Meta-teacher), so different arms never train the same teacher.
+METHODS = ("tinybert", "hrkd", "meta-kd")
+
+
+def parse_methods(text: str) -> list[str]:
+    """'hrkd,tinybert' -> ['tinybert', 'hrkd'] (run order); an unknown or empty name is a one-line error."""
+    names = [t.strip() for t in text.split(",")]
+    for name in names:
+        if name not in METHODS:
+            raise HrkdError(f"--methods {text}: {name!r} is not one of {', '.join(METHODS)}")
+    return [m for m in METHODS if m in names]
+
+
 def check_meta_kd_available() -> None:
     try:
         import hrkd_cli.recipes.baselines  # noqa: F401
@@ -138,17 +154,20 @@ def check_meta_kd_available() -> None:
 
 
 def fewshot(preset: Preset, runtime: Runtime, rates: list, seeds: list[int], meta_kd: bool = False,
-            resume: bool = False, say: Say = print) -> dict:
+            resume: bool = False, say: Say = print, methods: list[str] | None = None) -> dict:
     """Teach and distil on every point (rates in percent and/or Samples); returns {point: {method: [student run dirs]}}.
 
+    ``methods`` (default: the baseline and HRKD, plus Meta-KD with ``meta_kd``) picks the arms to run.
     Every point's data is prepared (or reused) first, so that a sample a domain cannot provide is refused
     before anything trains."""
     from hrkd_cli.recipes.prepare import prepared_on_every_rank
     from hrkd_cli.recipes.sweep import distill_seeds
 
-    if meta_kd:
+    methods = list(methods) if methods else ["tinybert", "hrkd"]
+    if meta_kd and "meta-kd" not in methods:
+        methods.append("meta-kd")
+    if "meta-kd" in methods:
         check_meta_kd_available()
-    methods = ["tinybert", "hrkd"] + (["meta-kd"] if meta_kd else [])
     points = [(point, rate_preset(preset, point)) for point in rates]
     for point, p in points:
         prepared_on_every_rank(p, runtime, say)

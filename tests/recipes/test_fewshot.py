@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.recipes.fewshot import Sample, fewshot, parse_counts, parse_rates, rate_dir, rate_preset
+from hrkd_cli.recipes.fewshot import Sample, fewshot, parse_counts, parse_methods, parse_rates, rate_dir, rate_preset
 from hrkd_cli.recipes.fewshot_results import fewshot_results
 
 
@@ -89,6 +89,36 @@ def test_fewshot_trains_per_rate_with_fewshot_lr_and_reuses_seeds(tiny_preset, c
     [pt] = result.points
     assert pt.rate == 50.0 and set(pt.train_counts.values()) == {16}
     assert "hrkd" in pt.improvement
+
+
+def test_parse_methods_keeps_the_run_order():
+    assert parse_methods("hrkd,tinybert") == ["tinybert", "hrkd"]
+    assert parse_methods(" meta-kd ") == ["meta-kd"]
+    for bad in ("", "hrkd,", "multi-domain", "HRKD"):
+        with pytest.raises(HrkdError, match="is not one of tinybert, hrkd, meta-kd"):
+            parse_methods(bad)
+
+
+def test_arms_run_apart_train_only_their_own_teacher_and_add_up_to_the_whole_point(tiny_preset, cpu_runtime, monkeypatch):
+    """--methods splits one point over calls (processes, machines): each arm trains its own teacher
+    only, and a later full call reuses every arm's seeds instead of distilling them again."""
+    import hrkd_cli.recipes.distill as distill_mod
+
+    p = tiny_preset(data={"synthetic": TWO_DOMAINS})
+    point = Sample(per_domain=16)
+    teachers = rate_dir(p.run_dir, point) / "teacher"
+    hrkd_runs = fewshot(p, cpu_runtime, [point], [1, 2], methods=["hrkd"], say=quiet)
+    assert set(hrkd_runs[point]) == {"hrkd"}
+    assert sorted(d.name for d in teachers.iterdir()) == ["multi-domain"]
+    assert fewshot_results(Path(p.run_dir), rates=[point]).points == []  # no baseline yet: no row
+    base_runs = fewshot(p, cpu_runtime, [point], [1, 2], methods=["tinybert"], say=quiet)
+    assert sorted(d.name for d in teachers.iterdir()) == ["multi-domain", "single"]
+
+    monkeypatch.setattr(distill_mod, "distill", lambda *a, **k: pytest.fail("a finished seed was distilled again"))
+    whole = fewshot(p, cpu_runtime, [point], [1, 2], say=quiet)
+    assert whole[point] == {**base_runs[point], **hrkd_runs[point]}
+    [pt] = fewshot_results(Path(p.run_dir), rates=[point]).points
+    assert pt.per_domain == 16 and "hrkd" in pt.improvement
 
 
 # ---------------------------------------------------------------- Figure 2 numbers from records
