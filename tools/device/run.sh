@@ -55,7 +55,8 @@ arm() {  # one arm of the few-shot point: seed 1 trains the arm's teacher, seeds
 plan_fewshot() {
     arm hrkd multi-domain &  # first alone, until the point's data is prepared: two preparations must not overlap
     local a=$!
-    wait_for "$RUN/fewshot/count-$COUNT/data/manifest.json" $a || { echo "the point's data failed"; return 1; }
+    # prepare writes the fingerprint after the data: with it there, the other arms reuse the data
+    wait_for "$RUN/fewshot/count-$COUNT/preset-fingerprint.json" $a || { echo "the point's data failed"; return 1; }
     arm tinybert single & local b=$!
     arm meta-kd meta & local c=$!
     wait $a $b $c
