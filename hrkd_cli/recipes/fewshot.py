@@ -163,7 +163,7 @@ def fewshot(preset: Preset, runtime: Runtime, rates: list, seeds: list[int], met
     from hrkd_cli.recipes.prepare import prepared_on_every_rank
     from hrkd_cli.recipes.sweep import distill_seeds
 
-    methods = list(methods) if methods else ["tinybert", "hrkd"]
+    methods = list(methods or METHODS[:2])  # default: the baseline and HRKD
     if meta_kd and "meta-kd" not in methods:
         methods.append("meta-kd")
     if "meta-kd" in methods:
