@@ -13,6 +13,7 @@ Nothing here unpickles: a file handed to us can only be JSON or safetensors.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -25,7 +26,7 @@ from safetensors.torch import load_file, save_file
 from transformers import BertConfig
 
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.models import DomainClassifier, encoder_from_config, weights_mismatch
+from hrkd_cli.models import HEADS, DomainClassifier, encoder_from_config, weights_mismatch
 
 FORMAT = "hrkd-checkpoint/1"
 META = "hrkd.json"
@@ -100,7 +101,7 @@ def save_checkpoint(
             (tmp / "train_state.json").write_text(json.dumps(info, indent=2, sort_keys=True))
         for name, obj in (files or {}).items():
             (tmp / name).write_text(json.dumps(obj, indent=2, sort_keys=True))
-        meta = {"format": FORMAT, "num_heads": len(model.heads), **meta}
+        meta = {"format": FORMAT, "num_heads": len(model.heads), "head": model.head, **meta}
         (tmp / META).write_text(json.dumps(meta, indent=2, sort_keys=True))
         replace_dir(tmp, final_dir)
     except BaseException:
@@ -166,7 +167,11 @@ def load_classifier(path: Path, device: torch.device | str = "cpu") -> tuple[Dom
     if not weights.is_file() or not (path / "config.json").is_file():
         raise HrkdError(f"{path}: checkpoint is incomplete (model.safetensors or config.json missing)")
     cfg = BertConfig.from_dict(read_json(path / "config.json"))
-    model = DomainClassifier(encoder_from_config(cfg), meta["num_heads"], len(meta["label_names"]))
+    # Checkpoints written before the pooler head existed carry no "head": theirs is "cls".
+    head = meta.get("head", "cls")
+    if head not in HEADS:
+        raise HrkdError(f"{path / META}: unknown head {head!r}; hrkd builds {', '.join(HEADS)}")
+    model = DomainClassifier(encoder_from_config(cfg, pooler=head == "pooler"), meta["num_heads"], len(meta["label_names"]))
     state = read_tensors(weights)
     expected = model.state_dict()
     resized = [f"{k} {tuple(v.shape)} (model {tuple(expected[k].shape)})"
@@ -177,6 +182,28 @@ def load_classifier(path: Path, device: torch.device | str = "cpu") -> tuple[Dom
         raise weights_mismatch(weights, missing, unexpected, resized)
     model.load_state_dict(state)
     return model.to(device), meta
+
+
+def weights_fingerprint(path: Path) -> str:
+    """sha256 of the weights a checkpoint (or group) holds, to tell whether two runs used the same teacher.
+
+    One model (every domain served by one member): the sha256 of its model.safetensors, what ``sha256sum``
+    prints. One model per domain: the sha256 of the JSON map domain -> that domain's file sha256."""
+    per_domain = {d: _file_sha256(p / "model.safetensors") for d, p in members(path).items()}
+    distinct = set(per_domain.values())
+    if len(distinct) == 1:
+        return distinct.pop()
+    return hashlib.sha256(json.dumps(per_domain, sort_keys=True).encode()).hexdigest()
+
+
+def _file_sha256(path: Path) -> str:
+    if not Path(path).is_file():
+        raise HrkdError(f"{path}: missing; the checkpoint is incomplete")
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def load_extras(path: Path) -> dict[str, torch.Tensor]:

@@ -96,9 +96,15 @@ class MetaTeacherConfig(Section):
     gamma1: float = Field(0.1, ge=0.0, description="weight of the domain-adversarial loss")
 
 
+HEAD_DESCRIPTION = ("pooler = BERT's pooler (dense + tanh on [CLS]), dropout, one linear layer per domain (BERT, "
+                    "TinyBERT, the released HRKD code); cls = dropout and the linear layer on the [CLS] state, no "
+                    "pooler (hrkd's head before the pooler; earlier run records used it)")
+
+
 class TeacherConfig(OptimConfig):
     model: str = Field(EMBEDDED_TEACHER, description="hub name, local path, or embedded:minilm-l6")
     kind: Literal["single", "mix", "mtl", "multi-domain", "meta"] = "multi-domain"
+    head: Literal["pooler", "cls"] = Field("pooler", description=HEAD_DESCRIPTION)
     seed: int = Field(1, description="the teacher's own seed: student sweeps over seeds reuse one teacher")
     per_domain_best: bool = Field(False, description="keep each domain's best-dev snapshot (released HRKD code)")
     exclude_domain: str = Field("", description="train without this domain's data (Meta-KD Table 4)")
@@ -106,9 +112,16 @@ class TeacherConfig(OptimConfig):
 
 
 class StudentConfig(Section):
-    init: Literal["teacher-layers", "pretrained", "random"] = "teacher-layers"
-    model: str = Field("", description="pretrained: hub name or local path")
-    teacher_layers: list[int] = Field(default_factory=lambda: [2, 4, 6], description="teacher-layers: 1-based")
+    init: Literal["general", "teacher-layers", "pretrained", "random"] = Field(
+        "general", description="general = the layers teacher_layers of the pre-trained model before any fine-tuning "
+        "(student.model, or else teacher.model): one start for every method and teacher, as the paper's TinyBERT "
+        "general weights; teacher-layers = the same layers of the distilling teacher after fine-tuning; "
+        "pretrained = all of student.model; random = a fresh encoder of the shape below")
+    head: Literal["pooler", "cls"] = Field("pooler", description=HEAD_DESCRIPTION)
+    model: str = Field("", description="pretrained: hub name or local path; general: the pre-trained model whose "
+                       "layers the student takes (empty = teacher.model)")
+    teacher_layers: list[int] = Field(default_factory=lambda: [2, 4, 6],
+                                      description="general and teacher-layers: the 1-based layers taken")
     layers_from: str = Field("", description="teacher-layers: the model whose embeddings and layers the student "
                              "takes (a path, hub name or hrkd run, e.g. another teacher's run for an initialisation "
                              "swap); empty = the distilling teacher, whose outputs stay the targets either way")
@@ -226,7 +239,8 @@ class RuntimeConfig(Section):
 
 # Fields added after runs were recorded, with the default that means "as before" (see Preset.section_hash).
 LATE_FIELDS: dict[str, dict[str, object]] = {"data": {"sample_per_domain": 0},
-                                             "student": {"general_epochs": 0, "layers_from": ""}}
+                                             "teacher": {"head": "cls"},
+                                             "student": {"general_epochs": 0, "layers_from": "", "head": "cls"}}
 
 
 class Preset(Section):
@@ -329,6 +343,17 @@ def _section_model(loc) -> type[BaseModel] | None:
             return None
         model = field.annotation
     return model
+
+
+def recorded_preset(raw: dict) -> Preset:
+    """The preset a run record holds, read back: a field it lacks because it was recorded before the field
+    existed takes the value of LATE_FIELDS that means "as before", not today's default."""
+    raw = json.loads(json.dumps(raw))
+    for section, fields in LATE_FIELDS.items():
+        if isinstance(raw.get(section), dict):
+            for key, before in fields.items():
+                raw[section].setdefault(key, before)
+    return Preset.model_validate(raw)
 
 
 def validate_preset(raw: dict, source: str) -> Preset:

@@ -1,17 +1,18 @@
 """Ship one domain of a teacher or student: a plain transformers folder, or an ONNX file.
 
-What the head is decides the layout. ``models.DomainClassifier`` reads the final [CLS] state through
-dropout and one linear layer per domain; it has no pooler. BertForSequenceClassification puts BERT's
-pooler (dense + tanh) between [CLS] and its classifier, so no choice of weights makes it compute our
-logits, and loading our weights into it starts the pooler at random. BertForTokenClassification is
-BERT without a pooler plus the same dropout + linear applied to every token: at position 0, the [CLS]
-token, it *is* our head. So a domain is exported as a stock BertForTokenClassification (keys
-``bert.*`` from ``encoder.*``, ``classifier.*`` from ``heads.<i>.*``) whose ``logits[:, 0]`` are the
-model's logits, read with three lines of plain transformers (the model card and README show them).
+What the head is decides the class. A pooler-head model (``models.HEADS``; BERT's pooler, dropout and one
+linear layer per domain) *is* a stock BertForSequenceClassification for each domain: keys ``bert.*`` from
+``encoder.*`` (pooler included), ``classifier.*`` from ``heads.<i>.*``, so ``pipeline("text-classification")``
+and ``AutoModelForSequenceClassification`` read it as they read any BERT classifier. A "cls"-head model
+(hrkd's earlier head: dropout and the linear layer on the final [CLS] state, no pooler) cannot be: that class
+would put a pooler in between and start it at random. BertForTokenClassification is BERT without a pooler
+plus the same dropout + linear on every token, so at position 0 it is that head; such a domain is exported
+as one and read as ``logits[:, 0]``.
 
 Each export is checked before it is swapped into place: the folder is loaded back the way a user
 would load it and its logits are compared with hrkd's own on real test examples of that domain
-(``HF_TOLERANCE``, ``ONNX_TOLERANCE``, ``INT8_PROB_TOLERANCE`` below).
+(``HF_TOLERANCE``, ``ONNX_TOLERANCE``, ``INT8_PROB_TOLERANCE`` below); a sequence-classification folder
+is also run through transformers' text-classification pipeline and its probabilities compared.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from typing import Callable
 
 import torch
 from torch import nn
-from transformers import AutoModelForTokenClassification, BertForTokenClassification
+from transformers import (AutoConfig, AutoModelForSequenceClassification, AutoModelForTokenClassification,
+                          BertForSequenceClassification, BertForTokenClassification, PreTrainedModel, pipeline)
 
 from hrkd_cli.checkpoint import load_classifier, members, read_json, replace_dir, staging_dir
 from hrkd_cli.errors import HrkdError
@@ -65,15 +67,18 @@ class HrkdHead(nn.Module):
         return self.model(input_ids, attention_mask, token_type_ids, [(self.domain_index, input_ids.shape[0])]).logits
 
 
-class ClsLogits(nn.Module):
-    """An exported BertForTokenClassification read the way hrkd reads it: the logits at [CLS]."""
+class StockLogits(nn.Module):
+    """An exported stock classifier read the way hrkd reads it: (ids, mask, types) -> logits [B, C]; for a
+    BertForTokenClassification (a "cls"-head export) the logits at [CLS]."""
 
-    def __init__(self, model: BertForTokenClassification):
+    def __init__(self, model: PreTrainedModel):
         super().__init__()
         self.model = model
+        self.at_cls = isinstance(model, BertForTokenClassification)
 
     def forward(self, input_ids, attention_mask, token_type_ids):
-        return self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits[:, 0]
+        logits = self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits
+        return logits[:, 0] if self.at_cls else logits
 
 
 @dataclass
@@ -196,18 +201,26 @@ def _open_exported(folder: Path, domain: str, device) -> DomainModel:
         raise HrkdError(f"{folder}: was exported for domain {info['domain']!r}, not {domain!r}")
     if info.get("as") != "hf":
         raise HrkdError(f"{folder}: is an {info.get('as')} export; pass the hrkd run it came from, or an `hrkd export --format hf` folder")
-    model = load_token_classifier(folder).to(device).eval()
+    model = load_stock(folder).to(device).eval()
     tokenizer = load_tokenizer(str(folder))
     names = label_names([model.config.id2label.get(i) for i in range(model.config.num_labels)], model.config.num_labels)
-    return DomainModel(domain, ClsLogits(model), tokenizer, names, int(info["max_seq_length"]), info.get("text_pair"), folder)
+    return DomainModel(domain, StockLogits(model), tokenizer, names, int(info["max_seq_length"]), info.get("text_pair"), folder)
 
 
-def load_token_classifier(folder: Path) -> BertForTokenClassification:
-    """An exported folder, loaded as a user would, with every weight accounted for (no benign keys here:
-    the folder was written from exactly this class)."""
+STOCK_CLASSES = {"BertForSequenceClassification": AutoModelForSequenceClassification,
+                 "BertForTokenClassification": AutoModelForTokenClassification}
+
+
+def load_stock(folder: Path) -> PreTrainedModel:
+    """An exported folder, loaded as a user would (the Auto class of its config's architecture), with every
+    weight accounted for (no benign keys here: the folder was written from exactly this class)."""
     try:
-        model, info = AutoModelForTokenClassification.from_pretrained(str(folder), output_loading_info=True,
-                                                                      use_safetensors=True)
+        arch = (AutoConfig.from_pretrained(str(folder)).architectures or ["?"])[0]
+        if arch not in STOCK_CLASSES:
+            raise HrkdError(f"{folder}: holds a {arch}, not one of the classes hrkd exports ({', '.join(STOCK_CLASSES)})")
+        model, info = STOCK_CLASSES[arch].from_pretrained(str(folder), output_loading_info=True, use_safetensors=True)
+    except HrkdError:
+        raise
     except Exception as err:  # noqa: BLE001 - any loader failure is one line
         raise HrkdError(f"cannot load {folder}: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from None
     if info["missing_keys"] or info["unexpected_keys"] or info["mismatched_keys"]:
@@ -218,31 +231,60 @@ def load_token_classifier(folder: Path) -> BertForTokenClassification:
 # ---------------------------------------------------------------- the stock class
 
 
-def token_classifier(dm: DomainModel) -> BertForTokenClassification:
-    """The domain's classifier as a stock BertForTokenClassification with the same weights."""
+def domain_stock(dm: DomainModel) -> PreTrainedModel:
+    """The domain's classifier as a stock transformers class with the same weights (``stock_classifier``)."""
     head = dm.module
     if not isinstance(head, HrkdHead):
         raise HrkdError(f"{dm.source}: is an exported folder already; export the hrkd run it came from")
     return stock_classifier(head.model, head.domain_index, dm.label_names)
 
 
-def stock_classifier(model: DomainClassifier, domain_index: int, names: list[str]) -> BertForTokenClassification:
-    """One domain of an hrkd classifier as a stock BertForTokenClassification with the same weights."""
+def stock_class(model: DomainClassifier) -> type[PreTrainedModel]:
+    """BertForSequenceClassification for a pooler head, BertForTokenClassification (read at [CLS]) for "cls"."""
+    return BertForSequenceClassification if model.head == "pooler" else BertForTokenClassification
+
+
+def stock_classifier(model: DomainClassifier, domain_index: int, names: list[str]) -> PreTrainedModel:
+    """One domain of an hrkd classifier as a stock transformers classifier with the same weights."""
     encoder = model.encoder
+    cls = stock_class(model)
     cfg = copy.deepcopy(encoder.config)
     cfg._attn_implementation = None  # ours ("hrkd_scores") is registered by hrkd only; let transformers pick its own
-    cfg.architectures = ["BertForTokenClassification"]
+    cfg.architectures = [cls.__name__]
     cfg.num_labels = len(names)
     cfg.id2label = dict(enumerate(names))
     cfg.label2id = {n: i for i, n in enumerate(names)}
-    stock = BertForTokenClassification(cfg)
+    if cls is BertForSequenceClassification:
+        cfg.problem_type = "single_label_classification"
+    stock = cls(cfg)
     linear = model.heads[model.head_index(domain_index)]
     state = {f"bert.{k}": v for k, v in encoder.state_dict().items()}
     state["classifier.weight"], state["classifier.bias"] = linear.weight, linear.bias
     missing, unexpected = stock.load_state_dict(state, strict=False)
     if missing or unexpected:  # a transformers release that changed BERT's layout
-        raise weights_mismatch("BertForTokenClassification", missing, unexpected)
+        raise weights_mismatch(cls.__name__, missing, unexpected)
     return stock.eval()
+
+
+def stock_description(model: PreTrainedModel) -> str:
+    """How hrkd's logits are read from an exported class, for hrkd_export.json."""
+    if isinstance(model, BertForTokenClassification):
+        return "logits[:, 0] of BertForTokenClassification (dropout + linear on [CLS], no pooler)"
+    return "logits of BertForSequenceClassification (pooler, dropout + linear)"
+
+
+def pipeline_probabilities(folder: Path, texts: list[str], pairs: list[str] | None) -> torch.Tensor:
+    """Class probabilities [B, C] of transformers' text-classification pipeline on an exported folder, in
+    id2label order, the inputs truncated as in training (the folder's tokenizer holds the length)."""
+    clf = pipeline("text-classification", model=str(folder), tokenizer=str(folder), device="cpu")
+    inputs = texts if pairs is None else [{"text": a, "text_pair": b} for a, b in zip(texts, pairs)]
+    out = clf(inputs, top_k=None, truncation=True, function_to_apply="softmax")
+    order = {name: i for i, name in clf.model.config.id2label.items()}
+    probs = torch.zeros(len(texts), len(order), dtype=torch.float64)
+    for row, scores in enumerate(out):
+        for s in scores:
+            probs[row, order[s["label"]]] = s["score"]
+    return probs
 
 
 def probe(dm: DomainModel) -> tuple[list[str], list[str] | None]:
@@ -266,7 +308,7 @@ def _export_meta(dm: DomainModel, fmt: str, checks: dict, extra: dict) -> dict:
     return {
         "format": EXPORT_FORMAT, "as": fmt, "domain": dm.domain, "labels": dm.label_names,
         "max_seq_length": dm.max_seq_length, "text_pair": dm.text_pair, "source": str(dm.source),
-        "data_hash": dm.meta.get("data_hash"), "head": "logits[:, 0] of BertForTokenClassification (dropout + linear on [CLS])",
+        "data_hash": dm.meta.get("data_hash"), "head": stock_description(domain_stock(dm)),
         "checks": checks, **extra,
     }
 
@@ -276,9 +318,9 @@ def _write_folder(final_dir: Path, build: Callable[[Path], dict], dm: DomainMode
     tmp = staging_dir(final_dir)
     try:
         tmp.chmod(0o755)  # a folder to hand on: not the owner-only mode of a fresh temporary directory
-        checks = build(tmp)
         dm.tokenizer.model_max_length = dm.max_seq_length  # `truncation=True` then cuts where training did
-        dm.tokenizer.save_pretrained(str(tmp))
+        dm.tokenizer.save_pretrained(str(tmp))  # first: the checks load the folder as a user would
+        checks = build(tmp)
         # Plain writes: the whole staging directory is swapped in at once below.
         (tmp / EXPORT_FILE).write_text(json.dumps(_export_meta(dm, fmt, checks, extra), indent=2, sort_keys=True) + "\n")
         (tmp / "README.md").write_text(card(checks))
@@ -290,24 +332,36 @@ def _write_folder(final_dir: Path, build: Callable[[Path], dict], dm: DomainMode
 
 
 def write_hf(dm: DomainModel, final_dir: Path, card: Callable[[dict], str], extra: dict | None = None) -> dict:
-    """``final_dir``: config.json + model.safetensors (BertForTokenClassification), tokenizer, model card.
-    Returns the check: the largest |logit difference| against hrkd's model on the probe examples."""
+    """``final_dir``: config.json + model.safetensors (stock_classifier's class), tokenizer, model card.
+    Returns the checks: the largest |logit difference| against hrkd's model on the probe examples and, for a
+    sequence-classification folder, the largest |probability difference| of the text-classification pipeline."""
     texts, pairs = probe(dm)
     enc = dm.encode(texts, pairs)
     reference = dm.logits(enc)
+    stock = domain_stock(dm)
 
     def build(tmp: Path) -> dict:
-        token_classifier(dm).save_pretrained(str(tmp))
-        loaded = ClsLogits(load_token_classifier(tmp).eval())
+        stock.save_pretrained(str(tmp))
+        loaded = StockLogits(load_stock(tmp).eval())
         with torch.no_grad():
             got = loaded(enc["input_ids"], enc["attention_mask"], enc["token_type_ids"]).float()
         diff = _max_diff(got, reference)
         if not diff <= HF_TOLERANCE:
             raise HrkdError(f"{final_dir}: the exported model's logits differ from hrkd's by {diff:.2e} "
                             f"(more than {HF_TOLERANCE:g}); nothing was written")
-        return {"examples": len(texts), "max_abs_logit_diff": diff, "tolerance": HF_TOLERANCE}
+        return {"examples": len(texts), "max_abs_logit_diff": diff, "tolerance": HF_TOLERANCE, "class": type(stock).__name__}
 
-    return _write_folder(Path(final_dir), build, dm, "hf", card, extra or {})
+    def build_and_pipeline(tmp: Path) -> dict:
+        checks = build(tmp)
+        if isinstance(stock, BertForSequenceClassification):
+            dp = _max_diff(pipeline_probabilities(tmp, texts, pairs), reference.softmax(-1))
+            if not dp <= HF_TOLERANCE:
+                raise HrkdError(f"{final_dir}: the text-classification pipeline's probabilities differ from hrkd's by "
+                                f"{dp:.2e} (more than {HF_TOLERANCE:g}); nothing was written")
+            checks["pipeline_max_abs_prob_diff"] = dp
+        return checks
+
+    return _write_folder(Path(final_dir), build_and_pipeline, dm, "hf", card, extra or {})
 
 
 def onnx_runtime():
@@ -323,11 +377,11 @@ def onnx_runtime():
 ONNX_INPUTS = ["input_ids", "attention_mask", "token_type_ids"]
 
 
-def export_onnx_file(model: BertForTokenClassification, sample: tuple, path: Path) -> None:
-    """Write ``model`` read at [CLS] (ClsLogits) to ``path``: inputs ONNX_INPUTS of shape [batch, sequence],
-    output logits [batch, labels], traced on ``sample`` (a tuple of the three input tensors)."""
+def export_onnx_file(model: PreTrainedModel, sample: tuple, path: Path) -> None:
+    """Write ``model`` read as hrkd reads it (StockLogits) to ``path``: inputs ONNX_INPUTS of shape [batch,
+    sequence], output logits [batch, labels], traced on ``sample`` (a tuple of the three input tensors)."""
     model.config._attn_implementation = "eager"  # the plain matmul-softmax graph; SDPA has no ONNX form in every opset
-    wrapper = ClsLogits(model).eval()
+    wrapper = StockLogits(model).eval()
     with warnings.catch_warnings():
         # The TorchScript exporter (no onnxscript needed) warns about its deprecation and about Python
         # values in transformers' mask code; callers check the written graph numerically.
@@ -362,7 +416,7 @@ def write_onnx(dm: DomainModel, final_dir: Path, card: Callable[[dict], str], qu
     texts, pairs = probe(dm)
     enc = dm.encode(texts, pairs)
     reference = dm.logits(enc)
-    model = token_classifier(dm)
+    model = domain_stock(dm)
     # Traced on two rows of different lengths (padding present); checked below on the full probe batch,
     # whose shape differs, so a trace that baked in a shape would fail here and not at the user's.
     sample = dm.encode(FALLBACK_PROBE[:2], FALLBACK_PROBE[2:] if pairs is not None else None)

@@ -25,7 +25,7 @@ SCORES_ATTENTION = "hrkd_scores"
 from transformers.utils import logging as hf_logging  # noqa: E402
 
 hf_logging.disable_progress_bar()  # "Loading weights" bars would drown our own progress display
-hf_logging.set_verbosity_error()  # "pooler weights newly initialised" is expected: we use [CLS]
+hf_logging.set_verbosity_error()  # our own loaders report every weight they do not find (pretrained.py)
 
 
 def scores_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
@@ -68,10 +68,22 @@ def weights_mismatch(where, missing=(), unexpected=(), resized=()) -> HrkdError:
     return HrkdError(f"weights in {where}: " + "; ".join(parts))
 
 
-def encoder_from_config(cfg: BertConfig) -> BertModel:
+# The classifier heads hrkd builds (teacher.head, student.head). "pooler": BERT's pooler (dense + tanh on the
+# final [CLS] state), dropout, then one linear layer per domain, as BERT, TinyBERT and the released HRKD code
+# classify; it exports as a stock BertForSequenceClassification. "cls": dropout and the linear layer on the
+# [CLS] state itself, no pooler (hrkd's head before the pooler existed; earlier records used it).
+HEADS = ("pooler", "cls")
+
+
+def encoder_from_config(cfg: BertConfig, pooler: bool = False) -> BertModel:
     cfg = copy.deepcopy(cfg)
     cfg._attn_implementation = SCORES_ATTENTION
-    return BertModel(cfg, add_pooling_layer=False)
+    return BertModel(cfg, add_pooling_layer=pooler)
+
+
+def head_of(encoder: BertModel) -> str:
+    """The head a classifier on ``encoder`` has: "pooler" when the encoder carries BERT's pooler."""
+    return "pooler" if encoder.pooler is not None else "cls"
 
 
 # ---------------------------------------------------------------- classifier
@@ -87,10 +99,11 @@ class EncoderOutput:
 
 
 class DomainClassifier(nn.Module):
-    """A BERT encoder shared across domains with ``num_heads`` linear heads on [CLS].
+    """A BERT encoder shared across domains with ``num_heads`` linear heads.
 
-    ``num_heads`` is the number of domains (multi-task / HRKD models) or 1 (a
-    model trained on pooled data, whose single head serves every domain).
+    The heads read BERT's pooled [CLS] (dense + tanh) when the encoder has a pooler, the [CLS] state
+    itself otherwise (``head_of``). ``num_heads`` is the number of domains (multi-task / HRKD models)
+    or 1 (a model trained on pooled data, whose single head serves every domain).
     """
 
     def __init__(self, encoder: BertModel, num_heads: int, num_labels: int):
@@ -105,6 +118,10 @@ class DomainClassifier(nn.Module):
     @property
     def config(self) -> BertConfig:
         return self.encoder.config
+
+    @property
+    def head(self) -> str:
+        return head_of(self.encoder)
 
     def head_index(self, domain: int) -> int:
         return domain if len(self.heads) > 1 else 0
@@ -131,7 +148,7 @@ class DomainClassifier(nn.Module):
             output_attentions=attentions,
         )
         cls = out.last_hidden_state[:, 0]
-        pooled = self.dropout(cls)
+        pooled = self.dropout(cls if out.pooler_output is None else out.pooler_output)
         logits, start = [], 0
         for domain, n in domain_sizes:
             logits.append(self.heads[self.head_index(domain)](pooled[start : start + n]))
@@ -169,23 +186,31 @@ def uniform_layer_map(teacher_layers: int, student_layers: int) -> list[int]:
     return [m * step for m in range(1, student_layers + 1)]
 
 
-def student_from_teacher_layers(teacher: BertModel, layers: list[int], source: str = "the teacher's") -> BertModel:
-    """DistilBERT-style initialisation: the teacher's embeddings and a subset of its layers (1-based).
+def student_from_teacher_layers(teacher: BertModel, layers: list[int], source: str = "the teacher's",
+                                pooler: bool = False) -> BertModel:
+    """DistilBERT-style initialisation: the embeddings and a subset of the layers (1-based) of ``teacher``,
+    and its pooler when ``pooler`` (the source must have one).
 
-    ``source`` names the model in errors when it is not the distilling teacher (``student.layers_from``)."""
+    ``source`` names the model in errors (the distilling teacher, ``student.layers_from`` or the general start)."""
     n = teacher.config.num_hidden_layers
     if max(layers) > n:
         raise HrkdError(f"student.teacher_layers={layers} names a layer above {source} {n}")
+    if pooler and teacher.pooler is None:
+        raise HrkdError(f"student.head = 'pooler' needs a pooler in {source} model, which has none "
+                        "(its head is 'cls'); set student.head = 'cls'")
     cfg = copy.deepcopy(teacher.config)
     cfg.num_hidden_layers = len(layers)
-    student = encoder_from_config(cfg)
+    student = encoder_from_config(cfg, pooler=pooler)
     student.embeddings.load_state_dict(teacher.embeddings.state_dict())
     for i, layer in enumerate(layers):
         student.encoder.layer[i].load_state_dict(teacher.encoder.layer[layer - 1].state_dict())
+    if pooler:
+        student.pooler.load_state_dict(teacher.pooler.state_dict())
     return student
 
 
-def random_student(teacher_cfg: BertConfig, num_layers: int, hidden: int, heads: int, intermediate: int) -> BertModel:
+def random_student(teacher_cfg: BertConfig, num_layers: int, hidden: int, heads: int, intermediate: int,
+                   pooler: bool = False) -> BertModel:
     if hidden % heads:
         raise HrkdError(f"student.hidden_size={hidden} is not divisible by student.num_heads={heads}")
     cfg = BertConfig(
@@ -198,7 +223,7 @@ def random_student(teacher_cfg: BertConfig, num_layers: int, hidden: int, heads:
         type_vocab_size=teacher_cfg.type_vocab_size,
         pad_token_id=teacher_cfg.pad_token_id,
     )
-    return encoder_from_config(cfg)
+    return encoder_from_config(cfg, pooler=pooler)
 
 
 class Projections(nn.Module):

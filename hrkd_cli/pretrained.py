@@ -43,8 +43,8 @@ def _hub_error(name: str, err: Exception) -> HrkdError:
 # between a checkpoint and the BertModel we build is an error (transformers only warns and starts those
 # weights at random). Names are compared without a leading "bert.", which transformers strips or keeps
 # depending on the class the checkpoint was saved from.
+POOLER = "pooler."  # BERT's pooler (dense + tanh): read for head = "pooler", not built for head = "cls"
 BENIGN_UNEXPECTED = (
-    "pooler.",  # BERT's pooler (dense + tanh): our heads read the [CLS] state itself, so we build no pooler
     "cls.",  # masked-LM / next-sentence heads of pre-training checkpoints (bert-base-uncased and the like)
     "classifier.",  # a fine-tuned model's task head (an `hrkd export` folder too): hrkd trains heads of its own
     "fit_dense",  # TinyBERT's general-distillation projections (huawei-noah/TinyBERT_General_*), unused after it
@@ -55,17 +55,27 @@ BENIGN_MISSING = (
 )
 
 
-def check_loading_info(where: str, info: dict) -> None:
-    """Fail on what ``from_pretrained(..., output_loading_info=True)`` reports beyond the benign keys above."""
+def check_loading_info(where: str, info: dict, pooler: bool = False) -> None:
+    """Fail on what ``from_pretrained(..., output_loading_info=True)`` reports beyond the benign keys above.
+
+    With ``pooler`` the pooler is part of what must be read; without it, a checkpoint's pooler is left out."""
 
     def bare(key: str) -> str:
         return key[len("bert."):] if key.startswith("bert.") else key
 
+    benign_unexpected = BENIGN_UNEXPECTED + BENIGN_MISSING + (() if pooler else (POOLER,))
     missing = [k for k in info.get("missing_keys", ()) if not bare(k).startswith(BENIGN_MISSING)]
-    unexpected = [k for k in info.get("unexpected_keys", ()) if not bare(k).startswith(BENIGN_UNEXPECTED + BENIGN_MISSING)]
+    unexpected = [k for k in info.get("unexpected_keys", ()) if not bare(k).startswith(benign_unexpected)]
     resized = [str(m[0]) if isinstance(m, (tuple, list)) else str(m) for m in info.get("mismatched_keys", ())]
+    if pooler and any(bare(k).startswith(POOLER) for k in missing):
+        raise HrkdError(f"weights in {where}: no pooler (missing {_shown_pooler(missing)}), so head = 'pooler' would "
+                        "start it at random; set the head to 'cls' (teacher.head or student.head) for this model")
     if missing or unexpected or resized:
         raise weights_mismatch(where, missing, unexpected, resized)
+
+
+def _shown_pooler(keys) -> str:
+    return ", ".join(sorted(k for k in keys if "pooler." in k))
 
 
 def _hrkd_checkpoint(src: str) -> str | None:
@@ -106,27 +116,33 @@ def load_bert_config(name: str) -> BertConfig:
     return cfg
 
 
-def load_pretrained_encoder(name: str) -> BertModel:
-    """The BERT encoder (no pooler) of a hub name, a local folder, or an hrkd checkpoint.
+def load_pretrained_encoder(name: str, pooler: bool = False) -> BertModel:
+    """The BERT encoder of a hub name, a local folder, or an hrkd checkpoint, with BERT's pooler when ``pooler``.
 
-    Every weight of the encoder must come from the checkpoint: a missing or unexpected key is an
-    error naming it, not a warning with random weights behind it.
+    Every weight of the encoder (and of the pooler, when asked for) must come from the checkpoint: a
+    missing or unexpected key is an error naming it, not a warning with random weights behind it.
     """
     src = resolve_model_source(name)
     ckpt = _hrkd_checkpoint(src)
     if ckpt is not None:
         # Its model.safetensors holds `encoder.*` and `heads.*` (DomainClassifier), which
         # transformers would not recognise; load it as what it is and keep the encoder.
-        return load_classifier(ckpt)[0].encoder
+        encoder = load_classifier(ckpt)[0].encoder
+        if pooler and encoder.pooler is None:
+            raise HrkdError(f"{ckpt}: an hrkd model with head 'cls' (no pooler); head = 'pooler' would start the "
+                            "pooler at random; set the head to 'cls' (teacher.head or student.head) for this model")
+        if not pooler:
+            encoder.pooler = None
+        return encoder
     load_bert_config(name)
     if os.path.isdir(src) and not any(Path(src).glob("*.safetensors")):
         raise HrkdError(f"{src}: no *.safetensors weights; hrkd never unpickles a file it is handed (pytorch_model.bin), "
                         "so save the model with safetensors (model.save_pretrained(dir)) and pass that folder")
     try:
         # use_safetensors: a hub repository that has only pickled weights is refused, never torch.load-ed
-        encoder, info = AutoModel.from_pretrained(src, attn_implementation=SCORES_ATTENTION, add_pooling_layer=False,
+        encoder, info = AutoModel.from_pretrained(src, attn_implementation=SCORES_ATTENTION, add_pooling_layer=pooler,
                                                   output_loading_info=True, use_safetensors=True)
     except Exception as err:  # noqa: BLE001
         raise _hub_error(src, err) from None
-    check_loading_info(src, info)
+    check_loading_info(src, info, pooler)
     return encoder

@@ -93,8 +93,8 @@ def test_layers_from_needs_a_teacher_layers_student_and_names_a_new_row():
     with pytest.raises(HrkdError) as e:
         validate_preset({"student": {"init": "random", "layers_from": "runs/x/teacher/meta"}}, "x.toml")
     assert "student.layers_from" in str(e.value) and "'random'" in str(e.value)
-    plain = validate_preset({}, "x.toml")
-    swapped = validate_preset({"student": {"layers_from": "runs/x/teacher/meta"}}, "x.toml")
+    plain = validate_preset({"student": {"init": "teacher-layers"}}, "x.toml")
+    swapped = validate_preset({"student": {"init": "teacher-layers", "layers_from": "runs/x/teacher/meta"}}, "x.toml")
     assert swapped.student.layers_from == "runs/x/teacher/meta"
     # a late field (config.LATE_FIELDS): at its default, earlier runs keep their hash; set, it is a new row
     assert plain.section_hash("student") != swapped.section_hash("student")

@@ -76,7 +76,7 @@ def _teacher_for_bench(preset: Preset, data, tmp: Path, say: Say) -> Path:
         return found
     # Speed does not depend on the weights: an untrained teacher of the same architecture will do.
     say("no trained teacher in the run directory: timing an untrained one of the same architecture")
-    model = DomainClassifier(load_pretrained_encoder(preset.teacher.model), len(data.domains), len(data.label_names))
+    model = DomainClassifier(load_pretrained_encoder(preset.teacher.model, pooler=preset.teacher.head == "pooler"), len(data.domains), len(data.label_names))
     return save_checkpoint(tmp / "teacher", model, {"role": "teacher", "kind": "bench", "domains": list(data.domains),
                                                     "label_names": data.label_names, "data_hash": data.hash})
 

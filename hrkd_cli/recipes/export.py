@@ -1,6 +1,7 @@
 """`hrkd export`: each domain of a teacher or student as a plain transformers folder (``hf``) or ONNX file.
 
-The layout and why it is a token-classification class: hrkd_cli/export.py. This recipe picks the
+Which transformers class a domain becomes (sequence classification for the pooler head, token
+classification read at [CLS] for the older "cls" head): hrkd_cli/export.py. This recipe picks the
 domains, names the folders (``OUT/<domain>/``) and writes the model card of each.
 """
 
@@ -38,9 +39,15 @@ def export_command(run: Path, fmt: str, domain: str | None, out: Path, quantize:
     return shlex.join(args + ["-o", str(out)])
 
 
-def usage(fmt: str, path: Path, quantize: str | None) -> str:
+def usage(fmt: str, path: Path, quantize: str | None, pooler: bool = True) -> str:
     """The lines that load and run an export with its own libraries only."""
     p = repr(str(path))
+    if fmt == "hf" and pooler:
+        return (
+            "from transformers import pipeline\n"
+            f'classify = pipeline("text-classification", model={p})\n'
+            'classify(["text to classify"], top_k=None, truncation=True)  # every label with its probability\n'
+        )
     if fmt == "hf":
         return (
             "from transformers import AutoModelForTokenClassification, AutoTokenizer\n"
@@ -62,6 +69,7 @@ def _pct(x) -> str:
 def model_card(dm: DomainModel, record: dict, fmt: str, path: Path, command: str, quantize: str | None, checks: dict) -> str:
     meta = dm.meta
     encoder = dm.module.model.encoder
+    pooler = dm.module.model.head == "pooler"
     cfg = encoder.config
     params = sum(p.numel() for p in encoder.parameters()) + (cfg.hidden_size + 1) * len(dm.label_names)
     role = meta.get("role", "model")
@@ -89,6 +97,8 @@ def model_card(dm: DomainModel, record: dict, fmt: str, path: Path, command: str
     if fmt == "hf":
         check = (f"logits within {checks['max_abs_logit_diff']:.1e} of hrkd's own on {checks['examples']} examples "
                  f"(tolerance {HF_TOLERANCE:g}, fp32)")
+        if "pipeline_max_abs_prob_diff" in checks:
+            check += f"; the text-classification pipeline's probabilities within {checks['pipeline_max_abs_prob_diff']:.1e}"
     else:
         check = (f"ONNX Runtime logits within {checks['max_abs_logit_diff']:.1e} of PyTorch's on {checks['examples']} "
                  f"examples (tolerance {ONNX_TOLERANCE:g})")
@@ -121,25 +131,37 @@ def model_card(dm: DomainModel, record: dict, fmt: str, path: Path, command: str
         "## Use",
         "",
         "```python",
-        usage(fmt, path, quantize).rstrip("\n"),
+        usage(fmt, path, quantize, pooler).rstrip("\n"),
         "```",
         "",
-        "Class probabilities of each text, in the order of `model.config.id2label`"
-        + (" (the same names as in `hrkd_export.json`)." if fmt == "onnx" else "."),
-        "For sentence pairs pass two lists: `tok(texts, texts_b, ...)`. `hrkd predict` runs this folder too.",
+        ("Every label of each text with its probability; `AutoModelForSequenceClassification` loads the folder too. "
+         "For sentence pairs pass `{\"text\": a, \"text_pair\": b}` per example."
+         if fmt == "hf" and pooler else
+         "Class probabilities of each text, in the order of `model.config.id2label`"
+         + (" (the same names as in `hrkd_export.json`)." if fmt == "onnx" else ".")
+         + " For sentence pairs pass two lists: `tok(texts, texts_b, ...)`."),
+        "`hrkd predict` runs this folder too.",
         "",
+    ]
+    if fmt == "hf" and not pooler:
+        lines += why_token_classification()
+    return "\n".join(lines)
+
+
+def why_token_classification() -> list[str]:
+    """The model card's note for a "cls"-head export (hrkd's head before the pooler existed)."""
+    return [
         "## Why a token-classification class",
         "",
-        "hrkd's head is dropout and one linear layer on the final [CLS] state, with no pooler. "
+        "This model's head is dropout and one linear layer on the final [CLS] state, with no pooler. "
         "`BertForSequenceClassification` puts BERT's pooler (a dense layer and tanh) before its classifier, so "
         "no weights make it compute these logits. `BertForTokenClassification` is BERT without a pooler and "
         "the same dropout and linear layer on every token; at position 0, [CLS], it is this model exactly, "
         "hence `logits[:, 0]`. Do not load this folder with `AutoModelForSequenceClassification`: it would "
         "start a pooler at random (transformers reports `bert.pooler.dense.* MISSING`) and its outputs would "
-        "mean nothing.",
+        "mean nothing. Models trained with hrkd's default pooler head export as `BertForSequenceClassification`.",
         "",
     ]
-    return "\n".join(lines)
 
 
 def export(run: Path, fmt: str = "hf", domain: str | None = None, out: Path | None = None, quantize: str | None = None,
@@ -170,7 +192,8 @@ def export(run: Path, fmt: str = "hf", domain: str | None = None, out: Path | No
 
         if fmt == "hf":
             checks = write_hf(dm, final, card, {"command": command})
-            say(f"wrote {final}: BertForTokenClassification, logits[:, 0] within {checks['max_abs_logit_diff']:.1e} "
+            read = "logits" if checks["class"] == "BertForSequenceClassification" else "logits[:, 0]"
+            say(f"wrote {final}: {checks['class']}, {read} within {checks['max_abs_logit_diff']:.1e} "
                 f"of hrkd's on {checks['examples']} examples")
         else:
             checks = write_onnx(dm, final, card, quantize, {"command": command})

@@ -90,21 +90,30 @@ def _merge(outs, n: int) -> EncoderOutput:
 
 
 def build_student(preset: Preset, teacher: DomainClassifier, num_domains: int, num_labels: int) -> DomainClassifier:
+    """The student before distillation (student.init): the same general start for every method and teacher,
+    the distilling teacher's fine-tuned layers, a whole pre-trained model, or a random encoder."""
     s = preset.student
-    if s.init == "teacher-layers":
+    pooler = s.head == "pooler"
+    if s.init == "general":
+        # The paper starts every student from one general model (TinyBERT's general distillation); here the
+        # pre-trained model before fine-tuning, so no teacher's fine-tuning reaches the student through its start.
+        name = s.model or preset.teacher.model
+        encoder = student_from_teacher_layers(load_pretrained_encoder(name, pooler=pooler), s.teacher_layers,
+                                              f"student.init = 'general' ({name}):", pooler=pooler)
+    elif s.init == "teacher-layers":
         # student.layers_from swaps where the layers come from (e.g. another teacher); the soft labels and
         # features to match stay the distilling teacher's.
         if s.layers_from:
-            encoder = student_from_teacher_layers(load_pretrained_encoder(s.layers_from), s.teacher_layers,
-                                                  f"student.layers_from {s.layers_from!r}:")
+            encoder = student_from_teacher_layers(load_pretrained_encoder(s.layers_from, pooler=pooler), s.teacher_layers,
+                                                  f"student.layers_from {s.layers_from!r}:", pooler=pooler)
         else:
-            encoder = student_from_teacher_layers(teacher.encoder, s.teacher_layers)
+            encoder = student_from_teacher_layers(teacher.encoder, s.teacher_layers, pooler=pooler)
     elif s.init == "pretrained":
         if not s.model:
             raise HrkdError("student.init='pretrained' needs student.model (a hub name or a local path)")
-        encoder = load_pretrained_encoder(s.model)
+        encoder = load_pretrained_encoder(s.model, pooler=pooler)
     else:
-        encoder = random_student(teacher.config, s.num_layers, s.hidden_size, s.num_heads, s.intermediate_size)
+        encoder = random_student(teacher.config, s.num_layers, s.hidden_size, s.num_heads, s.intermediate_size, pooler)
     if encoder.config.vocab_size != teacher.config.vocab_size:
         raise HrkdError(f"student vocabulary ({encoder.config.vocab_size}) differs from the teacher's ({teacher.config.vocab_size})")
     return DomainClassifier(encoder, num_domains, num_labels)

@@ -39,7 +39,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from hrkd_cli.batches import Split, load_splits, make_batch
 from hrkd_cli.checkpoint import (load_classifier, load_extras, members, read_meta, read_tensors, recover_dir,
-                                 save_checkpoint, save_group)
+                                 save_checkpoint, save_group, weights_fingerprint)
 from hrkd_cli.config import Preset
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.evaluation import evaluate_checkpoint, evaluate_model
@@ -227,7 +227,7 @@ def train_meta_teacher(preset: Preset, runtime: Runtime, out: Path, *, data, dom
         scores = prototype_scores_for(preset, runtime, data, domains, out, say)
 
     seed_everything(cfg.seed)
-    encoder = load_pretrained_encoder(cfg.model)
+    encoder = load_pretrained_encoder(cfg.model, pooler=cfg.head == "pooler")
     check_seq_length(preset, encoder.config)
     tokenizer = load_tokenizer(cfg.model)
     model = MetaTeacherModel(DomainClassifier(encoder, 1, data.num_labels), K).to(runtime.device)
@@ -331,7 +331,7 @@ def teach_meta(preset: Preset, runtime: Runtime, resume: bool = False, say: Say 
         write_run_record(out / "run.json", {
             "role": "teacher", "kind": "meta", "row": row, "preset": preset.model_dump(mode="json"),
             "seed": preset.teacher.seed, "data_hash": data.hash, "domains": domains, "excluded_domain": excluded or None,
-            "dev": dev, "test": test, "wall_time_s": time.perf_counter() - t0 + resumed_time({"all": record}), "runs": {"all": record},
+            "weights_sha256": weights_fingerprint(out), "dev": dev, "test": test, "wall_time_s": time.perf_counter() - t0 + resumed_time({"all": record}), "runs": {"all": record},
         })
         say(f"teacher meta saved to {out}: test average {100 * test['average']:.2f}")
     return out

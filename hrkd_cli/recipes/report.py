@@ -161,10 +161,10 @@ def runs_section(groups: list[tuple[str, list[RunRecord]]]) -> list[str]:
 
 def _teacher_hash(r: RunRecord) -> str:
     """Teachers are identified by their teacher and data sections (what `reusable_teacher` checks)."""
-    from hrkd_cli.config import Preset
+    from hrkd_cli.config import recorded_preset
 
     try:
-        return Preset.model_validate(r.preset).section_hash("teacher", "data") + " (teacher, data)"
+        return recorded_preset(r.preset).section_hash("teacher", "data") + " (teacher, data)"
     except Exception:
         return "-"
 
@@ -173,13 +173,13 @@ IGNORED_DIFF = ("name", "description", "run_dir", "seed")
 
 
 def presets_section(records: list[RunRecord]) -> list[str]:
-    from hrkd_cli.config import Preset, preset_to_toml
+    from hrkd_cli.config import preset_to_toml, recorded_preset
 
     ref = _hrkd_run(records) or next((r for r in records if r.role == "student"), None) or (records[0] if records else None)
     if ref is None or not ref.preset:
         return []
     try:
-        toml = preset_to_toml(Preset.model_validate(ref.preset))
+        toml = preset_to_toml(recorded_preset(ref.preset))
     except Exception:  # an older record whose preset no longer validates: show the dump
         toml = json.dumps(ref.preset, indent=2)
     lines = ["## Presets", "", f"Reference preset: that of `{ref.path}` ({ref.record.get('row')}).", "",

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from hrkd_cli.batches import Batch, load_splits, make_batch
-from hrkd_cli.checkpoint import load_classifier, load_extras, save_group
+from hrkd_cli.checkpoint import load_classifier, load_extras, save_group, weights_fingerprint
 from hrkd_cli.config import Preset
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.evaluation import evaluate_checkpoint
@@ -284,7 +284,8 @@ def finish_student(preset: Preset, runtime: Runtime, out: Path, data, group_memb
         write_run_record(out / "run.json", {
             "role": "student", "method": cfg.method, "row": row_name(preset), "preset": preset.model_dump(mode="json"),
             "preset_hash": preset.section_hash("data", "teacher", "student", "distill"), "seed": preset.seed,
-            "data_hash": data.hash, "teacher": str(teacher_path), **extra, "dev": dev, "test": test,
+            "data_hash": data.hash, "teacher": str(teacher_path), "teacher_sha256": weights_fingerprint(teacher_path),
+            **extra, "dev": dev, "test": test,
             "wall_time_s": time.perf_counter() - t0 + resumed_time(records), "runs": records,
         })
         say(f"student saved to {out}: test average {100 * test['average']:.2f}")

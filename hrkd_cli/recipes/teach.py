@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from hrkd_cli.batches import Split, load_splits, make_batch
-from hrkd_cli.checkpoint import load_classifier, read_meta, save_checkpoint, save_group
+from hrkd_cli.checkpoint import load_classifier, read_meta, save_checkpoint, save_group, weights_fingerprint
 from hrkd_cli.config import Preset
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.evaluation import evaluate_checkpoint, evaluate_model
@@ -67,7 +67,7 @@ def train_classifier(
     """Fine-tune one DomainClassifier on ``domains``; returns its run record."""
     cfg = preset.teacher
     seed_everything(cfg.seed)
-    encoder = load_pretrained_encoder(cfg.model)
+    encoder = load_pretrained_encoder(cfg.model, pooler=cfg.head == "pooler")
     check_seq_length(preset, encoder.config)
     tokenizer = load_tokenizer(cfg.model)
     num_heads = 1 if kind in ("mix", "single") else len(domains)
@@ -181,7 +181,8 @@ def teach(preset: Preset, runtime: Runtime, kind: str | None = None, resume: boo
     if runtime.is_main:
         write_run_record(out / "run.json", {
             "role": "teacher", "kind": kind, "row": TEACHER_ROW_NAMES[kind], "preset": preset.model_dump(mode="json"),
-            "seed": preset.teacher.seed, "data_hash": data.hash, "dev": dev, "test": test,
+            "seed": preset.teacher.seed, "data_hash": data.hash, "weights_sha256": weights_fingerprint(out),
+            "dev": dev, "test": test,
             "wall_time_s": time.perf_counter() - t0 + resumed_time(records), "runs": records,
         })
         say(f"teacher {kind} saved to {out}: test average {100 * test['average']:.2f}")
