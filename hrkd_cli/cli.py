@@ -108,7 +108,7 @@ def evaluate(
     checkpoints: List[Path] = typer.Argument(..., help="checkpoint directories; with --compare: run or results directories"),
     split: str = typer.Option("test", "--split", help="dev or test"),
     data: Optional[Path] = typer.Option(None, "--data", help="prepared data directory (default: the one the model was trained on)"),
-    compare: bool = typer.Option(False, "--compare", help="Tables 2/3 over seeds (mean±std; Welch, paired t and McNemar tests) from recorded runs; loads no model"),
+    compare: bool = typer.Option(False, "--compare", help="Tables 2/3 over seeds (mean±std; Welch, paired t and example-level sign-flip tests, two-sided) from recorded runs; loads no model"),
     fmt: Optional[str] = typer.Option(None, "--format", help="with --compare: also write markdown | csv | json"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="with --format: the file to write"),
     json_path: Optional[Path] = typer.Option(None, "--json", help="also write the numbers to this JSON file"),

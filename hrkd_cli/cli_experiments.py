@@ -127,7 +127,8 @@ def fewshot(
     rates: Optional[str] = typer.Option(
         None, "--rates", help="samples as percentages of each domain's training split, in (0, 100] (default 1,2,5,10,20)"),
     counts: Optional[str] = typer.Option(
-        None, "--counts", help="samples as training examples per domain, e.g. 1390,2000 (with or instead of --rates)"),
+        None, "--counts", help="samples as absolute training sizes: 1390,2000 = that many training examples of every "
+        "domain; telephone:1500+travel:1390+... = each domain its own count (name every domain); with or instead of --rates"),
     seeds: Optional[str] = SeedsOpt,
     meta_kd: bool = typer.Option(False, "--meta-kd", help="also run Meta-KD (meta-teacher, meta-distillation) per rate"),
     methods: Optional[str] = typer.Option(
@@ -150,7 +151,8 @@ def fewshot(
     _check_split(split)
     summary_fmt = _fewshot_format(fmt, output)
     points = [Sample(percent=r) for r in parse_rates(rates)] if rates is not None else []
-    points += [Sample(per_domain=n) for n in parse_counts(counts)] if counts is not None else []
+    points += [Sample(counts=n) if isinstance(n, tuple) else Sample(per_domain=n)
+               for n in parse_counts(counts)] if counts is not None else []
     points = points or [Sample(percent=r) for r in parse_rates("1,2,5,10,20")]
     if plot is not None and plot.suffix.lower() != ".png":
         raise HrkdError(f"--plot {plot}: the figure is written as PNG; give a .png path")

@@ -63,20 +63,31 @@ class DataConfig(Section):
     test_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="custom without a split column")
     sample_rate: float = Field(1.0, gt=0.0, le=1.0, description="few-shot: front share of each train split")
     sample_per_domain: int = Field(
-        0, ge=0, description="few-shot: keep the front N examples of each domain's train split; 0 = off")
+        0, ge=0, description="few-shot: keep the front N examples of every domain's train split (an absolute "
+        "training size, the same for each domain); 0 = off")
+    sample_counts: dict[str, int] = Field(
+        default_factory=dict, description="few-shot: keep the front N_d examples of each domain d's train split, "
+        "one absolute training size per domain (e.g. {telephone = 1500, travel = 1390}); every domain of the data "
+        "must be named; empty = off")
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
 
     @model_validator(mode="after")
     def _one_sample_size(self):
-        if self.sample_per_domain and self.sample_rate < 1.0:
-            raise ValueError(f"data.sample_rate = {self.sample_rate} and data.sample_per_domain = "
-                             f"{self.sample_per_domain}: give one few-shot sample size, not both")
+        given = [f"data.{k} = {v}" for k, v, on in (("sample_rate", self.sample_rate, self.sample_rate < 1.0),
+                                                    ("sample_per_domain", self.sample_per_domain, self.sample_per_domain > 0),
+                                                    ("sample_counts", self.sample_counts, bool(self.sample_counts))) if on]
+        if len(given) > 1:
+            raise ValueError(f"{' and '.join(given)}: give one few-shot sample size, not several")
+        bad = {d: n for d, n in self.sample_counts.items() if n < 1}
+        if bad:
+            d, n = next(iter(bad.items()))
+            raise ValueError(f"data.sample_counts.{d} = {n}: a count is a number of training examples, at least 1")
         return self
 
     @property
     def sampled(self) -> bool:
         """True for a few-shot sample of the training splits (by share or by count)."""
-        return self.sample_rate < 1.0 or self.sample_per_domain > 0
+        return self.sample_rate < 1.0 or self.sample_per_domain > 0 or bool(self.sample_counts)
 
 
 class OptimConfig(Section):
@@ -238,7 +249,7 @@ class RuntimeConfig(Section):
 
 
 # Fields added after runs were recorded, with the default that means "as before" (see Preset.section_hash).
-LATE_FIELDS: dict[str, dict[str, object]] = {"data": {"sample_per_domain": 0},
+LATE_FIELDS: dict[str, dict[str, object]] = {"data": {"sample_per_domain": 0, "sample_counts": {}},
                                              "teacher": {"head": "cls"},
                                              "student": {"general_epochs": 0, "layers_from": "", "head": "cls"}}
 

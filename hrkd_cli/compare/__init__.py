@@ -4,8 +4,8 @@ One way down: render -> tables / ablation -> statistics -> records.
 
 - records: reading run.json (and predictions.json) from run, seed-group and results directories,
   grouping runs into rows, matching two rows' runs by seed;
-- statistics: mean ± sample std, Welch's t-test, the paired t-test over matched seeds, McNemar's
-  exact test on pooled per-example predictions (each a function whose docstring gives its formula);
+- statistics: mean ± sample std, Welch's t-test, the paired t-test over matched seeds, the exact
+  sign-flip test whose unit is the test example (each a function whose docstring gives its formula);
 - tables (Tables 2/3) and ablation (Table 4): rows, references, p-values, marks, notes;
 - render: rich, Markdown, CSV and JSON writers.
 
@@ -44,7 +44,7 @@ from hrkd_cli.compare.render import (
     write_text_atomic,
 )
 from hrkd_cli.compare.statistics import (
-    MCNEMAR,
+    EXAMPLE_TEST,
     MEAN_DIGITS,
     PAIRED_TTEST,
     STD_DIGITS,
@@ -52,8 +52,8 @@ from hrkd_cli.compare.statistics import (
     TTEST,
     Stat,
     format_p,
-    mcnemar_exact_p,
     paired_t_p,
+    sign_flip_p,
     welch_p,
 )
 from hrkd_cli.compare.tables import (
@@ -68,11 +68,11 @@ from hrkd_cli.compare.tables import (
 )
 
 __all__ = [
-    "ABLATION_LABELS", "DEFAULT_TEACHER", "FORMATS", "GRAPH_ONLY_FIELDS", "MCNEMAR", "MEAN_DIGITS", "METHOD_ORDER",
+    "ABLATION_LABELS", "DEFAULT_TEACHER", "FORMATS", "GRAPH_ONLY_FIELDS", "EXAMPLE_TEST", "MEAN_DIGITS", "METHOD_ORDER",
     "NATURAL_TINYBERT", "PAIRED_TTEST", "STD_DIGITS", "STD_NOTE", "TEACHER_ORDER", "TINYBERT_METHODS", "TTEST",
     "Paired", "ResultTable", "RunRecord", "Stat", "TableRow", "ablation_drop", "ablation_label", "ablation_tables",
     "check_same_data", "collect", "compare_table", "domains_of", "format_p", "group_rows", "mark_best",
-    "mcnemar_exact_p", "paired_t_p", "per_seed_rich_table", "render", "require_partners",
-    "results_records", "rich_table", "stands_for_domain_rel", "tinybert_reference", "to_csv", "to_json_text",
+    "paired_t_p", "per_seed_rich_table", "render", "require_partners",
+    "results_records", "rich_table", "sign_flip_p", "stands_for_domain_rel", "tinybert_reference", "to_csv", "to_json_text",
     "to_markdown", "variant_key", "welch_p", "write_text_atomic",
 ]

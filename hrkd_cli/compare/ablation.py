@@ -1,5 +1,5 @@
 """HRKD Table 4: full HRKD and its ablations, each row compared with full HRKD like Tables 2/3 compare with
-TinyBERT-KD (Welch, paired t over matched seeds, McNemar on pooled predictions)."""
+TinyBERT-KD (Welch, paired t over matched seeds, the sign-flip test over test examples)."""
 
 from __future__ import annotations
 

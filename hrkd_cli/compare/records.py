@@ -223,9 +223,10 @@ def usable_predictions(run: RunRecord, domains: list[str]) -> tuple[dict | None,
 
 
 def prediction_pairs(pairs: list[tuple[int, RunRecord, RunRecord]], domains: list[str]):
-    """Per-example (pred, ref pred, gold) lists pooled over the matched seeds and ``domains``, the seeds used,
-    and one line per seed left out (missing predictions, or test data whose hash differs from the reference's)."""
-    pred, ref_pred, gold, used, skipped = [], [], [], [], []
+    """Per-seed predictions of a row and its reference over ``domains`` (one list per matched seed, each in the
+    order of the one ``gold`` list), the seeds used, and one line per seed left out (missing predictions, or test
+    data whose hash differs from the reference's or from the other seeds')."""
+    pred, ref_pred, gold, used, skipped = [], [], None, [], []
     for seed, run, ref in pairs:
         a, why = usable_predictions(run, domains)
         b, ref_why = usable_predictions(ref, domains)
@@ -236,9 +237,22 @@ def prediction_pairs(pairs: list[tuple[int, RunRecord, RunRecord]], domains: lis
                or a["domains"][d]["gold"] != b["domains"][d]["gold"] for d in domains):
             skipped.append(f"seed {seed}: test data hash differs from the reference's, not paired")
             continue
-        for d in domains:
-            pred += a["domains"][d]["pred"]
-            ref_pred += b["domains"][d]["pred"]
-            gold += a["domains"][d]["gold"]
+        seed_gold = [y for d in domains for y in a["domains"][d]["gold"]]
+        if gold is not None and seed_gold != gold:
+            skipped.append(f"seed {seed}: test examples differ from seed {used[0]}'s, not paired")
+            continue
+        gold = seed_gold
+        pred.append([p for d in domains for p in a["domains"][d]["pred"]])
+        ref_pred.append([p for d in domains for p in b["domains"][d]["pred"]])
         used.append(seed)
-    return pred, ref_pred, gold, used, skipped
+    return pred, ref_pred, gold or [], used, skipped
+
+
+def teacher_mismatch(run: RunRecord, ref: RunRecord) -> str:
+    """Why two runs cannot be paired as distilled from one teacher ("" when they can): both records carry the
+    sha256 of the teacher weights they distilled from (run.json "teacher_sha256") and the two differ. Records
+    written before the fingerprint existed are paired by teacher path as before."""
+    a, b = run.record.get("teacher_sha256"), ref.record.get("teacher_sha256")
+    if a and b and a != b:
+        return f"teacher weights differ (sha256 {a[:12]} vs {b[:12]})"
+    return ""

@@ -118,8 +118,8 @@ def to_csv(table: ResultTable) -> str:
     cols = table.columns
     seeds = seed_columns(table) if table.per_seed else []
     w.writerow(["method", "role", "n_seeds", "seeds", *[f"{c}_{s}" for c in cols for s in ("mean", "std")],
-                *table.extra_columns, "p_value", "paired_n", "paired_t_p", "paired_mean_diff", "mcnemar_b", "mcnemar_c",
-                "mcnemar_p", *[f"seed_{s}_average" for s in seeds], "reference", "preset_hash", "data_hash"])
+                *table.extra_columns, "p_value", "paired_n", "paired_t_p", "paired_mean_diff", "example_p",
+                "examples_differing", "examples", "example_diff", "example_ci95_low", "example_ci95_high", *[f"seed_{s}_average" for s in seeds], "reference", "preset_hash", "data_hash"])
     for row in table.rows:
         stats = []
         for c in cols:
@@ -127,8 +127,10 @@ def to_csv(table: ResultTable) -> str:
             stats += ["" if st is None else f"{st.mean:.4f}", "" if st is None or st.std is None else f"{st.std:.4f}"]
         p = "" if row.role != "student" else (row.p_note or ("n/a" if row.p_value is None else f"{row.p_value:.6g}"))
         pr = row.paired
-        paired = ["", "", "", "", "", ""] if pr is None else [
-            len(pr.seeds), _num(pr.t_p), _num(pr.mean_diff), _num(pr.b), _num(pr.c), _num(pr.mcnemar_p)]
+        interval = (pr.interval if pr is not None and pr.interval is not None else (None, None, None))
+        paired = [""] * 9 if pr is None else [
+            len(pr.seeds), _num(pr.t_p), _num(pr.mean_diff), _num(pr.example_p), _num(pr.differing), _num(pr.examples),
+            *[_num(x) for x in interval]]
         by_seed = row.per_seed(table.split)
         w.writerow([row.label, row.role, len(row.runs), " ".join(str(s) for s in row.seeds), *stats,
                     *[row.extra.get(c, "") for c in table.extra_columns], p, *paired,

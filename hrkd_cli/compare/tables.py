@@ -1,6 +1,7 @@
 """Rows and tables in the layout of HRKD Tables 2 and 3: mean±std per column, and each student row
 compared with the TinyBERT-KD row distilled from the same teacher by Welch's t-test, a paired t-test
-over matched seeds and McNemar's test on pooled per-example predictions (formulas in statistics.py).
+over matched seeds and a sign-flip test whose unit is the test example (formulas in statistics.py).
+Runs are paired only when their records agree on the teacher's weights (``teacher_mismatch``).
 
 Best and second-best means per column among the student rows (compared at the displayed precision,
 so ties share the mark) are bold and underlined.
@@ -23,19 +24,21 @@ from hrkd_cli.compare.records import (
     group_runs,
     matched_seeds,
     prediction_pairs,
+    teacher_mismatch,
 )
 from hrkd_cli.compare.statistics import (
-    MCNEMAR,
+    EXAMPLE_TEST,
     MEAN_DIGITS,
     PAIRED_TTEST,
     STD_NOTE,
     TTEST,
     Stat,
-    discordant_counts,
+    correct_count_differences,
     format_p,
-    mcnemar_exact_p,
     mean_difference,
+    paired_difference_interval,
     paired_t_p,
+    sign_flip_p,
     welch_p,
 )
 from hrkd_cli.errors import HrkdError
@@ -45,27 +48,39 @@ from hrkd_cli.errors import HrkdError
 class Paired:
     """A row against its reference, seed by seed and example by example."""
 
-    seeds: list[int]  # seed numbers both rows have
+    seeds: list[int]  # seed numbers both rows have, from the same teacher weights
     t_p: float | None = None
     mean_diff: float | None = None  # mean over matched seeds of (row - reference) average accuracy, points
-    b: int | None = None  # McNemar's discordant counts, pooled over example_seeds and the domains
-    c: int | None = None
-    mcnemar_p: float | None = None
-    example_seeds: list[int] = field(default_factory=list)  # seeds whose predictions were pooled
-    skipped: list[str] = field(default_factory=list)  # seeds whose predictions were not, and why
+    example_p: float | None = None  # the sign-flip test over test examples (statistics.sign_flip_p)
+    differing: int | None = None  # k: distinct test examples with d_i != 0
+    examples: int | None = None  # test examples in the test
+    interval: tuple[float, float, float] | None = None  # example-level mean difference and its 95% interval, points
+    example_seeds: list[int] = field(default_factory=list)  # seeds whose predictions entered the example test
+    skipped: list[str] = field(default_factory=list)  # seeds whose predictions did not, and why
+    unpaired: list[str] = field(default_factory=list)  # seeds not paired at all (other teacher weights), and why
 
     def to_json(self) -> dict:
         return {"seeds": self.seeds, "n": len(self.seeds), "t_p": self.t_p, "mean_diff": self.mean_diff,
-                "mcnemar": None if self.mcnemar_p is None else
-                {"b": self.b, "c": self.c, "p": self.mcnemar_p, "seeds": self.example_seeds},
-                "not_paired": self.skipped}
+                "example_test": None if not self.example_seeds else
+                {"p": self.example_p, "differing_examples": self.differing, "examples": self.examples,
+                 "seeds": self.example_seeds, "mean_diff": None if self.interval is None else self.interval[0],
+                 "ci95": None if self.interval is None else list(self.interval[1:])},
+                "not_paired": self.skipped + self.unpaired}
 
 
 def compare_paired(row: "TableRow", ref: "TableRow", split: str, domains: list[str]) -> Paired:
-    """Paired t-test on the per-seed averages of the seeds both rows have; McNemar on their pooled test predictions."""
-    pairs = [(s, a, b) for s, a, b in matched_seeds(row.runs, ref.runs)
-             if a.score(split, "average") is not None and b.score(split, "average") is not None]
-    out = Paired([s for s, _, _ in pairs])
+    """Paired t-test on the per-seed averages of the seeds both rows have; the sign-flip test on their test
+    predictions, example by example over those seeds. Seeds whose teachers' weights differ are not paired."""
+    pairs, unpaired = [], []
+    for s, a, b in matched_seeds(row.runs, ref.runs):
+        if a.score(split, "average") is None or b.score(split, "average") is None:
+            continue
+        why = teacher_mismatch(a, b)
+        if why:
+            unpaired.append(f"seed {s}: {why}")
+        else:
+            pairs.append((s, a, b))
+    out = Paired([s for s, _, _ in pairs], unpaired=unpaired)
     if not pairs:
         return out
     a = [run.score(split, "average") for _, run, _ in pairs]
@@ -76,8 +91,10 @@ def compare_paired(row: "TableRow", ref: "TableRow", split: str, domains: list[s
         return out
     pred, ref_pred, gold, out.example_seeds, out.skipped = prediction_pairs(pairs, domains)
     if out.example_seeds:
-        out.b, out.c = discordant_counts(pred, ref_pred, gold)
-        out.mcnemar_p = mcnemar_exact_p(out.b, out.c)
+        d = correct_count_differences(pred, ref_pred, gold)
+        out.example_p, out.examples = sign_flip_p(d), len(d)
+        out.differing = sum(1 for x in d if x)
+        out.interval = paired_difference_interval(d, len(out.example_seeds))
     return out
 
 
@@ -115,7 +132,7 @@ class TableRow:
         return {r.seed: r.score(split, "average") for r in self.runs}
 
     def paired_cells(self) -> list[str]:
-        """The paired t and McNemar cells: 'ref', 'n/a' (no reference), blank (no partner seeds or predictions)."""
+        """The paired t and example-test cells: 'ref', 'n/a' (no reference), blank (no partner seeds or predictions)."""
         if self.role != "student":
             return ["", ""]
         if self.p_note:
@@ -125,8 +142,7 @@ class TableRow:
         if not self.paired.seeds:
             return ["", ""]
         t = f"{format_p(self.paired.t_p)} (n={len(self.paired.seeds)})"
-        m = "" if self.paired.mcnemar_p is None else f"{format_p(self.paired.mcnemar_p)} ({self.paired.b}/{self.paired.c})"
-        return [t, m]
+        return [t, example_cell(self.paired)]
 
     def to_json(self, split: str = "test") -> dict:
         return {
@@ -159,7 +175,7 @@ class ResultTable:
 
     def header(self) -> list[str]:
         return ["Method", *[_domain_title(d) for d in self.domains], "Average", *self.extra_columns, "Seeds (n)",
-                f"{self.p_label} (Welch)", "paired t p (n)", "McNemar p (b/c)"]
+                f"{self.p_label} (Welch)", "paired t p (n)", "example test p (k; diff [95% CI])"]
 
     def cells(self, row: TableRow) -> list[str]:
         return [
@@ -172,10 +188,22 @@ class ResultTable:
     def to_json(self) -> dict:
         return {
             "title": self.title, "split": self.split, "domains": self.domains, "data_hash": self.data_hash,
-            "ttest": TTEST, "paired_ttest": PAIRED_TTEST, "mcnemar": MCNEMAR,
+            "ttest": TTEST, "paired_ttest": PAIRED_TTEST, "example_test": EXAMPLE_TEST, "sided": "two-sided",
             "std": "sample standard deviation (ddof=1)", "unit": "accuracy (%)",
             "p_column": self.p_label, "notes": self.notes, "rows": [r.to_json(self.split) for r in self.rows],
         }
+
+
+def example_cell(pr: Paired) -> str:
+    """'p (k=K; diff D [lo, hi])': the example test's p, the distinct examples that differ, and the paired
+    difference with its 95% interval; blank when no seed's predictions could be paired."""
+    if not pr.example_seeds:
+        return ""
+    cell = f"{format_p(pr.example_p)} (k={pr.differing}"
+    if pr.interval is not None:
+        mean, lo, hi = pr.interval
+        cell += f"; {mean:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+    return cell + ")"
 
 
 def _domain_title(d: str) -> str:
@@ -267,11 +295,13 @@ def compare_with(row: TableRow, ref: TableRow, split: str, domains: list[str]) -
 
 
 def legend_notes(against: str) -> list[str]:
-    """The legend naming the three tests."""
+    """The legend naming the three tests (all two-sided)."""
     return [f"p (Welch): {TTEST}, against {against} (ref: that row; n/a: fewer than 2 seeds on a side, no such row, "
             "or constant samples)",
             f"paired t p (n): {PAIRED_TTEST}; n: matched seeds; n/a: fewer than 2 or constant differences",
-            f"McNemar p (b/c): {MCNEMAR}"]
+            f"example test p (k; diff [95% CI]): {EXAMPLE_TEST}; n/a: no example differs",
+            "every p-value is two-sided; runs are paired only when their records name the same teacher weights "
+            "(run.json teacher_sha256)"]
 
 
 def pairing_notes(rows: list[TableRow]) -> list[str]:
@@ -281,12 +311,14 @@ def pairing_notes(rows: list[TableRow]) -> list[str]:
         pr = row.paired
         if pr is None:
             continue
-        if not pr.seeds:
+        if pr.unpaired:
+            out.append(f"not paired for {row.label}: " + "; ".join(pr.unpaired))
+        if not pr.seeds and not pr.unpaired:
             out.append(f"no paired p for {row.label}: no seeds in common with {row.reference} "
                        f"(seeds {_seed_list(row.seeds)} vs {_seed_list(_ref_seeds(row, rows))})")
         elif pr.skipped:
-            used = f"pooled seeds {_seed_list(pr.example_seeds)}; " if pr.example_seeds else "blank: "
-            out.append(f"McNemar for {row.label}: {used}" + "; ".join(pr.skipped))
+            used = f"seeds {_seed_list(pr.example_seeds)}; " if pr.example_seeds else "blank: "
+            out.append(f"example test for {row.label}: {used}" + "; ".join(pr.skipped))
     return out
 
 
@@ -301,10 +333,11 @@ def _seed_list(seeds) -> str:
 def require_partners(tables: list[ResultTable]) -> None:
     """For explicitly asked paired output: refuse, in one line, rows that have no seed in common with their reference."""
     lonely = [f"{row.label} (seeds {_seed_list(row.seeds)}) vs {row.reference}"
+              + (f": {'; '.join(row.paired.unpaired)}" if row.paired.unpaired else "")
               for t in tables for row in t.rows if row.paired is not None and not row.paired.seeds]
     if lonely:
-        raise HrkdError("paired tests need runs with the same seed numbers; no seeds in common with the reference: "
-                        + "; ".join(lonely))
+        raise HrkdError("paired tests need runs with the same seed numbers from the same teacher weights; none in "
+                        "common with the reference: " + "; ".join(lonely))
 
 
 def compare_table(records: list[RunRecord], split: str = "test", title: str | None = None) -> ResultTable:

@@ -54,9 +54,21 @@ def sample_front(train: list[Example], rate: float) -> list[Example]:
 def sample_count(domain: str, train: list[Example], count: int) -> list[Example]:
     """The front ``count`` examples of a domain's training split, or a one-line error naming both."""
     if count > len(train):
-        raise HrkdError(f"a sample of {count} training examples per domain: domain {domain!r} has only {len(train)} "
-                        "(data.sample_per_domain, fewshot --counts)")
+        raise HrkdError(f"a sample of {count} training examples of domain {domain!r}: it has only {len(train)} "
+                        "(data.sample_per_domain or data.sample_counts, fewshot --counts)")
     return train[:count]
+
+
+def check_sample_counts(counts: dict[str, int], domains: list[str]) -> None:
+    """data.sample_counts names exactly the selected domains: a domain the data lacks, or one left without a
+    count, is a one-line error naming it."""
+    unknown = [d for d in counts if d not in domains]
+    if unknown:
+        raise HrkdError(f"data.sample_counts: unknown domain {unknown[0]!r}; the data's domains are {', '.join(domains)}")
+    missing = [d for d in domains if d not in counts]
+    if missing:
+        raise HrkdError(f"data.sample_counts: no count for domain {missing[0]!r}; name every domain "
+                        f"({', '.join(domains)}) or use data.sample_per_domain for one count for all")
 
 
 def _fraction(n: int, frac: float) -> int:
@@ -74,7 +86,11 @@ def make_splits(corpus: RawCorpus, cfg) -> Splits:
     dev_frac = getattr(cfg, "dev_fraction", 0.1)
     test_frac = getattr(cfg, "test_fraction", 0.1)
     out: Splits = {}
-    for d in select_domains(corpus, getattr(cfg, "domains", None)):
+    domains = select_domains(corpus, getattr(cfg, "domains", None))
+    counts = getattr(cfg, "sample_counts", None) or {}
+    if counts:
+        check_sample_counts(counts, domains)
+    for d in domains:
         pool = list(corpus.pools.get(d, []))
         random.Random(stable_seed("hrkd-split", seed, d)).shuffle(pool)
         n = len(pool)
@@ -108,7 +124,7 @@ def make_splits(corpus: RawCorpus, cfg) -> Splits:
         else:
             _check_train(d, n, n, "the fixed dev and test sets")
             train = pool
-        count = getattr(cfg, "sample_per_domain", 0)
+        count = counts.get(d) or getattr(cfg, "sample_per_domain", 0)
         train = sample_count(d, train, count) if count else sample_front(train, getattr(cfg, "sample_rate", 1.0))
         out[d] = {"train": train, "dev": list(dev), "test": list(test)}
     return out

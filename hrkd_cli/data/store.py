@@ -137,6 +137,7 @@ def build(
         "split_seed": cfg.split_seed,
         "sample_rate": cfg.sample_rate,
         "sample_per_domain": getattr(cfg, "sample_per_domain", 0),
+        **({"sample_counts": dict(cfg.sample_counts)} if getattr(cfg, "sample_counts", None) else {}),
         "dev_fraction": getattr(cfg, "dev_fraction", None),
         "test_fraction": getattr(cfg, "test_fraction", None),
         "max_seq_length": cfg.max_seq_length,

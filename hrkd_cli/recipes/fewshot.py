@@ -52,26 +52,47 @@ def parse_rates(text: str) -> list[float]:
     return sorted(rates)
 
 
-def parse_counts(text: str) -> list[int]:
-    """'1390,2300' -> [1390, 2300] (training examples per domain, ascending); refuses anything but whole numbers >= 1.
-
-    Whether a domain has that many is checked against the data, before any training (``fewshot``)."""
-    counts = []
+def parse_counts(text: str) -> list:
+    """Few-shot points given as absolute training sizes, ascending: '1390,2300' -> [1390, 2300] (the same number of
+    training examples for every domain); a point written 'fiction:1390+telephone:1500+...' gives each domain its
+    own count (returned as a tuple of (domain, count) pairs, after the plain counts). Refuses anything but whole
+    numbers >= 1. Whether the data has those domains and that many examples is checked before any training."""
+    counts, per_domain = [], []
     for part in str(text).split(","):
         part = part.strip()
         if not part:
             continue
-        try:
-            n = int(part)
-        except ValueError:
-            raise HrkdError(f"--counts {text!r}: {part!r} is not a whole number of training examples per domain") from None
-        if n < 1:
-            raise HrkdError(f"--counts: {n} is below 1; counts are training examples per domain")
+        if ":" in part:
+            point = tuple(_domain_count(text, item) for item in part.split("+"))
+            names = [d for d, _ in point]
+            if len(set(names)) != len(names):
+                raise HrkdError(f"--counts {text!r}: a domain is named twice in {part!r}")
+            if point not in per_domain:
+                per_domain.append(point)
+            continue
+        n = _whole(text, part)
         if n not in counts:
             counts.append(n)
-    if not counts:
+    if not counts and not per_domain:
         raise HrkdError(f"--counts {text!r}: no count given")
-    return sorted(counts)
+    return sorted(counts) + per_domain
+
+
+def _whole(text: str, part: str) -> int:
+    try:
+        n = int(part)
+    except ValueError:
+        raise HrkdError(f"--counts {text!r}: {part!r} is not a whole number of training examples per domain") from None
+    if n < 1:
+        raise HrkdError(f"--counts: {n} is below 1; counts are training examples per domain")
+    return n
+
+
+def _domain_count(text: str, item: str) -> tuple[str, int]:
+    domain, _, n = item.strip().partition(":")
+    if not domain.strip():
+        raise HrkdError(f"--counts {text!r}: {item!r} names no domain (write domain:count)")
+    return domain.strip(), _whole(text, n.strip())
 
 
 def rate_name(rate: float) -> str:
@@ -80,25 +101,33 @@ def rate_name(rate: float) -> str:
 
 @dataclass(frozen=True)
 class Sample:
-    """One point of the few-shot study: ``percent`` of each domain's training split, or ``per_domain`` examples."""
+    """One point of the few-shot study: ``percent`` of each domain's training split, ``per_domain`` examples of
+    every domain, or ``counts`` ((domain, examples) pairs: each domain's own absolute training size)."""
 
     percent: float | None = None
     per_domain: int | None = None
+    counts: tuple[tuple[str, int], ...] | None = None
 
     def __post_init__(self):
-        if (self.percent is None) == (self.per_domain is None):
-            raise ValueError("a Sample is a percent or a count per domain")
+        if sum(x is not None for x in (self.percent, self.per_domain, self.counts)) != 1:
+            raise ValueError("a Sample is a percent, a count per domain, or one count for each domain")
 
     @property
     def label(self) -> str:
+        if self.counts is not None:
+            return "+".join(f"{d}:{n}" for d, n in self.counts)
         return f"{rate_name(self.percent)}%" if self.per_domain is None else f"{self.per_domain}/domain"
 
     @property
     def dirname(self) -> str:
+        if self.counts is not None:
+            return "count-" + "-".join(f"{d}{n}" for d, n in self.counts)
         return f"rate-{rate_name(self.percent)}" if self.per_domain is None else f"count-{self.per_domain}"
 
     def sort_key(self) -> tuple:
-        return (self.per_domain is not None, self.per_domain if self.per_domain is not None else self.percent)
+        if self.counts is not None:
+            return (2, sum(n for _, n in self.counts), self.label)
+        return (self.per_domain is not None, self.per_domain if self.per_domain is not None else self.percent, "")
 
 
 def as_sample(point) -> Sample:
@@ -117,7 +146,9 @@ def rate_preset(preset: Preset, rate) -> Preset:
 
     sample = as_sample(rate)
     updates: dict = {"run_dir": str(rate_dir(preset.run_dir, sample))}
-    if sample.per_domain is None:
+    if sample.counts is not None:
+        updates.update({"data.sample_rate": 1.0, "data.sample_counts": dict(sample.counts)})
+    elif sample.per_domain is None:
         updates["data.sample_rate"] = sample.percent / 100.0
     else:
         # the students switch to distill.fewshot_lr on any sample (data.sampled), by share or by count
@@ -174,7 +205,12 @@ def fewshot(preset: Preset, runtime: Runtime, rates: list, seeds: list[int], met
     out: dict = {}
     for point, p in points:
         sample = as_sample(point)
-        what = "of each training split" if sample.per_domain is None else "training examples per domain"
+        if sample.counts is not None:
+            what = "training examples (an absolute size for each domain)"
+        elif sample.per_domain is None:
+            what = "of each training split"
+        else:
+            what = "training examples of every domain (an absolute size)"
         say(f"fewshot: {sample.label.replace('/domain', '')} {what} -> {p.run_dir}")
         out[point] = {}
         for method in methods:

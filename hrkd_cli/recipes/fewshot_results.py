@@ -65,9 +65,12 @@ class RatePoint:
     teacher_average: dict[str, float] = field(default_factory=dict)  # "baseline" | method -> teacher's accuracy (%)
     chance: float | None = None  # majority-class accuracy (%) of the split, averaged over domains
     per_domain: int | None = None  # training examples per domain, for a count point
+    counts: tuple[tuple[str, int], ...] | None = None  # each domain's own count, for a per-domain count point
 
     @property
     def sample(self) -> Sample:
+        if self.counts is not None:
+            return Sample(counts=self.counts)
         return Sample(percent=self.rate) if self.per_domain is None else Sample(per_domain=self.per_domain)
 
     @property
@@ -81,7 +84,8 @@ class RatePoint:
 
     def to_json(self) -> dict:
         return {
-            "rate_percent": self.rate, "per_domain": self.per_domain, "data_hash": self.data_hash,
+            "rate_percent": self.rate, "per_domain": self.per_domain,
+            "counts": None if self.counts is None else dict(self.counts), "data_hash": self.data_hash,
             "train_counts": self.train_counts, "rows": {k: v.to_json() for k, v in self.rows.items()},
             "improvement_percent": self.improvement, "p_value": self.p_value,
             "improvement_ci90_percent": {m: list(ci) if ci else None for m, ci in self.improvement_ci.items()},
@@ -205,7 +209,7 @@ def rate_point(rate, records, split: str = "test") -> RatePoint | None:
         counts = {d: c["train"]["total"] for d, c in manifest.get("counts", {}).items()}
     sample = as_sample(rate)
     pt = RatePoint(sample.percent, data_hash, counts, rows={"baseline": base}, chance=majority_rate(manifest, split),
-                   per_domain=sample.per_domain)
+                   per_domain=sample.per_domain, counts=sample.counts)
     b = base.stats.get("average")
     if (t := _teacher_average(base, split)) is not None:
         pt.teacher_average["baseline"] = t
@@ -268,10 +272,24 @@ def sample_dirs(results_dir: Path) -> list[tuple[Sample, Path]]:
     """The rate-<r> and count-<N> directories under <results_dir>/fewshot: rates ascending, then counts."""
     found = [(Sample(percent=r), d) for r, d in rate_dirs(results_dir)]
     for d in (Path(results_dir) / "fewshot").glob("count-*"):
+        if not d.is_dir():
+            continue
         m = re.fullmatch(r"count-([0-9]+)", d.name)
-        if m and d.is_dir() and int(m.group(1)) > 0:
+        if m and int(m.group(1)) > 0:
             found.append((Sample(per_domain=int(m.group(1))), d))
+        elif (counts := _recorded_counts(d)) is not None:
+            found.append((Sample(counts=counts), d))
     return sorted(found, key=lambda item: item[0].sort_key())
+
+
+def _recorded_counts(point_dir: Path) -> tuple[tuple[str, int], ...] | None:
+    """A per-domain count point's counts, as its runs recorded them (data.sample_counts of any run.json in it)."""
+    for record_file in sorted(point_dir.glob("*/*/run.json")) + sorted(point_dir.glob("student/*/seed-*/run.json")):
+        record = read_json(record_file)
+        counts = ((record or {}).get("preset") or {}).get("data", {}).get("sample_counts")
+        if counts:
+            return tuple((str(d), int(n)) for d, n in counts.items())
+    return None
 
 
 def rate_dirs(results_dir: Path) -> list[tuple[float, Path]]:

@@ -26,14 +26,20 @@ def test_matched_seeds_are_the_common_seed_numbers(tmp_path):
     assert matched_seeds(hrkd, []) == []
 
 
-def test_predictions_pool_over_seeds_and_domains(tmp_path):
+def test_predictions_are_kept_per_seed_over_the_same_examples(tmp_path):
     pair(tmp_path, 1, (3, 2, 1, 1), (2, 1, 0, 1))
-    pair(tmp_path, 2, (1, 4, 1, 0), (0, 1, 0, 2))
+    pair(tmp_path, 2, (1, 4, 1, 1), (0, 1, 0, 3))
     records = collect([tmp_path])
     pairs = matched_seeds(by_method(records, "hrkd"), by_method(records, "multi-domain"))
     pred, ref, gold, used, skipped = prediction_pairs(pairs, ["books", "dvd"])
     assert used == [1, 2] and skipped == []
-    assert len(pred) == len(ref) == len(gold) == 7 + 4 + 6 + 3
+    assert len(gold) == 7 + 4 and [len(p) for p in pred] == [len(p) for p in ref] == [11, 11]
+    # a seed whose test examples are not the others' cannot enter an example-level comparison
+    pair(tmp_path, 3, (1, 1, 1, 1), (0, 1, 0, 3))
+    records = collect([tmp_path])
+    pairs = matched_seeds(by_method(records, "hrkd"), by_method(records, "multi-domain"))
+    pred, ref, gold, used, skipped = prediction_pairs(pairs, ["books", "dvd"])
+    assert used == [1, 2] and skipped == ["seed 3: test examples differ from seed 1's, not paired"]
 
 
 def test_unusable_predictions_say_why(tmp_path):

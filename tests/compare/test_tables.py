@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -21,33 +22,60 @@ def row(table, label):
 
 @pytest.fixture
 def paired_runs(tmp_path):
-    """Two seeds whose discordant pairs add up to b = 8, c = 2 over both seeds and domains."""
-    pair(tmp_path, 1, (3, 3, 1, 3), (2, 2, 0, 2))  # b = 5, c = 1
-    pair(tmp_path, 2, (4, 2, 1, 3), (1, 1, 0, 1))  # b = 3, c = 1
+    """Two seeds on the same 10 books and 6 dvd test examples (gold all 1); the 2x2 counts are HRKD's and
+    TinyBERT-KD's (both right, only HRKD, only TinyBERT-KD, neither) in the order of the examples."""
+    pair(tmp_path, 1, (3, 3, 1, 3), (2, 2, 0, 2))
+    pair(tmp_path, 2, (4, 2, 1, 3), (3, 1, 0, 2))
     return tmp_path
 
 
-def test_paired_t_and_pooled_mcnemar(paired_runs):
+def brute_force(d):
+    nz = [x for x in d if x]
+    flips = [abs(sum(s * x for s, x in zip(signs, nz))) >= abs(sum(d)) for signs in itertools.product((1, -1), repeat=len(nz))]
+    return sum(flips) / len(flips)
+
+
+def test_paired_t_and_the_example_test(paired_runs):
     table = compare_table(collect([paired_runs]))
     hrkd, tiny = row(table, HRKD_ROW), row(table, TINY_ROW)
     pr = hrkd.paired
     assert pr.seeds == [1, 2] and pr.example_seeds == [1, 2] and pr.skipped == []
-    assert (pr.b, pr.c) == (8, 2) and pr.mcnemar_p == 0.109375
+    # books, example by example over the two seeds: seed 1 = 3 both, 3 only HRKD, 1 only TinyBERT-KD, 3 neither;
+    # seed 2 = 4, 2, 1, 3. d (HRKD - TinyBERT-KD right counts) per example:
+    books = [0, 0, 0, 1 + 0, 1 + 1, 1 + 1, -1 - 1, 0, 0, 0]
+    dvd = [0, 0, 1 + 0, 1 + 1, 0, 0]
+    d = books + dvd
+    assert pr.examples == 16 and pr.differing == sum(1 for x in d if x) == 6
+    assert pr.example_p == pytest.approx(brute_force(d))
+    assert pr.interval[0] == pytest.approx(100 * sum(d) / 2 / 16)
     a = [r.score("test", "average") for r in hrkd.runs]
     b = [r.score("test", "average") for r in tiny.runs]
     assert pr.t_p == pytest.approx(stats.ttest_rel(a, b).pvalue)
     assert pr.mean_diff == pytest.approx(sum(a) / 2 - sum(b) / 2)
     cells = table.cells(hrkd)
-    assert cells[-2:] == [f"{pr.t_p:.3f} (n=2)", "0.109 (8/2)"] and cells[-4] == "2"  # Seeds (n)
+    assert cells[-2] == f"{pr.t_p:.3f} (n=2)" and cells[-1].startswith(f"{pr.example_p:.3f} (k=6; +") and cells[-4] == "2"
     assert table.cells(tiny)[-3:] == ["ref", "ref", "ref"]
-    assert "Seeds (n)" in table.header() and "McNemar p (b/c)" in table.header()
+    assert "Seeds (n)" in table.header() and "example test p (k; diff [95% CI])" in table.header()
     legend = "\n".join(table.notes)
-    assert "Welch" in legend and "ttest_rel" in legend and "McNemar's exact" in legend
+    assert "Welch" in legend and "ttest_rel" in legend and "sign-flip" in legend and "two-sided" in legend
+
+
+def test_runs_from_other_teacher_weights_are_not_paired(paired_runs):
+    for seed, sha in ((1, "a" * 64), (2, "b" * 64)):
+        for method in ("hrkd", "multi-domain"):
+            f = paired_runs / "student" / method / f"seed-{seed}" / "run.json"
+            rec = json.loads(f.read_text())
+            rec["teacher_sha256"] = sha if (method, seed) != ("hrkd", 2) else "c" * 64
+            f.write_text(json.dumps(rec))
+    table = compare_table(collect([paired_runs]))
+    pr = row(table, HRKD_ROW).paired
+    assert pr.seeds == [1] and pr.example_seeds == [1]
+    assert f"not paired for {HRKD_ROW}: seed 2: teacher weights differ (sha256 cccccccccccc vs bbbbbbbbbbbb)" in table.notes
 
 
 def test_a_row_without_partner_seeds_has_no_paired_p(tmp_path):
-    for seed in (1, 2):
-        pair(tmp_path / "x", seed, (3, 1, 1, 1), (2, 1, 0, 1))
+    pair(tmp_path / "x", 1, (3, 1, 1, 1), (2, 1, 0, 1))
+    pair(tmp_path / "x", 2, (4, 0, 1, 1), (2, 1, 0, 1))  # another accuracy: Welch is defined (not two constant rows)
     # move HRKD's seeds to 4 and 5: no seed in common with TinyBERT-KD's 1 and 2
     for old, new in ((2, 5), (1, 4)):
         src = tmp_path / "x" / "student" / "hrkd" / f"seed-{old}"
@@ -57,7 +85,7 @@ def test_a_row_without_partner_seeds_has_no_paired_p(tmp_path):
         src.rename(src.with_name(f"seed-{new}"))
     table = compare_table(collect([tmp_path / "x"]))
     hrkd = row(table, HRKD_ROW)
-    assert hrkd.paired.seeds == [] and hrkd.paired.t_p is None and hrkd.paired.mcnemar_p is None
+    assert hrkd.paired.seeds == [] and hrkd.paired.t_p is None and hrkd.paired.example_p is None
     assert table.cells(hrkd)[-2:] == ["", ""]
     assert hrkd.p_value is not None  # Welch needs no pairs
     assert f"no paired p for {HRKD_ROW}: no seeds in common with {TINY_ROW} (seeds 4, 5 vs 1, 2)" in table.notes
@@ -66,20 +94,21 @@ def test_a_row_without_partner_seeds_has_no_paired_p(tmp_path):
     assert HRKD_ROW in str(err.value) and "\n" not in str(err.value)
 
 
-def test_old_runs_without_predictions_leave_mcnemar_blank(tmp_path):
+def test_old_runs_without_predictions_leave_the_example_test_blank(tmp_path):
     pair(tmp_path, 1, (3, 1, 1, 1), (2, 1, 0, 1), with_predictions=False)
     pair(tmp_path, 2, (3, 2, 0, 1), (2, 1, 1, 1))
     table = compare_table(collect([tmp_path]))
     hrkd = row(table, HRKD_ROW)
     assert hrkd.paired.seeds == [1, 2] and hrkd.paired.example_seeds == [2]
-    assert (hrkd.paired.b, hrkd.paired.c) == (3, 1)
-    assert any(n.startswith(f"McNemar for {HRKD_ROW}: pooled seeds 2; seed 1: no predictions.json") for n in table.notes)
+    assert hrkd.paired.differing == 4  # one seed: the discordant examples, 3 for HRKD and 1 against
+    assert hrkd.paired.example_p == pytest.approx(stats.binomtest(3, 4, 0.5).pvalue)  # McNemar with one seed
+    assert any(n.startswith(f"example test for {HRKD_ROW}: seeds 2; seed 1: no predictions.json") for n in table.notes)
     # none at all: blank cell, paired t still there
     for f in tmp_path.glob("student/*/seed-2/predictions.json"):
         f.unlink()
     table = compare_table(collect([tmp_path]))
     hrkd = row(table, HRKD_ROW)
-    assert hrkd.paired.mcnemar_p is None and table.cells(hrkd)[-1] == "" and "(n=2)" in table.cells(hrkd)[-2]
+    assert hrkd.paired.example_p is None and table.cells(hrkd)[-1] == "" and "(n=2)" in table.cells(hrkd)[-2]
 
 
 def test_different_test_hash_is_named_in_the_notes(tmp_path):
@@ -91,21 +120,26 @@ def test_different_test_hash_is_named_in_the_notes(tmp_path):
     table = compare_table(collect([tmp_path]))
     hrkd = row(table, HRKD_ROW)
     assert table.cells(hrkd)[-1] == ""
-    assert f"McNemar for {HRKD_ROW}: blank: seed 1: test data hash differs from the reference's, not paired" in table.notes
+    assert f"example test for {HRKD_ROW}: blank: seed 1: test data hash differs from the reference's, not paired" in table.notes
 
 
 def test_dev_split_pairs_seeds_but_not_predictions(paired_runs):
     table = compare_table(collect([paired_runs]), split="dev")
     hrkd = row(table, HRKD_ROW)
-    assert hrkd.paired.t_p is not None and hrkd.paired.mcnemar_p is None
+    assert hrkd.paired.t_p is not None and hrkd.paired.example_p is None
     assert any("test split only" in n for n in table.notes)
 
 
 def test_ablation_rows_are_paired_with_full_hrkd(tmp_path):
     # multi-domain TinyBERT-KD stands for "- Domain Rel." of an HRKD family with the same settings
     pair(tmp_path, 1, (3, 3, 1, 3), (2, 2, 0, 2))
-    pair(tmp_path, 2, (4, 2, 1, 3), (1, 1, 0, 1))
+    pair(tmp_path, 2, (4, 2, 1, 3), (3, 1, 0, 2))
     [table] = ablation_tables(collect([tmp_path]))
     full, domain_rel = table.rows
     assert full.label == "HRKD" and table.cells(full)[-3:] == ["ref", "ref", "ref"]
-    assert (domain_rel.paired.b, domain_rel.paired.c) == (2, 8) and domain_rel.paired.mcnemar_p == 0.109375
+    # the reverse comparison of test_paired_t_and_the_example_test: same k, same two-sided p, opposite sign
+    reverse = compare_table(collect([tmp_path]))
+    forward = row(reverse, HRKD_ROW).paired
+    assert domain_rel.paired.differing == forward.differing == 6
+    assert domain_rel.paired.example_p == pytest.approx(forward.example_p)
+    assert domain_rel.paired.interval[0] == pytest.approx(-forward.interval[0])

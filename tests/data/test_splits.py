@@ -102,14 +102,19 @@ def test_sample_per_domain_keeps_the_front_n_and_refuses_more_than_a_domain_has(
         assert few[d]["train"] == full[d]["train"][:30]
         assert few[d]["dev"] == full[d]["dev"] and few[d]["test"] == full[d]["test"]
     assert len(make_splits(c, DataConfig(sample_per_domain=40))["y"]["train"]) == 40  # all of y's 40
-    with pytest.raises(HrkdError, match=r"sample of 41 training examples per domain: domain 'y' has only 40"):
+    with pytest.raises(HrkdError, match=r"sample of 41 training examples of domain 'y': it has only 40"):
         make_splits(c, DataConfig(sample_per_domain=41))
 
 
 def test_one_few_shot_sample_size_at_a_time():
     from hrkd_cli.config import validate_preset
 
-    with pytest.raises(HrkdError, match="give one few-shot sample size, not both"):
+    with pytest.raises(HrkdError, match="give one few-shot sample size, not several"):
         validate_preset({"data": {"sample_rate": 0.5, "sample_per_domain": 10}}, "p")
+    with pytest.raises(HrkdError, match="data.sample_per_domain = 10 and data.sample_counts"):
+        validate_preset({"data": {"sample_per_domain": 10, "sample_counts": {"x": 3}}}, "p")
+    with pytest.raises(HrkdError, match="data.sample_counts.x = 0"):
+        validate_preset({"data": {"sample_counts": {"x": 0}}}, "p")
+    assert validate_preset({"data": {"sample_counts": {"x": 3}}}, "p").data.sampled
     assert validate_preset({"data": {"sample_per_domain": 10}}, "p").data.sampled
     assert not validate_preset({}, "p").data.sampled

@@ -132,6 +132,34 @@ def test_parse_counts():
             parse_counts(bad)
 
 
+def test_parse_per_domain_counts():
+    got = parse_counts("500,books:12+films:20+gadgets:16")
+    assert got == [500, (("books", 12), ("films", 20), ("gadgets", 16))]
+    for bad, message in (("books:12+books:3", "named twice"), (":12", "names no domain"), ("books:x", "not a whole number"),
+                         ("books:0", "below 1")):
+        with pytest.raises(HrkdError, match=message):
+            parse_counts(bad)
+
+
+def test_per_domain_counts_give_each_domain_its_own_training_size(tiny_preset):
+    from hrkd_cli.recipes.prepare import prepare
+
+    p = tiny_preset()  # domains books, films, gadgets with 32 training examples each
+    point = Sample(counts=(("books", 12), ("films", 20), ("gadgets", 16)))
+    q = rate_preset(p, point)
+    assert Path(q.run_dir) == Path(p.run_dir) / "fewshot" / "count-books12-films20-gadgets16"
+    assert q.data.sample_counts == {"books": 12, "films": 20, "gadgets": 16} and q.data.sampled
+    assert point.label == "books:12+films:20+gadgets:16"
+    manifest = prepare(q, say=quiet)
+    assert {d: c["train"]["total"] for d, c in manifest["counts"].items()} == {"books": 12, "films": 20, "gadgets": 16}
+    for counts, message in (({"books": 12, "films": 20, "gadgets": 16, "poetry": 3}, "unknown domain 'poetry'"),
+                            ({"books": 12, "films": 20}, "no count for domain 'gadgets'"),
+                            ({"books": 12, "films": 20, "gadgets": 40}, "40 training examples of domain 'gadgets'")):
+        bad = rate_preset(p, Sample(counts=tuple(counts.items())))
+        with pytest.raises(HrkdError, match=message):
+            prepare(bad, say=quiet)
+
+
 def test_a_count_point_has_its_own_run_dir_and_the_fewshot_lr(tiny_preset):
     p = tiny_preset(distill={"lr": 1e-3, "fewshot_lr": 3e-4})
     q = rate_preset(p, Sample(per_domain=10))
@@ -143,7 +171,7 @@ def test_a_count_point_has_its_own_run_dir_and_the_fewshot_lr(tiny_preset):
 
 def test_a_count_above_a_domains_training_split_stops_fewshot_before_any_training(tiny_preset, cpu_runtime):
     p = tiny_preset(data={"synthetic": TWO_DOMAINS})  # 32 training examples per domain
-    with pytest.raises(HrkdError, match=r"sample of 33 training examples per domain: domain '\w+' has only 32"):
+    with pytest.raises(HrkdError, match=r"sample of 33 training examples of domain '\w+': it has only 32"):
         fewshot(p, cpu_runtime, [Sample(per_domain=8), Sample(per_domain=33)], [1], say=quiet)
     assert (rate_dir(p.run_dir, Sample(per_domain=8)) / "data" / "manifest.json").is_file()  # prepared, nothing trained
     assert not (rate_dir(p.run_dir, Sample(per_domain=8)) / "teacher").exists()
