@@ -6,13 +6,18 @@
 # plan's log. PLAN: fewshot (Figure 2 at COUNT pairs per genre, 5 seeds, with Meta-KD) | mtn-kd (Table 2's
 # MTN-KD row, 3 seeds, with its BERT-single teachers) | all. A call may end before the plan: the plan runs on
 # (setsid) while the machine is held, and a `wait` call issued at once picks it up.
-# PRESET (mnli-cpu), RUN (runs/mnli-h200), COUNT (2287) and SETUP (yes; "no" where the packages are
-# installed already) can be set in the environment, which is how this script is tried on a CPU first.
+# PRESET (mnli-cpu), RUN (runs/mnli-h200), FEWSHOT_RUN (runs/mnli-h200-general), COUNT (2287) and SETUP (yes; "no"
+# where the packages are installed already) can be set in the environment, which is how this script is tried on a
+# CPU first. The MTN-KD row completes the H200 Table 2, whose rows all started students from the teacher's layers
+# with the "cls" head, so it runs with those settings (LEGACY) into RUN; the Figure 2 point runs with the presets'
+# defaults (the general student start and the pooler head) into FEWSHOT_RUN.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD LOG=/tmp/hrkd-plan.log DONE=/tmp/hrkd-plan.done
-PRESET=${PRESET:-mnli-cpu} RUN=${RUN:-runs/mnli-h200} COUNT=${COUNT:-2287} SETUP=${SETUP:-yes}
-export PRESET RUN COUNT SETUP
+PRESET=${PRESET:-mnli-cpu} RUN=${RUN:-runs/mnli-h200} FEWSHOT_RUN=${FEWSHOT_RUN:-runs/mnli-h200-general}
+COUNT=${COUNT:-2287} SETUP=${SETUP:-yes}
+LEGACY=(--set 'student.init="teacher-layers"' --set 'teacher.head="cls"' --set 'student.head="cls"')
+export PRESET RUN FEWSHOT_RUN COUNT SETUP
 export PYTHONPATH=$ROOT:/tmp/site PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 
 setup() {
@@ -36,8 +41,12 @@ PY
     touch /tmp/site/.ready
 }
 
-H() {  # one hrkd command on PRESET into RUN, one CPU thread (many share the GPU)
-    python3 -m hrkd_cli "$@" --preset "$PRESET" --set run_dir="\"$RUN\"" --set runtime.threads=1
+H() {  # one hrkd command on PRESET into RUN with the H200 table's settings, one CPU thread (many share the GPU)
+    python3 -m hrkd_cli "$@" --preset "$PRESET" --set run_dir="\"$RUN\"" --set runtime.threads=1 "${LEGACY[@]}"
+}
+
+F() {  # one hrkd command on PRESET into FEWSHOT_RUN with the presets' defaults, one CPU thread
+    python3 -m hrkd_cli "$@" --preset "$PRESET" --set run_dir="\"$FEWSHOT_RUN\"" --set runtime.threads=1
 }
 
 wait_for() {  # until file $1 exists; false if process $2 ends first
@@ -46,9 +55,9 @@ wait_for() {  # until file $1 exists; false if process $2 ends first
 
 arm() {  # one arm of the few-shot point: seed 1 trains the arm's teacher, seeds 2-5 start once it exists
     local m=$1 kind=$2 pids=()
-    H fewshot --counts "$COUNT" --methods "$m" --seeds 1 > "/tmp/fewshot-$m-1.log" 2>&1 & pids+=($!)
-    wait_for "$RUN/fewshot/count-$COUNT/teacher/$kind/run.json" $! || { echo "arm $m: its teacher failed"; return 1; }
-    for s in 2 3 4 5; do H fewshot --counts "$COUNT" --methods "$m" --seeds $s > "/tmp/fewshot-$m-$s.log" 2>&1 & pids+=($!); done
+    F fewshot --counts "$COUNT" --methods "$m" --seeds 1 > "/tmp/fewshot-$m-1.log" 2>&1 & pids+=($!)
+    wait_for "$FEWSHOT_RUN/fewshot/count-$COUNT/teacher/$kind/run.json" $! || { echo "arm $m: its teacher failed"; return 1; }
+    for s in 2 3 4 5; do F fewshot --counts "$COUNT" --methods "$m" --seeds $s > "/tmp/fewshot-$m-$s.log" 2>&1 & pids+=($!); done
     wait "${pids[@]}"
 }
 
@@ -56,11 +65,11 @@ plan_fewshot() {
     arm hrkd multi-domain &  # first alone, until the point's data is prepared: two preparations must not overlap
     local a=$!
     # prepare writes the fingerprint after the data: with it there, the other arms reuse the data
-    wait_for "$RUN/fewshot/count-$COUNT/preset-fingerprint.json" $a || { echo "the point's data failed"; return 1; }
+    wait_for "$FEWSHOT_RUN/fewshot/count-$COUNT/preset-fingerprint.json" $a || { echo "the point's data failed"; return 1; }
     arm tinybert single & local b=$!
     arm meta-kd meta & local c=$!
     wait $a $b $c
-    H fewshot --counts "$COUNT" --seeds 5 --meta-kd   # reuses every seed: prints Figure 2's row at COUNT/genre
+    F fewshot --counts "$COUNT" --seeds 5 --meta-kd   # reuses every seed: prints Figure 2's row at COUNT/genre
 }
 
 plan_mtn() {
@@ -82,8 +91,9 @@ pack() {
     mkdir -p "$OUT"
     tail -c 200000 "$LOG" > "$OUT/plan.log" 2>/dev/null
     tail -n 3 /tmp/*.log 2>/dev/null | tail -c 200000 > "$OUT/runs-tail.log"
-    [ -d "$RUN" ] && tar czf "$OUT/records.tgz" --exclude='*.safetensors' --exclude='*.arrow' --exclude='*/last' \
-        --exclude='tokenizer*' --exclude='vocab.txt' "$RUN"
+    local dirs=(); for d in "$RUN" "$FEWSHOT_RUN"; do [ -d "$d" ] && dirs+=("$d"); done
+    [ ${#dirs[@]} -gt 0 ] && tar czf "$OUT/records.tgz" --exclude='*.safetensors' --exclude='*.arrow' --exclude='*/last' \
+        --exclude='tokenizer*' --exclude='vocab.txt' "${dirs[@]}"
     ls -la "$OUT"; [ -f "$DONE" ] && echo "plan finished: $(cat "$DONE")" || echo "plan still running"
 }
 
