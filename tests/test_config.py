@@ -1,17 +1,17 @@
 import pytest
 
 from hrkd_cli.config import (
-    PRESET_DIR,
     apply_overrides,
     list_presets,
     load_preset,
     preset_to_toml,
+    shipped_presets,
     tomllib,
     validate_preset,
 )
 from hrkd_cli.errors import HrkdError
 
-SHIPPED = sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
+SHIPPED = list(shipped_presets())
 
 
 def test_the_required_presets_are_shipped():
