@@ -26,6 +26,7 @@ from hrkd_cli.cli_common import (  # noqa: F401  (the shared part; re-exported f
     say,
 )
 from hrkd_cli.errors import FAILURE, HrkdError
+from hrkd_cli.fsio import check_outputs
 from hrkd_cli.tables import print_table
 
 presets_app = typer.Typer(help="List and show the shipped presets.", invoke_without_command=True)
@@ -118,6 +119,7 @@ def evaluate(
     temperature: float = typer.Option(1.0, "--temperature", help="with --soft-labels: the T of Eq. 2"),
 ) -> None:
     """Score checkpoints per domain and on average, as a table like HRKD Tables 2 and 3."""
+    check_outputs(("--json", json_path), ("--output", output))  # before scoring anything
     if soft:
         from hrkd_cli.recipes.evaluate import soft_labels
         from hrkd_cli.runtime import setup
@@ -187,6 +189,7 @@ def inspect_ratios(
     plot: Optional[Path] = typer.Option(None, "--plot", help="draw the ratios to this PNG"),
 ) -> None:
     """Show the domain-relational and hierarchical similarity ratios of an HRKD student."""
+    check_outputs(("--plot", plot))
     from hrkd_cli.recipes.inspect_ratios import inspect_ratios as run
 
     run(checkpoint, examples=examples, sample=sample, labels=labels, seed=seed, plot=plot, console=out, say=say)
@@ -205,6 +208,7 @@ def bench_distill(
     set_: Optional[List[str]] = SetOpt,
 ) -> None:
     """Step time of multi-domain vs hrkd, teacher vs student throughput, achieved FLOP/s."""
+    check_outputs(("--json", json_path))
     from hrkd_cli.fsio import write_json_atomic
     from hrkd_cli.recipes.bench import bench_distill as run, bench_table
 
@@ -225,6 +229,7 @@ def bench_students(
     set_: Optional[List[str]] = SetOpt,
 ) -> None:
     """Student shapes vs the teacher: parameters, examples/s (PyTorch, ONNX int8), speed-up, distilled accuracy."""
+    check_outputs(("--json", json_path))
     from hrkd_cli.fsio import write_json_atomic
     from hrkd_cli.recipes.bench_students import bench_students as run, shape_commands, students_table
 
@@ -252,6 +257,7 @@ def export_model(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="write OUTPUT/<domain>/ (default: RUN/export/<format>)"),
 ) -> None:
     """Write each domain's classifier as a folder plain transformers (or ONNX Runtime) loads, with a model card."""
+    check_outputs(("--output", output), directory=True)
     from hrkd_cli.recipes.export import export as run_export
 
     run_export(run, fmt=fmt, domain=domain, out=output, quantize=quantize, say=say)
@@ -267,6 +273,7 @@ def predict(
     batch_size: int = typer.Option(32, "--batch-size", help="examples per forward pass"),
 ) -> None:
     """Label text with one domain's head: the label and the probability of every class, per example."""
+    check_outputs(("--output", output))
     from hrkd_cli.recipes.predict import predict as run_predict
     from hrkd_cli.runtime import setup
 

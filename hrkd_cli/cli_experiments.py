@@ -16,6 +16,7 @@ import typer
 
 from hrkd_cli.cli_common import NprocOpt, PrecisionOpt, PresetOpt, SetOpt, _load, _runtime, app, out, say
 from hrkd_cli.errors import HrkdError
+from hrkd_cli.fsio import check_outputs
 from hrkd_cli.tables import print_table
 
 SeedsOpt = typer.Option(None, "--seeds", help="student seeds: a count (5 -> 1..5) or a list (1,2,3); finished seeds are reused")
@@ -40,9 +41,9 @@ def _check_format(fmt: Optional[str]) -> None:
         raise HrkdError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
 
 
-def _write_tables(tables, fmt: Optional[str], output: Optional[Path], default_name: str) -> None:
-    from hrkd_cli.compare import FORMATS, render
-    from hrkd_cli.fsio import write_text_atomic
+def _table_target(fmt: Optional[str], output: Optional[Path], default_name: str) -> tuple[str, Path] | None:
+    """(format, file) the tables go to, or None when neither --format nor --output is given."""
+    from hrkd_cli.compare import FORMATS
 
     if fmt is None:
         if output is not None:
@@ -50,8 +51,25 @@ def _write_tables(tables, fmt: Optional[str], output: Optional[Path], default_na
             if fmt is None:
                 raise HrkdError(f"--output {output}: say --format markdown|csv|json (the suffix does not tell)")
         else:
-            return
-    path = output or Path(default_name + FORMATS[fmt])
+            return None
+    return fmt, output or Path(default_name + FORMATS[fmt])
+
+
+def _check_table_target(fmt: Optional[str], output: Optional[Path], default_name: str) -> None:
+    """Before the work: the file the tables will go to can be written."""
+    target = _table_target(fmt, output, default_name)
+    if target is not None:
+        check_outputs(("--output", target[1]))
+
+
+def _write_tables(tables, fmt: Optional[str], output: Optional[Path], default_name: str) -> None:
+    from hrkd_cli.compare import render
+    from hrkd_cli.fsio import write_text_atomic
+
+    target = _table_target(fmt, output, default_name)
+    if target is None:
+        return
+    fmt, path = target
     write_text_atomic(path, render(tables, fmt))
     say(f"wrote {path}")
 
@@ -68,6 +86,8 @@ def compare_command(runs: List[Path], fmt: Optional[str] = None, output: Optiona
 
     _check_split(split)
     _check_format(fmt)
+    _check_table_target(fmt, output, "comparison")
+    check_outputs(("--json", json_path))
     table = compare_table(collect(list(runs)), split)
     table.per_seed = per_seed
     if paired:
@@ -107,6 +127,7 @@ def ablate(
 
     _check_split(split)
     _check_format(fmt)
+    _check_table_target(fmt, output, "ablation")
     configs = ablation_configs(drop, progressive)
     p = _load(preset, list(set_ or []), precision, nproc)
     seed_list = parse_seeds(seeds, p.seed)
@@ -156,6 +177,8 @@ def fewshot(
     points = points or [Sample(percent=r) for r in parse_rates("1,2,5,10,20")]
     if plot is not None and plot.suffix.lower() != ".png":
         raise HrkdError(f"--plot {plot}: the figure is written as PNG; give a .png path")
+    summary_path = _fewshot_path(summary_fmt, output)
+    check_outputs(("--plot", plot), ("--output", summary_path))
     arms = parse_methods(methods) if methods is not None else None
     if meta_kd or (arms and "meta-kd" in arms):
         check_meta_kd_available()
@@ -179,9 +202,14 @@ def fewshot(
         from hrkd_cli.fsio import write_text_atomic
 
         text = result.to_markdown() if summary_fmt == "markdown" else json.dumps(result.to_json(), indent=2) + "\n"
-        path = output or Path("fewshot" + (".md" if summary_fmt == "markdown" else ".json"))
-        write_text_atomic(path, text)
-        say(f"wrote {path}")
+        write_text_atomic(summary_path, text)
+        say(f"wrote {summary_path}")
+
+
+def _fewshot_path(summary_fmt: Optional[str], output: Optional[Path]) -> Optional[Path]:
+    if summary_fmt is None:
+        return None
+    return output or Path("fewshot" + (".md" if summary_fmt == "markdown" else ".json"))
 
 
 def _fewshot_format(fmt: Optional[str], output: Optional[Path]) -> Optional[str]:
@@ -207,4 +235,6 @@ def report(
     from hrkd_cli.recipes.report import report as run
 
     _check_split(split)
+    default = results_dir / "report.md" if results_dir.is_dir() else None  # a missing directory: report says so
+    check_outputs(("--output", output) if output is not None else ("the report", default))
     run(results_dir, output, split=split, case_study=case_study, say=say)

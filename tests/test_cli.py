@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tiny import tiny_preset_dict
-from hrkd_cli.completions import COMPLETIONS_DIR, SHELLS, script
+from hrkd_cli.completions import SHELLS, script, shipped
 from hrkd_cli.config import preset_to_toml, validate_preset
 from cli_run import run_main
 
@@ -40,9 +40,18 @@ def test_presets_list_and_show(capsys, monkeypatch):
     assert code == 0 and "lr = 0.002" in out and "[distill]" in out
 
 
+def test_set_takes_a_bare_string_and_names_a_bad_one(capsys, monkeypatch):
+    code, out, _ = run_main(["presets", "show", "demo", "--set", "distill.graph=residual", "--set", "distill.tag=7"],
+                            capsys, monkeypatch)
+    assert code == 0 and 'graph = "residual"' in out and 'tag = "7"' in out
+    code, _, err = run_main(["presets", "show", "demo", "--set", "distill.graph=resdual"], capsys, monkeypatch)
+    assert code == 2
+    assert_one_line_error(code, err, "--set distill.graph=resdual", "'paper', 'residual' or 'excess'")
+
+
 @pytest.mark.parametrize("shell", SHELLS)
 def test_shipped_completion_scripts_are_current(shell):
-    assert (COMPLETIONS_DIR / f"hrkd.{shell}").read_text() == script(shell)
+    assert shipped(shell) == script(shell)
 
 
 def test_completion_offers_the_subcommands():

@@ -1,17 +1,17 @@
 import pytest
 
 from hrkd_cli.config import (
-    PRESET_DIR,
     apply_overrides,
     list_presets,
     load_preset,
     preset_to_toml,
+    shipped_presets,
     tomllib,
     validate_preset,
 )
 from hrkd_cli.errors import HrkdError
 
-SHIPPED = sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
+SHIPPED = list(shipped_presets())
 
 
 def test_the_required_presets_are_shipped():
@@ -98,3 +98,46 @@ def test_layers_from_needs_a_teacher_layers_student_and_names_a_new_row():
     assert swapped.student.layers_from == "runs/x/teacher/meta"
     # a late field (config.LATE_FIELDS): at its default, earlier runs keep their hash; set, it is a new row
     assert plain.section_hash("student") != swapped.section_hash("student")
+
+
+@pytest.mark.parametrize("override, field, value", [
+    ("distill.graph=residual", ("distill", "graph"), "residual"),
+    ('distill.graph="excess"', ("distill", "graph"), "excess"),
+    ("distill.tag=T4", ("distill", "tag"), "T4"),
+    ("distill.tag=123", ("distill", "tag"), "123"),  # valid TOML (an integer), but the field is a string
+    ("distill.tag=1e3", ("distill", "tag"), "1e3"),
+    ("distill.tag=true", ("distill", "tag"), "true"),
+    ("teacher.model=2024-01-01", ("teacher", "model"), "2024-01-01"),  # a TOML date
+    ("run_dir=runs/x y", ("run_dir",), "runs/x y"),
+    ("distill.drop=comp-agg", ("distill", "drop"), ["comp-agg"]),
+    ("distill.drop=comp-agg, hierarchical", ("distill", "drop"), ["comp-agg", "hierarchical"]),
+    ("data.domains=[books, dvd]", ("data", "domains"), ["books", "dvd"]),
+    ('data.domains=["books"]', ("data", "domains"), ["books"]),
+    ("student.teacher_layers=2,4", ("student", "teacher_layers"), [2, 4]),
+    ("student.teacher_layers=[3]", ("student", "teacher_layers"), [3]),
+    ("distill.lr=2e-4", ("distill", "lr"), 2e-4),
+])
+def test_overrides_take_bare_values_by_the_field_type(override, field, value):
+    node = load_preset("demo", [override])
+    for part in field:
+        node = getattr(node, part)
+    assert node == value
+
+
+@pytest.mark.parametrize("override, needles", [
+    ("distill.graph=resid", ["distill.graph", "--set distill.graph=resid", "'paper', 'residual' or 'excess'",
+                             "got 'resid'"]),
+    ("distill.method=HRKD", ["distill.method", "'tinybert'", "'hrkd'", "got 'HRKD'"]),
+    ("distill.lr=abc", ["distill.lr", "--set distill.lr=abc", "valid number", "got 'abc'"]),
+    ("data.max_seq_length=12.5", ["data.max_seq_length", "integer", "got 12.5"]),
+    ("distill.dropout=maybe", ["distill.dropout", "true or false", "got 'maybe'"]),
+    ("distill.drop=nope", ["distill.drop", "choose from self-attention", "'nope'"]),
+    ("student.teacher_layers=a,2", ["student.teacher_layers", "--set student.teacher_layers=a,2", "got 'a'"]),
+])
+def test_a_mistyped_override_names_the_field_the_value_and_what_is_allowed(override, needles):
+    with pytest.raises(HrkdError) as e:
+        load_preset("demo", [override])
+    msg = str(e.value)
+    assert "\n" not in msg
+    for n in needles:
+        assert n in msg, (n, msg)

@@ -9,28 +9,13 @@ file may carry a ``split`` column; the generator emits dev and test directly).
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hrkd_cli.data.tabular import jsonl_objects  # noqa: F401  (the JSON-lines reader; re-exported for readers)
 from hrkd_cli.errors import HrkdError
 
 SPLITS = ("train", "dev", "test")
-
-
-def jsonl_objects(path: Path, encoding: str = "utf-8"):
-    """(line number, object) for every non-blank line of a JSON-lines file; a bad line is a one-line error."""
-    with Path(path).open(encoding=encoding) as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise HrkdError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
-            if not isinstance(obj, dict):
-                raise HrkdError(f"{path}:{lineno}: expected a JSON object per line")
-            yield lineno, obj
 
 
 @dataclass(frozen=True)

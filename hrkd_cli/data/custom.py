@@ -10,36 +10,22 @@ every row when there is no split column.
 
 from __future__ import annotations
 
-import csv
 import re
-import sys
 from pathlib import Path
 
-from hrkd_cli.data.corpus import SPLITS, Example, RawCorpus, jsonl_objects, source_path
+from hrkd_cli.data.corpus import SPLITS, Example, RawCorpus, source_path
+from hrkd_cli.data.tabular import read_table
 from hrkd_cli.errors import HrkdError
 
 _INT = re.compile(r"^[+-]?\d+$")
 
 
 def _rows(path: Path) -> tuple[list[tuple[int, dict]], list[str]]:
-    """(line number, row) for every non-blank data row, and the column names."""
-    ext = path.suffix.lower()
-    if ext in (".csv", ".tsv"):
-        csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-        with path.open(encoding="utf-8-sig", newline="") as f:
-            reader = csv.DictReader(f, delimiter="\t" if ext == ".tsv" else ",")
-            if reader.fieldnames is None:
-                raise HrkdError(f"{path}: empty file")
-            fields = [c.strip() for c in reader.fieldnames]
-            rows = [(reader.line_num, {k.strip(): v for k, v in r.items() if k is not None}) for r in reader]
-        return [(n, r) for n, r in rows if any((v or "").strip() for v in r.values())], fields
-    if ext in (".jsonl", ".ndjson"):
-        rows, fields = [], []
-        for lineno, obj in jsonl_objects(path, encoding="utf-8-sig"):
-            fields += [k for k in obj if k not in fields]
-            rows.append((lineno, obj))
-        return rows, fields
-    raise HrkdError(f"{path}: unsupported file type {ext or '(none)'!r}; use .csv, .tsv or .jsonl")
+    """(line number, row) for every non-blank data row, and the column names (hrkd_cli/data/tabular.py)."""
+    table = read_table(path)
+    if not table.columns:
+        raise HrkdError(f"{path}: empty file")
+    return table.rows, table.columns
 
 
 def _str(value) -> str:

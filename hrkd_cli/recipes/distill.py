@@ -29,6 +29,7 @@ from hrkd_cli.evaluation import evaluate_model
 from hrkd_cli.graph import layer_losses
 from hrkd_cli.recipes.baselines import distill_baseline
 from hrkd_cli.recipes.common import Say, data_dir, fit_record
+from hrkd_cli.recipes.prechecks import check_student_settings
 from hrkd_cli.recipes.prepare import ensure_prepared
 from hrkd_cli.runtime import Runtime, all_reduce_mean_detached, barrier
 from hrkd_cli.sampling import StepSchedule, check_shardable
@@ -164,6 +165,7 @@ def train_student(preset: Preset, runtime: Runtime, out: Path, teacher_path: Pat
 def distill(preset: Preset, runtime: Runtime, resume: bool = False, say: Say = print) -> Path:
     """The one command for the main job: prepare and teach if missing, then distil and score on test."""
     cfg = preset.distill
+    check_student_settings(preset)  # before preparing or teaching: a student this teacher cannot give fails now
     if cfg.method in ("meta-kd", "mtn-kd"):
         return distill_baseline(preset, runtime, resume=resume, say=say)
     if runtime.is_main:

@@ -28,6 +28,7 @@ from pathlib import Path
 from hrkd_cli.config import Preset
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.recipes.common import Say
+from hrkd_cli.recipes.prechecks import check_student_settings
 from hrkd_cli.runtime import Runtime
 
 
@@ -199,6 +200,8 @@ def fewshot(preset: Preset, runtime: Runtime, rates: list, seeds: list[int], met
         methods.append("meta-kd")
     if "meta-kd" in methods:
         check_meta_kd_available()
+    for method in methods:  # before any data is prepared or teacher trained
+        check_student_settings(method_preset(preset, method))
     points = [(point, rate_preset(preset, point)) for point in rates]
     for point, p in points:
         prepared_on_every_rank(p, runtime, say)

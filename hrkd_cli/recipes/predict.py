@@ -22,6 +22,7 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from hrkd_cli.data.tabular import csv_table, json_lines, read_utf8, text_lines
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.export import DomainModel, model_domains, open_domain
 from hrkd_cli.fsio import write_text_atomic
@@ -48,33 +49,21 @@ def _field(value, name: str, where: str) -> str:
     return value
 
 
-def _read_csv(lines: str, name: str) -> list[Example]:
-    reader = csv.DictReader(io.StringIO(lines))
-    if not reader.fieldnames:
+def _read_csv(content: str, name: str) -> list[Example]:
+    table = csv_table(content, name)
+    if not table.columns:
         return []
-    if "text" not in reader.fieldnames:
-        raise HrkdError(f"{name}: no column 'text' (columns: {', '.join(reader.fieldnames)})")
-    pair = "text_b" in reader.fieldnames
-    out = []
-    for n, rec in enumerate(reader, start=1):
-        where = f"{name}, row {n}"
-        text_b = _field(rec.get("text_b"), "text_b", where) if pair else None
-        out.append(Example(n, _field(rec.get("text"), "text", where), text_b, rec.get("id")))
-    return out
+    if "text" not in table.columns:
+        raise HrkdError(f"{name}: no column 'text' (columns: {', '.join(table.columns)})")
+    pair = "text_b" in table.columns
+    return [Example(n, rec["text"], rec["text_b"] if pair else None, rec.get("id"))
+            for n, (_, rec) in enumerate(table.rows, start=1)]
 
 
-def _read_jsonl(lines: str, name: str) -> list[Example]:
+def _read_jsonl(content: str, name: str) -> list[Example]:
     out = []
-    for n, line in enumerate(lines.splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{name}, line {n}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise HrkdError(f"{where}: not valid JSON ({err.msg})") from None
-        if not isinstance(obj, dict):
-            raise HrkdError(f"{where}: not a JSON object with a 'text' key")
+    for n, obj in json_lines(text_lines(content), name):
+        where = f"{name}:{n}"
         if "text" not in obj:
             raise HrkdError(f"{where}: no key 'text' (keys: {', '.join(obj) or 'none'})")
         text_b = _field(obj["text_b"], "text_b", where) if obj.get("text_b") is not None else None
@@ -82,8 +71,8 @@ def _read_jsonl(lines: str, name: str) -> list[Example]:
     return out
 
 
-def _read_text(lines: str, name: str) -> list[Example]:
-    return [Example(n, line) for n, line in enumerate(lines.splitlines(), start=1) if line.strip()]
+def _read_text(content: str, name: str) -> list[Example]:
+    return [Example(n, line.rstrip("\n")) for n, line in enumerate(text_lines(content), start=1) if line.strip()]
 
 
 def read_examples(source: str) -> tuple[str, list[Example]]:
@@ -97,10 +86,7 @@ def read_examples(source: str) -> tuple[str, list[Example]]:
         name = str(path)
         if not path.is_file():
             raise HrkdError(f"{path}: input file not found")
-        try:
-            content = path.read_text(encoding="utf-8-sig")  # -sig: spreadsheets often start CSV files with a BOM
-        except UnicodeDecodeError as err:
-            raise HrkdError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+        content = read_utf8(path)  # BOM dropped: spreadsheets often start CSV files with one
         suffix = path.suffix.lower()
         reader = _read_csv if suffix == ".csv" else _read_jsonl if suffix in JSONL_SUFFIXES else _read_text
     examples = reader(content, name)

@@ -32,6 +32,7 @@ from hrkd_cli.recipes.common import (  # noqa: F401  (the last four are re-expor
     TEACHER_ROW_NAMES, check_seq_length, meta_data_dir, teacher_hash,
 )
 from hrkd_cli.recipes.meta_teacher import teach_meta
+from hrkd_cli.recipes.prechecks import check_teacher_settings
 from hrkd_cli.recipes.prepare import prepared_on_every_rank, teacher_domains
 from hrkd_cli.runtime import Runtime, all_reduce_mean_detached, barrier, seed_everything
 from hrkd_cli.sampling import StepSchedule, check_shardable, shard
@@ -151,6 +152,7 @@ def train_classifier(
 def teach(preset: Preset, runtime: Runtime, kind: str | None = None, resume: bool = False, say: Say = print) -> Path:
     """Train the preset's teacher (or ``kind``) into <run_dir>/teacher/<kind>/ and score it on test."""
     kind = kind or preset.teacher.kind
+    check_teacher_settings(preset)  # before the data is prepared
     if kind == "meta":
 
         return teach_meta(preset, runtime, resume=resume, say=say)

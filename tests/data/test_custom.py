@@ -63,3 +63,24 @@ def test_bad_split_value_and_extension(tmp_path):
     g.write_text("x")
     with pytest.raises(HrkdError, match="unsupported file type"):
         read_custom(g)
+
+
+@pytest.mark.parametrize("content, needles", [
+    ('text,label,domain\nfine,pos,a\n"never closed,neg,a\nmore,pos,a\n', ["d.csv:3", "unclosed quote"]),
+    ("text,label,domain\nfine,pos,a\ngood, but short,neg,a\n", ["d.csv:3", "4 fields, the header has 3"]),
+])
+def test_malformed_rows_are_errors_naming_the_line(tmp_path, content, needles):
+    f = tmp_path / "d.csv"
+    f.write_text(content)
+    with pytest.raises(HrkdError) as err:
+        read_custom(f)
+    for n in needles:
+        assert n in str(err.value), (n, str(err.value))
+
+
+def test_a_long_text_is_read_whole(tmp_path):
+    long = "great " * 40_000  # 240,000 characters, over the csv module's default field limit
+    f = tmp_path / "d.csv"
+    f.write_text(f'text,label,domain\n"{long}",pos,a\nshort,neg,a\n')
+    c = read_custom(f)
+    assert [e.text for e in c.pools["a"]] == [long, "short"]

@@ -147,16 +147,33 @@ def test_single_domain_teachers_each_serve_their_domain(tiny_teacher_dir, tmp_pa
     ("empty.csv", "", ["empty.csv", "no examples"]),
     ("blank.txt", "\n\n", ["blank.txt", "no examples"]),
     ("cols.csv", "sentence,label\nhi,1\n", ["cols.csv", "'text'", "sentence, label"]),
-    ("keys.jsonl", '{"text": "ok"}\n{"sentence": "hi"}\n', ["keys.jsonl, line 2", "'text'"]),
-    ("broken.jsonl", '{"text": "ok"\n', ["broken.jsonl, line 1", "not valid JSON"]),
+    ("keys.jsonl", '{"text": "ok"}\n{"sentence": "hi"}\n', ["keys.jsonl:2", "'text'"]),
+    ("broken.jsonl", '{"text": "ok"\n', ["broken.jsonl:1", "not valid JSON"]),
+    # An unclosed quote used to run to the end of the file as one example; it is an error at the line it opens.
+    ("unclosed.csv", 'id,text\n1,fine\n2,"never closed\n3,more text\n', ["unclosed.csv:3", "unclosed quote"]),
+    # A comma inside an unquoted text used to drop the rest of the text; it is an error at its line.
+    ("extra.csv", "id,text\n1,fine\n2,good, but short\n", ["extra.csv:3", "3 fields, the header has 2"]),
+    ("short.csv", "id,text_b,text\n1,a,b\n2,c\n", ["short.csv:3", "2 fields, the header has 3"]),
 ])
 def test_bad_input_is_one_line_naming_file_and_field(student_run, tmp_path, capsys, monkeypatch, name, content, needles):
     (tmp_path / name).write_text(content)
     code, _, err = run_main(["predict", str(student_run), "--domain", "books", "--input", str(tmp_path / name)], capsys, monkeypatch)
     lines = [line for line in err.strip().splitlines() if line.strip()]
-    assert code != 0 and len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in err, err
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in err, err
     for n in needles:
         assert n in lines[0], (n, lines[0])
+
+
+def test_a_text_longer_than_the_csv_field_limit_is_read_whole_and_truncated_by_the_tokenizer(student_run, tmp_path):
+    """200,000 characters: over the csv module's default 131,072-character field limit."""
+    long = " ".join(TEXTS[i % 3] for i in range(9000))[:200_000]
+    (tmp_path / "long.csv").write_text(f'id,text\n1,"{long}"\n2,{TEXTS[1]}\n')
+    rows = predict(student_run, "books", str(tmp_path / "long.csv"), **quiet)
+    assert len(long) == 200_000 and rows[0]["text"] == long and rows[1]["text"] == TEXTS[1]
+    # Truncated to max_seq_length tokens as in training: the same probabilities as its first 1,000 characters.
+    expected = reference_probs(student_run, "books", [long[:1000]])[0]
+    got = torch.tensor(list(rows[0]["probabilities"].values()), dtype=torch.float64)
+    assert torch.allclose(got, expected, atol=1e-6)
 
 
 def test_unknown_domain_and_missing_file(student_run, tmp_path, capsys, monkeypatch):
