@@ -210,3 +210,18 @@ def test_students_table_is_printed_whole_off_a_terminal():
     print_table(Console(file=buf, width=80), BS.students_table(r))
     text = buf.getvalue()
     assert "…" not in text and "2 layers" in text and "-6.12" in text and "4.96x" in text
+
+
+def test_bench_times_the_tensorboard_writer_side_by_side(tiny_preset, cpu_runtime):
+    pytest.importorskip("tensorboard")  # the extra
+    r = bench_distill(tiny_preset(runtime={"tensorboard": True}), cpu_runtime, steps=2, say=lambda m: None)
+    tb = r["tensorboard"]
+    assert set(tb["step_time_s"]) == {"off", "on"} and all(v > 0 for v in tb["step_time_s"].values())
+    assert tb["overhead"] == pytest.approx(tb["step_time_s"]["on"] / tb["step_time_s"]["off"])
+    assert 0 < tb["write_s"] and tb["write_share"] == pytest.approx(tb["write_s"] / tb["step_time_s"]["off"])
+    # 3 domains, 2 student layers: lr, examples/s, the loss and its 4 sums; per domain embd, pred and
+    # attn, hidn (each a sum and 2 layers); 3 x 3 ratios; alpha^H of 2 + 3 layers per domain
+    assert tb["scalars"] == 7 + 3 * 8 + 3 * 3 + 3 * (2 + 3)
+    table = bench_table(r)
+    assert table.row_count == 16
+    assert "TensorBoard" not in str([c._cells for c in bench_table({k: v for k, v in r.items() if k != "tensorboard"}).columns])
