@@ -58,6 +58,13 @@ def matmul_rate(runtime: Runtime, n: int = 1024, repeats: int = 10) -> float:
 def alternating_medians(fns: dict, repeats: int, device: torch.device | None = None) -> dict[str, float]:
     """Median seconds of each callable, after one warm-up call each, timed in turn so that
     load from other processes falls on all of them alike. On CUDA each call is waited for."""
+    return {k: statistics.median(v) for k, v in alternating_times(fns, repeats, device).items()}
+
+
+def alternating_times(fns: dict, repeats: int, device: torch.device | None = None,
+                      balanced: bool = False) -> dict[str, list[float]]:
+    """alternating_medians' timings, every repeat: entry i of each list comes from the same round.
+    ``balanced`` reverses the order every other round, so that no callable always runs first."""
     def wait() -> None:
         if device is not None and device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -65,14 +72,15 @@ def alternating_medians(fns: dict, repeats: int, device: torch.device | None = N
     for fn in fns.values():
         fn()
     times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
+    for i in range(repeats):
+        order = list(fns.items())
+        for k, fn in (order[::-1] if balanced and i % 2 else order):
             wait()
             t0 = time.perf_counter()
             fn()
             wait()
             times[k].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
+    return times
 
 
 def _teacher_for_bench(preset: Preset, data, tmp: Path, say: Say) -> Path:
@@ -169,15 +177,17 @@ def tensorboard_overhead(s, batch, runtime: Runtime, domains: list[str], repeats
         events = EventLog(Path(tmp), domains)
         events.start(0)
         try:
-            times = alternating_medians({"off": lambda: logged_step(None), "on": lambda: logged_step(events)},
-                                        repeats, runtime.device)
+            rounds = alternating_times({"off": lambda: logged_step(None), "on": lambda: logged_step(events)},
+                                       repeats, runtime.device, balanced=True)
             # the writer alone, many times: its cost is far below the steps' noise
             write = alternating_medians({"write": lambda: events.train(next(count), last["logs"], 1.0)}, 50)
         finally:
             events.close()
-    logs = last["logs"]
-    return {"step_time_s": times, "overhead": times["on"] / times["off"], "write_s": write["write"],
-            "write_share": write["write"] / times["off"], "scalars": len(train_scalars(logs, 1.0, domains))}
+    times = {k: statistics.median(v) for k, v in rounds.items()}
+    # the ratio within each round, then their median: load that drifts over seconds cancels out of each ratio
+    ratios = [on / off for on, off in zip(rounds["on"], rounds["off"])]
+    return {"step_time_s": times, "ratios": ratios, "overhead": statistics.median(ratios), "write_s": write["write"],
+            "write_share": write["write"] / times["off"], "scalars": len(train_scalars(last["logs"], 1.0, domains))}
 
 
 def bench_table(r: dict) -> Table:
@@ -202,7 +212,7 @@ def bench_table(r: dict) -> Table:
         tb = r["tensorboard"]
         t.add_row("logged hrkd step, no TensorBoard", f"{1000 * tb['step_time_s']['off']:.1f} ms")
         t.add_row("logged hrkd step, TensorBoard writer on",
-                  f"{1000 * tb['step_time_s']['on']:.1f} ms ({tb['overhead']:.3f}x)")
+                  f"{1000 * tb['step_time_s']['on']:.1f} ms ({tb['overhead']:.3f}x, median of {len(tb['ratios'])} rounds)")
         t.add_row(f"TensorBoard write ({tb['scalars']} scalars)",
                   f"{1000 * tb['write_s']:.2f} ms ({100 * tb['write_share']:.2f} % of a step)")
     return t
