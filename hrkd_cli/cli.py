@@ -14,6 +14,7 @@ from hrkd_cli.cli_common import (  # noqa: F401  (the shared part; re-exported f
     PresetOpt,
     SetOpt,
     SourceOpt,
+    TensorboardOpt,
     _load,
     _option_overrides,
     _relaunch_under_torchrun,
@@ -93,13 +94,14 @@ def teach(
     source: Optional[str] = SourceOpt,
     precision: Optional[str] = PrecisionOpt,
     nproc: Optional[int] = NprocOpt,
+    tensorboard: bool = TensorboardOpt,
     set_: Optional[List[str]] = SetOpt,
 ) -> None:
     """Fine-tune a teacher (prepares the data first if needed)."""
     from hrkd_cli.recipes.teach import teach as run
 
     overrides = _option_overrides(set_, {"teacher.kind": kind, "teacher.exclude_domain": exclude_domain})
-    p = _load(preset, overrides, precision, nproc, source=source)
+    p = _load(preset, overrides, precision, nproc, source=source, tensorboard=tensorboard)
     rt = _runtime(p)
     run(p, rt, resume=resume, say=say)
 
@@ -161,6 +163,7 @@ def distill(
     source: Optional[str] = SourceOpt,
     precision: Optional[str] = PrecisionOpt,
     nproc: Optional[int] = NprocOpt,
+    tensorboard: bool = TensorboardOpt,
     set_: Optional[List[str]] = SetOpt,
 ) -> None:
     """Distil a student; prepares the data and trains the teacher first when they are missing."""
@@ -172,7 +175,7 @@ def distill(
         overrides.append("distill.drop=[" + ", ".join(_toml_str(d) for d in drop) + "]")
     if seed is not None:
         overrides.append(f"seed={seed}")
-    p = _load(preset, overrides, precision, nproc, source=source)
+    p = _load(preset, overrides, precision, nproc, source=source, tensorboard=tensorboard)
     seed_list = parse_seeds(seeds, p.seed)
     rt = _runtime(p)
     # A plain call distils again; a sweep (--seeds) reuses the seeds that already finished.
@@ -205,6 +208,8 @@ def bench_distill(
     steps: int = typer.Option(5, "--steps", help="timed repeats of each configuration"),
     json_path: Optional[Path] = typer.Option(None, "--json", help="also write the figures to this JSON file"),
     precision: Optional[str] = PrecisionOpt,
+    tensorboard: bool = typer.Option(False, "--tensorboard", help="also time a logged hrkd step with and without "
+                                     "the TensorBoard writer (needs the tensorboard extra)"),
     set_: Optional[List[str]] = SetOpt,
 ) -> None:
     """Step time of multi-domain vs hrkd, teacher vs student throughput, achieved FLOP/s."""
@@ -212,7 +217,7 @@ def bench_distill(
     from hrkd_cli.fsio import write_json_atomic
     from hrkd_cli.recipes.bench import bench_distill as run, bench_table
 
-    p = _load(preset, set_, precision)
+    p = _load(preset, set_, precision, tensorboard=tensorboard)
     result = run(p, _runtime(p), steps=steps, say=say)
     print_table(out, bench_table(result))
     if json_path:

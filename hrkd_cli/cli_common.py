@@ -32,6 +32,8 @@ PresetOpt = typer.Option("demo", "--preset", "-p", help="preset name (see `hrkd 
 SetOpt = typer.Option(None, "--set", help="override a preset field: section.key=value (repeatable)")
 PrecisionOpt = typer.Option(None, "--precision", help="bf16 (CPU autocast) or fp32; default: the preset's runtime.precision")
 NprocOpt = typer.Option(None, "--nproc", help="processes under torchrun (DDP; gloo on CPU, NCCL on GPU); at least 1")
+TensorboardOpt = typer.Option(False, "--tensorboard", help="also write TensorBoard event files under each run "
+                              "directory (sets runtime.tensorboard; needs the tensorboard extra)")
 SourceOpt = typer.Option(
     None, "--source", help="source directory or file (sets data.path; the prepared data remembers it for later commands)")
 
@@ -87,7 +89,7 @@ def _sets(overrides: list[str], key: str) -> bool:
 
 
 def _load(preset: str, overrides: Optional[List[str]], precision: Optional[str] = None, nproc: Optional[int] = None,
-          source: Optional[str] = None, data: bool = True):
+          source: Optional[str] = None, data: bool = True, tensorboard: bool = False):
     """The validated preset with the command line's overrides.
 
     ``source`` (--source) sets data.path. With ``data`` (every command that reads or prepares data), the
@@ -105,6 +107,8 @@ def _load(preset: str, overrides: Optional[List[str]], precision: Optional[str] 
         extra.append(f"runtime.precision={precision}")
     if nproc is not None:
         extra.append(f"runtime.nproc={nproc}")
+    if tensorboard:
+        extra.append("runtime.tensorboard=true")
     p = load_preset(preset, extra)
     if data:
         from hrkd_cli.data.sources import choose_source
@@ -153,11 +157,15 @@ def _relaunch_under_torchrun(nproc: int) -> None:
 def _runtime(preset):
     """Set up the process (and process group under torchrun); relaunch if more processes are asked for.
 
-    The run directory is checked for writing first, so that a long run does not fail at its first save.
+    The run directory is checked for writing first, so that a long run does not fail at its first save,
+    and runtime.tensorboard's optional package, so that it does not fail at its first step.
     """
+    from hrkd_cli.events import require_tensorboard
     from hrkd_cli.fsio import check_writable_dir
     from hrkd_cli.runtime import setup
 
+    if preset.runtime.tensorboard:
+        require_tensorboard()
     if int(os.environ.get("RANK", "0")) == 0:
         check_writable_dir(preset.run_dir)
     n = preset.runtime.nproc

@@ -14,7 +14,7 @@ from typing import List, Optional
 
 import typer
 
-from hrkd_cli.cli_common import NprocOpt, PrecisionOpt, PresetOpt, SetOpt, _load, _runtime, app, out, say
+from hrkd_cli.cli_common import NprocOpt, PrecisionOpt, PresetOpt, SetOpt, TensorboardOpt, _load, _runtime, app, out, say
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.fsio import check_outputs
 from hrkd_cli.tables import print_table
@@ -117,6 +117,7 @@ def ablate(
     resume: bool = typer.Option(False, "--resume", help="continue unfinished seeds from their last checkpoint"),
     precision: Optional[str] = PrecisionOpt,
     nproc: Optional[int] = NprocOpt,
+    tensorboard: bool = TensorboardOpt,
     set_: Optional[List[str]] = SetOpt,
 ) -> None:
     """Distil full HRKD and its ablations over seeds, then print Table 4 (per domain, Average, drop vs full HRKD)."""
@@ -129,7 +130,7 @@ def ablate(
     _check_format(fmt)
     _check_table_target(fmt, output, "ablation")
     configs = ablation_configs(drop, progressive)
-    p = _load(preset, list(set_ or []), precision, nproc)
+    p = _load(preset, list(set_ or []), precision, nproc, tensorboard=tensorboard)
     seed_list = parse_seeds(seeds, p.seed)
     rt = _runtime(p)
     runs = run(p, rt, configs, seed_list, resume=resume, say=say)
@@ -161,6 +162,7 @@ def fewshot(
     resume: bool = typer.Option(False, "--resume", help="continue unfinished seeds from their last checkpoint"),
     precision: Optional[str] = PrecisionOpt,
     nproc: Optional[int] = NprocOpt,
+    tensorboard: bool = TensorboardOpt,
     set_: Optional[List[str]] = SetOpt,
 ) -> None:
     """Teach and distil on the front of each training split per sample (a rate, or a count per domain); print the improvement of HRKD (and Meta-KD) over BERT-single -(TinyBERT-KD)-> BERT_S with its 90% CI (HRKD Figure 2)."""
@@ -182,7 +184,7 @@ def fewshot(
     arms = parse_methods(methods) if methods is not None else None
     if meta_kd or (arms and "meta-kd" in arms):
         check_meta_kd_available()
-    p = _load(preset, list(set_ or []), precision, nproc)
+    p = _load(preset, list(set_ or []), precision, nproc, tensorboard=tensorboard)
     seed_list = parse_seeds(seeds, p.seed)
     rt = _runtime(p)
     runs = run(p, rt, points, seed_list, meta_kd=meta_kd, resume=resume, say=say, methods=arms)

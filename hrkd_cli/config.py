@@ -246,6 +246,8 @@ class RuntimeConfig(Section):
     nproc: int = Field(1, ge=1, description="processes (DDP under torchrun)")
     checkpoint_every: int = Field(0, ge=0, description="also save last/ (for --resume) every N optimiser steps "
                                   "between dev evaluations; 0 = only at evaluations. Results are unchanged")
+    tensorboard: bool = Field(False, description="also write TensorBoard event files to <run>/tensorboard/ (needs "
+                              "the tensorboard extra). Results are unchanged")
 
 
 # Fields added after runs were recorded, with the default that means "as before" (see Preset.section_hash).

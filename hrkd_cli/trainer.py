@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from hrkd_cli.checkpoint import optimizer_from_tensors, optimizer_to_tensors
 from hrkd_cli.errors import HrkdError, RunError
+from hrkd_cli.events import EventLog, opened
 from hrkd_cli.runtime import Runtime
 
 console = Console(stderr=True)
@@ -175,12 +176,14 @@ def fit(
     per_domain_best: bool = False,
     on_step_end: Callable[[int], None] | None = None,
     checkpoint_every: int = 0,
+    events: EventLog | None = None,
 ) -> FitState:
     """Run steps ``state.step .. total_steps-1``; evaluate every ``eval_every`` steps and at the end.
 
     ``save_fn`` is called with "last" at every evaluation (with the training
     state, for --resume), "best" when the dev average improves, and
     "best-<domain>" when one domain's dev score improves (per_domain_best).
+    ``events`` (hrkd_cli.events.event_log) also receives every logged step and dev evaluation.
     """
     state = state or FitState()
     main_opt = optimizers["main"]
@@ -198,7 +201,7 @@ def fit(
     state.resumed_after = state.elapsed
     t_start = time.perf_counter() - state.elapsed
     t_window, n_window = time.perf_counter(), 0
-    with progress:
+    with progress, opened(events, state.step):
         task = progress.add_task(label, total=total_steps, completed=state.step, info="")
         for step in range(state.step, total_steps):
             loss, logs = step_fn(step)
@@ -224,6 +227,8 @@ def fit(
                 t_window, n_window = now, 0
                 logs = {"step": step, "lr": main_opt.param_groups[0]["lr"], **logs}
                 state.log.append(logs)
+                if events is not None:
+                    events.train(state.step, logs, rate)
                 info = f"loss {logs.get('loss', float('nan')):.4f}  {rate:.1f} ex/s"
                 progress.update(task, info=info)
                 if runtime.is_main and not console.is_terminal:
@@ -235,6 +240,8 @@ def fit(
                 scores = eval_fn()
                 state.elapsed = time.perf_counter() - t_start
                 state.history.append({"step": state.step, **scores})
+                if events is not None:
+                    events.dev(state.step, scores)
                 if scores["average"] > state.best_score:
                     state.best_score, state.best_step = scores["average"], state.step
                     save_fn("best", state)

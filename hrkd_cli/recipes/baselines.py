@@ -56,6 +56,7 @@ from hrkd_cli.config import Preset
 from hrkd_cli.data import load_prepared
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.evaluation import evaluate_model
+from hrkd_cli.events import event_log
 from hrkd_cli.metakd import (
     TransferableKnowledge,
     domain_expertise_weight,
@@ -322,7 +323,7 @@ def train_domain_student(preset: Preset, runtime: Runtime, out: Path, teacher_pa
         eval_every=cfg.eval_every or schedule.steps_per_epoch, log_every=cfg.log_every,
         max_grad_norm=cfg.max_grad_norm, runtime=runtime, label=f"distill {method} [{domain}]", state=state,
         examples_per_step=cfg.batch_per_domain, on_step_end=on_step_end,
-        checkpoint_every=preset.runtime.checkpoint_every,
+        checkpoint_every=preset.runtime.checkpoint_every, events=event_log(preset, out, runtime, [domain]),
     )
     return fit_record(state, total, meta)
 

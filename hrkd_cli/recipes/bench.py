@@ -4,6 +4,8 @@
 - the compression speed-up: teacher vs student inference throughput
 - the step's achieved FLOP/s (counted by torch's FlopCounterMode) against this
   machine's measured bf16 (or fp32) matmul rate
+- with runtime.tensorboard (--tensorboard): a logged hrkd step with and without
+  writing its scalars to an event file (hrkd_cli/events.py)
 
 Timings alternate between the compared configurations so that noise from other
 processes hits both alike; each figure is the median of its repeats.
@@ -11,6 +13,7 @@ processes hits both alike; each figure is the median of its repeats.
 
 from __future__ import annotations
 
+import itertools
 import statistics
 import tempfile
 import time
@@ -24,9 +27,11 @@ from hrkd_cli.batches import load_splits, make_batch
 from hrkd_cli.checkpoint import save_checkpoint
 from hrkd_cli.config import Preset
 from hrkd_cli.data import load_prepared
+from hrkd_cli.events import EventLog, train_scalars
 from hrkd_cli.models import DomainClassifier, count_parameters
 from hrkd_cli.pretrained import load_pretrained_encoder
 from hrkd_cli.recipes.common import Say, data_dir
+from hrkd_cli.recipes.distill import step_logs
 from hrkd_cli.recipes.students import distillation_loss, setup, teacher_kind
 from hrkd_cli.recipes.prepare import ensure_prepared
 from hrkd_cli.recipes.teach import reusable_teacher
@@ -53,6 +58,13 @@ def matmul_rate(runtime: Runtime, n: int = 1024, repeats: int = 10) -> float:
 def alternating_medians(fns: dict, repeats: int, device: torch.device | None = None) -> dict[str, float]:
     """Median seconds of each callable, after one warm-up call each, timed in turn so that
     load from other processes falls on all of them alike. On CUDA each call is waited for."""
+    return {k: statistics.median(v) for k, v in alternating_times(fns, repeats, device).items()}
+
+
+def alternating_times(fns: dict, repeats: int, device: torch.device | None = None,
+                      balanced: bool = False) -> dict[str, list[float]]:
+    """alternating_medians' timings, every repeat: entry i of each list comes from the same round.
+    ``balanced`` reverses the order every other round, so that no callable always runs first."""
     def wait() -> None:
         if device is not None and device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -60,14 +72,15 @@ def alternating_medians(fns: dict, repeats: int, device: torch.device | None = N
     for fn in fns.values():
         fn()
     times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
+    for i in range(repeats):
+        order = list(fns.items())
+        for k, fn in (order[::-1] if balanced and i % 2 else order):
             wait()
             t0 = time.perf_counter()
             fn()
             wait()
             times[k].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
+    return times
 
 
 def _teacher_for_bench(preset: Preset, data, tmp: Path, say: Say) -> Path:
@@ -128,6 +141,7 @@ def bench_distill(preset: Preset, runtime: Runtime, steps: int = 5, say: Say = p
                                      runtime.device)
     throughput = {k: batch.input_ids.shape[0] / v for k, v in infer_time.items()}
     peak = matmul_rate(runtime)
+    extra = {"tensorboard": tensorboard_overhead(s, batch, runtime, domains, steps)} if preset.runtime.tensorboard else {}
     return {
         "batch": {"examples": int(batch.input_ids.shape[0]), "tokens": tokens, "precision": runtime.precision},
         "step_time_s": step_time,
@@ -140,7 +154,40 @@ def bench_distill(preset: Preset, runtime: Runtime, steps: int = 5, say: Say = p
         "achieved_flops_per_s": step_flops / step_time["hrkd"],
         "matmul_flops_per_s": peak,
         "utilisation": step_flops / step_time["hrkd"] / peak,
+        **extra,
     }
+
+
+def tensorboard_overhead(s, batch, runtime: Runtime, domains: list[str], repeats: int) -> dict:
+    """A logged hrkd step (forward, backward, the logs of distill.step_logs) with and without writing its
+    scalars to an event file, timed in turn. Optimiser and clipping are left out, so the share is an upper
+    bound; a run logs every distill.log_every-th step, so its share is this one over log_every."""
+    count, last = itertools.count(1), {}
+
+    def logged_step(events: EventLog | None) -> None:
+        s.model.train()
+        loss, terms, rel = distillation_loss(s, batch, runtime)
+        loss.backward()
+        last["logs"] = {"step": 0, "lr": 1e-4, **step_logs(loss, terms, rel, runtime, logged=True)}
+        s.model.zero_grad(set_to_none=True)
+        if events is not None:
+            events.train(next(count), last["logs"], 1.0)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        events = EventLog(Path(tmp), domains)
+        events.start(0)
+        try:
+            rounds = alternating_times({"off": lambda: logged_step(None), "on": lambda: logged_step(events)},
+                                       repeats, runtime.device, balanced=True)
+            # the writer alone, many times: its cost is far below the steps' noise
+            write = alternating_medians({"write": lambda: events.train(next(count), last["logs"], 1.0)}, 50)
+        finally:
+            events.close()
+    times = {k: statistics.median(v) for k, v in rounds.items()}
+    # the ratio within each round, then their median: load that drifts over seconds cancels out of each ratio
+    ratios = [on / off for on, off in zip(rounds["on"], rounds["off"])]
+    return {"step_time_s": times, "ratios": ratios, "overhead": statistics.median(ratios), "write_s": write["write"],
+            "write_share": write["write"] / times["off"], "scalars": len(train_scalars(last["logs"], 1.0, domains))}
 
 
 def bench_table(r: dict) -> Table:
@@ -161,4 +208,11 @@ def bench_table(r: dict) -> Table:
     t.add_row("achieved", f"{r['achieved_flops_per_s'] / 1e9:.1f} GFLOP/s")
     t.add_row("matmul rate (this machine)", f"{r['matmul_flops_per_s'] / 1e9:.1f} GFLOP/s")
     t.add_row("utilisation", f"{100 * r['utilisation']:.0f} %")
+    if "tensorboard" in r:
+        tb = r["tensorboard"]
+        t.add_row("logged hrkd step, no TensorBoard", f"{1000 * tb['step_time_s']['off']:.1f} ms")
+        t.add_row("logged hrkd step, TensorBoard writer on",
+                  f"{1000 * tb['step_time_s']['on']:.1f} ms ({tb['overhead']:.3f}x, median of {len(tb['ratios'])} rounds)")
+        t.add_row(f"TensorBoard write ({tb['scalars']} scalars)",
+                  f"{1000 * tb['write_s']:.2f} ms ({100 * tb['write_share']:.2f} % of a step)")
     return t

@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from hrkd_cli.batches import Batch, load_splits
@@ -26,7 +27,9 @@ from hrkd_cli.config import Preset
 from hrkd_cli.data import load_prepared
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.evaluation import evaluate_model
+from hrkd_cli.events import event_log
 from hrkd_cli.graph import layer_losses
+from hrkd_cli.losses import DomainLosses
 from hrkd_cli.recipes.baselines import distill_baseline
 from hrkd_cli.recipes.common import Say, data_dir, fit_record
 from hrkd_cli.recipes.prechecks import check_student_settings
@@ -111,14 +114,8 @@ def train_student(preset: Preset, runtime: Runtime, out: Path, teacher_path: Pat
         model.keep_relational_input = logged and model.relational is not None and model.relational.uses_graph
         loss, terms, rel = loss_at(batch)
         model.keep_relational_input = False
-        logs = {
-            "loss": float(all_reduce_mean_detached(loss, runtime)),
-            "embd": float(terms.embd.detach().sum()), "attn": float(terms.attn.detach().sum()),
-            "hidn": float(terms.hidn.detach().sum()), "pred": float(terms.pred.detach().sum()), **meta_logs,
-        }
+        logs = {**step_logs(loss, terms, rel, runtime, logged), **meta_logs}
         if rel is not None:
-            logs["ratios"] = rel.ratios.detach().cpu().tolist()
-            logs["similarity"] = [a.detach().cpu().tolist() for a in rel.similarity]
             if logged and model.relational.uses_graph:
                 logs.update(model.ratio_gradients(loss, rel))
             if model.relational.needs_losses:
@@ -157,9 +154,34 @@ def train_student(preset: Preset, runtime: Runtime, out: Path, teacher_path: Pat
         max_grad_norm=cfg.max_grad_norm, runtime=runtime,
         label=f"distill {cfg.method}" + (f" [{domains[0]}]" if len(domains) == 1 else ""),
         state=state, examples_per_step=cfg.batch_per_domain * len(domains), per_domain_best=cfg.per_domain_best,
-        checkpoint_every=preset.runtime.checkpoint_every,
+        checkpoint_every=preset.runtime.checkpoint_every, events=event_log(preset, out, runtime, domains),
     )
     return fit_record(state, total, meta)
+
+
+def domain_terms(terms: DomainLosses, runtime: Runtime) -> dict[str, list]:
+    """Each term of Eq. 1-4 per domain, averaged over ranks: embd and pred [D], attn and hidn [D][M] (per layer)."""
+    M = terms.attn.shape[1]
+    flat = torch.cat([terms.embd[:, None], terms.attn, terms.hidn, terms.pred[:, None]], dim=1).detach().float()
+    flat = all_reduce_mean_detached(flat, runtime).cpu()  # one collective on a logged step
+    return {"embd": flat[:, 0].tolist(), "attn": flat[:, 1:1 + M].tolist(), "hidn": flat[:, 1 + M:1 + 2 * M].tolist(),
+            "pred": flat[:, -1].tolist()}
+
+
+def step_logs(loss: torch.Tensor, terms: DomainLosses, rel, runtime: Runtime, logged: bool) -> dict:
+    """What a distillation step logs: the loss, each term summed over domains, HRKD's ratios r (Eq. 7-12) and
+    similarity alpha^H (Eq. 13-16); on logged steps also each term per domain (``terms``, for TensorBoard)."""
+    logs = {
+        "loss": float(all_reduce_mean_detached(loss, runtime)),
+        "embd": float(terms.embd.detach().sum()), "attn": float(terms.attn.detach().sum()),
+        "hidn": float(terms.hidn.detach().sum()), "pred": float(terms.pred.detach().sum()),
+    }
+    if logged:
+        logs["terms"] = domain_terms(terms, runtime)
+    if rel is not None:
+        logs["ratios"] = rel.ratios.detach().cpu().tolist()
+        logs["similarity"] = [a.detach().cpu().tolist() for a in rel.similarity]
+    return logs
 
 
 def distill(preset: Preset, runtime: Runtime, resume: bool = False, say: Say = print) -> Path:

@@ -43,6 +43,7 @@ from hrkd_cli.checkpoint import (load_classifier, load_extras, members, read_met
 from hrkd_cli.config import Preset
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.evaluation import evaluate_checkpoint, evaluate_model
+from hrkd_cli.events import event_log
 from hrkd_cli.metakd import (
     TransferableKnowledge,
     class_prototypes,
@@ -299,6 +300,7 @@ def train_meta_teacher(preset: Preset, runtime: Runtime, out: Path, *, data, dom
         eval_every=cfg.eval_every or schedule.steps_per_epoch, log_every=cfg.log_every,
         max_grad_norm=cfg.max_grad_norm, runtime=runtime, label="teach meta", state=state,
         examples_per_step=batch_size, checkpoint_every=preset.runtime.checkpoint_every,
+        events=event_log(preset, out, runtime, domains),
     )
     return fit_record(state, total, meta)
 

@@ -25,6 +25,7 @@ from hrkd_cli.checkpoint import load_classifier, read_meta, save_checkpoint, sav
 from hrkd_cli.config import Preset
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.evaluation import evaluate_checkpoint, evaluate_model
+from hrkd_cli.events import event_log
 from hrkd_cli.models import DomainClassifier, set_dropout
 from hrkd_cli.pretrained import load_pretrained_encoder, load_tokenizer
 from hrkd_cli.recipes.common import (  # noqa: F401  (the last four are re-exported for callers of this module)
@@ -104,7 +105,11 @@ def train_classifier(
         per_domain = torch.stack([F.cross_entropy(logits[sl], b.labels[sl]) for _, sl in b.slices()])
         # HRKD-teacher sums the per-domain losses (SPEC sec. 6); mtl averages them.
         loss = per_domain.sum() if kind == "multi-domain" else per_domain.mean()
-        return loss, {"loss": float(all_reduce_mean_detached(loss, runtime))}
+        logs = {"loss": float(all_reduce_mean_detached(loss, runtime))}
+        logged = step % cfg.log_every == 0 or step == total - 1
+        if logged and len(per_domain) == len(domains):  # per domain (mix pools them: no split)
+            logs["terms"] = {"ce": all_reduce_mean_detached(per_domain, runtime).tolist()}
+        return loss, logs
 
     def eval_fn():
         return evaluate_model(model, domains, dev, runtime)
@@ -145,6 +150,7 @@ def train_classifier(
         examples_per_step=batch * len(streams),
         per_domain_best=cfg.per_domain_best and kind == "multi-domain",
         checkpoint_every=preset.runtime.checkpoint_every,
+        events=event_log(preset, out, runtime, domains),
     )
     return fit_record(state, total, meta)
 

@@ -10,7 +10,7 @@ import pytest
 
 from hrkd_cli.data import load_prepared
 from hrkd_cli.recipes import bench_students as BS
-from hrkd_cli.recipes.bench import alternating_medians, bench_distill, bench_table
+from hrkd_cli.recipes.bench import alternating_medians, alternating_times, bench_distill, bench_table
 from hrkd_cli.recipes.common import data_dir
 from hrkd_cli.recipes.prepare import ensure_prepared
 
@@ -20,6 +20,10 @@ def test_alternating_medians_times_each_callable_in_turn():
     medians = alternating_medians({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, 3)
     assert calls == ["a", "b"] * 4  # one warm-up each, then alternating
     assert set(medians) == {"a", "b"} and all(v >= 0 for v in medians.values())
+    calls.clear()
+    rounds = alternating_times({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, 4, balanced=True)
+    assert calls == ["a", "b", "a", "b", "b", "a", "a", "b", "b", "a"]  # warm-up, then each goes first in turn
+    assert [len(v) for v in rounds.values()] == [4, 4]
 
 
 def test_bench_figures_are_consistent(tiny_preset, cpu_runtime):
@@ -210,3 +214,18 @@ def test_students_table_is_printed_whole_off_a_terminal():
     print_table(Console(file=buf, width=80), BS.students_table(r))
     text = buf.getvalue()
     assert "…" not in text and "2 layers" in text and "-6.12" in text and "4.96x" in text
+
+
+def test_bench_times_the_tensorboard_writer_side_by_side(tiny_preset, cpu_runtime):
+    pytest.importorskip("tensorboard")  # the extra
+    r = bench_distill(tiny_preset(runtime={"tensorboard": True}), cpu_runtime, steps=2, say=lambda m: None)
+    tb = r["tensorboard"]
+    assert set(tb["step_time_s"]) == {"off", "on"} and all(v > 0 for v in tb["step_time_s"].values())
+    assert len(tb["ratios"]) == 2 and tb["overhead"] == pytest.approx(sum(tb["ratios"]) / 2)  # the median of 2
+    assert 0 < tb["write_s"] and tb["write_share"] == pytest.approx(tb["write_s"] / tb["step_time_s"]["off"])
+    # 3 domains, 2 student layers: lr, examples/s, the loss and its 4 sums; per domain embd, pred and
+    # attn, hidn (each a sum and 2 layers); 3 x 3 ratios; alpha^H of 2 + 3 layers per domain
+    assert tb["scalars"] == 7 + 3 * 8 + 3 * 3 + 3 * (2 + 3)
+    table = bench_table(r)
+    assert table.row_count == 16
+    assert "TensorBoard" not in str([c._cells for c in bench_table({k: v for k, v in r.items() if k != "tensorboard"}).columns])
