@@ -357,7 +357,7 @@ def test_datasets_requirement_admits_only_releases_with_datasets_List():
 
 
 @pytest.mark.parametrize("args, needles", [
-    (["--counts", "33"], ["a sample of 33 training examples per domain", "has only 32"]),
+    (["--counts", "33"], ["a sample of 33 training examples of domain", "has only 32"]),
     (["--counts", "lots"], ["--counts", "'lots'", "not a whole number"]),
     (["--rates", "0"], ["--rates", "0%", "outside (0, 100]"]),
     (["--rates", "150", "--counts", "8"], ["150%", "outside (0, 100]"]),

@@ -179,7 +179,7 @@ def _int8_runner(model: DomainClassifier, batch: Batch, label_names: list[str], 
         return onnx_session(path, ort)
 
     with torch.no_grad():
-        reference = stock(input_ids=ids, attention_mask=mask, token_type_ids=types).logits[:, 0].float()
+        reference = export.StockLogits(stock)(ids, mask, types).float()
     got = torch.from_numpy(session(fp32).run(["logits"], feeds)[0]).float()
     diff = float((got - reference).abs().max())
     if not diff <= export.ONNX_TOLERANCE:

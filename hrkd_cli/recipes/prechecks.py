@@ -23,6 +23,13 @@ def check_teacher_settings(preset: Preset):
 def _student_shape(preset: Preset, tcfg) -> tuple[int, int, int] | None:
     """(layers, attention heads, vocabulary size) of the student the preset builds; None for an init not known here."""
     s = preset.student
+    if s.init == "general":
+        name = s.model or preset.teacher.model
+        src = load_bert_config(name)
+        if max(s.teacher_layers) > src.num_hidden_layers:
+            raise HrkdError(f"student.teacher_layers={s.teacher_layers} names a layer above student.init = 'general' "
+                            f"({name}): {src.num_hidden_layers}")
+        return len(s.teacher_layers), src.num_attention_heads, src.vocab_size
     if s.init == "teacher-layers":
         src, name = (load_bert_config(s.layers_from), f"student.layers_from {s.layers_from!r}:") if s.layers_from \
             else (tcfg, "the teacher's")

@@ -85,7 +85,8 @@ def test_bench_students_table(tiny_preset, cpu_runtime):
     # hand count of the 1-layer student (vocab 30522, width 32, 128 positions, 2 token types, FFN 64, 3 domains x 2 labels)
     emb = 30522 * 32 + 128 * 32 + 2 * 32 + 2 * 32
     layer = 4 * (32 * 32 + 32) + 2 * 32 + (32 * 64 + 64) + (64 * 32 + 32) + 2 * 32
-    assert rows["1 layer"]["params"] == emb + layer + 3 * (32 * 2 + 2)
+    pooler = 32 * 32 + 32  # BERT's pooler of the default head (student.head = "pooler")
+    assert rows["1 layer"]["params"] == emb + layer + pooler + 3 * (32 * 2 + 2)
     # speed-ups are the teacher's time over the model's, from the same measurements
     t = r["time_s"]
     for name, x in rows.items():
@@ -129,7 +130,7 @@ def test_shipped_shapes_build_on_a_minilm_shaped_teacher():
     assert [n for n, _ in BS.STUDENT_SHAPES] == ["preset", "2 layers", "1 layer", "narrow"]
     for name, sets in BS.STUDENT_SHAPES:
         s = BS.shape_preset(base, name, sets).student
-        depth = len(s.teacher_layers) if s.init == "teacher-layers" else s.num_layers
+        depth = len(s.teacher_layers) if s.init in ("general", "teacher-layers") else s.num_layers
         uniform_layer_map(6, depth)  # raises where the depth does not divide 6
         if s.init == "random":
             assert s.num_heads == 12 and s.hidden_size % s.num_heads == 0 and s.intermediate_size == 4 * s.hidden_size

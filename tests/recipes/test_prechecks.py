@@ -77,3 +77,23 @@ def test_layers_from_and_pretrained_students_are_read_from_their_configs(tmp_pat
     with pytest.raises(HrkdError, match="student depth 3 does not divide teacher depth 4"):
         check_student_settings(preset(init="pretrained", model=str(tmp_path / "three")))
     check_student_settings(preset(init="pretrained", model=str(tmp_path / "two")))
+
+
+def test_a_general_start_is_read_from_the_pretrained_models_config(tmp_path, tiny_teacher_dir):
+    import torch
+    from transformers import BertModel
+
+    from tiny import tiny_bert_config
+
+    torch.manual_seed(0)
+    BertModel(tiny_bert_config(num_hidden_layers=2)).save_pretrained(tmp_path / "two")
+
+    def preset(**student):
+        return validate_preset(tiny_preset_dict(tmp_path / "run", tiny_teacher_dir, student={"init": "general", **student}),
+                               "tiny")
+
+    check_student_settings(preset(teacher_layers=[2, 4]))  # the teacher's own pre-trained model, 4 layers
+    with pytest.raises(HrkdError, match=r"names a layer above student.init = 'general' \(.*\): 4"):
+        check_student_settings(preset(teacher_layers=[2, 5]))
+    with pytest.raises(HrkdError, match=r"above student.init = 'general' \(.*two\): 2"):
+        check_student_settings(preset(model=str(tmp_path / "two"), teacher_layers=[2, 4]))
