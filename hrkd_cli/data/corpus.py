@@ -16,6 +16,8 @@ from pathlib import Path
 from hrkd_cli.errors import HrkdError
 
 SPLITS = ("train", "dev", "test")
+# The label of a transfer example, which has none (PyTorch's ignore_index: a cross-entropy would skip it).
+NO_LABEL = -100
 
 
 def jsonl_objects(path: Path, encoding: str = "utf-8"):
