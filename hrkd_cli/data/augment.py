@@ -5,8 +5,11 @@ words) or GloVe neighbours (the rest); neither is available offline. The closest
 teacher's own word-embedding matrix, the input layer every text passes through: for a whole word that is
 one word piece, its neighbours are the vocabulary's whole words whose embedding rows are nearest by cosine
 (the word itself excluded). A copy of a text replaces each such word with probability ``rate`` (at least
-one per copy) by one of its ``k`` nearest neighbours, drawn uniformly; words of several pieces, numbers and
-punctuation stay as they are, and the replacement takes the case of the word it replaces.
+one per copy) by one of its ``k`` nearest neighbours, drawn uniformly; words of several pieces, numbers,
+punctuation and English function words stay as they are, and the replacement takes the case of the word it
+replaces. Function words (FUNCTION_WORDS) are neither replaced nor replacements: a masked language model
+would put a fitting article or pronoun in context, but out of context their embedding neighbours are other
+function words, which break the sentence without varying what it says.
 
 A copy is a pure function of (seed, copy number, text): the same text gets the same copies wherever it
 stands. Embedding neighbours are not synonyms (antonyms and other names of the same kind are near too),
@@ -24,12 +27,21 @@ import torch
 from hrkd_cli.data.corpus import stable_seed
 
 WORD = re.compile(r"[^\W\d_]+")  # a run of letters
+FUNCTION_WORDS = frozenset("""
+a an the and or but nor so yet if then than because as while though although of in on at to from by with
+without for about into onto over under after before between through during up down out off i me my mine
+myself we us our ours you your yours he him his she her hers it its they them their theirs this that these
+those who whom whose which what where when why how is am are was were be been being do does did have has had
+will would shall should can could may might must not no never none nothing there here also too very just only
+all any some each every both either neither such own same other more most much many few
+""".split())
 CHUNK = 1024  # words per similarity product
 
 
 def is_whole_word(token: str) -> bool:
-    """A vocabulary entry that is a word by itself: letters only, two or more ('##' pieces and specials fail)."""
-    return len(token) >= 2 and token.isalpha()
+    """A vocabulary entry that is a word by itself: letters only, three or more, no function word ("##" pieces
+    and specials fail; two-letter entries are mostly fragments such as "ba")."""
+    return len(token) >= 3 and token.isalpha() and token.lower() not in FUNCTION_WORDS
 
 
 def match_case(word: str, like: str) -> str:
@@ -57,7 +69,7 @@ class Neighbours:
     def piece(self, word: str) -> str | None:
         """The vocabulary word that ``word`` is as one piece, or None (several pieces, or not a whole word)."""
         if word not in self._piece:
-            pieces = self.tokenizer.tokenize(word)
+            pieces = [] if word.lower() in FUNCTION_WORDS else self.tokenizer.tokenize(word)
             self._piece[word] = pieces[0] if len(pieces) == 1 and pieces[0] in self.index else None
         return self._piece[word]
 

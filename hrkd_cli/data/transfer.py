@@ -110,9 +110,8 @@ def _windows(cfg, d: str, train: list[Example], usable: list[int], tokenizer, ro
                 continue
             i = usable[start + j]
             for a, b in window_spans(len(pieces), cfg.max_seq_length, cfg.windows, cfg.window_stride):
-                ids = tokenizer.build_inputs_with_special_tokens(pieces[a:b])
-                types = tokenizer.create_token_type_ids_from_sequences(pieces[a:b])
-                rows.add(train[i].text[offsets[a][0] : offsets[b - 1][1]], None, "window", i, ids, types)
+                ids = [tokenizer.cls_token_id] + pieces[a:b] + [tokenizer.sep_token_id]  # as BERT frames one text
+                rows.add(train[i].text[offsets[a][0] : offsets[b - 1][1]], None, "window", i, ids, [0] * len(ids))
 
 
 def build_transfer(cfg, corpus: RawCorpus, splits: dict, tokenizer,

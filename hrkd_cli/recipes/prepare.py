@@ -66,14 +66,19 @@ def report_transfer(manifest: dict, say: Say) -> None:
 
 
 def augmented_examples(data, n: int, max_words: int = 60) -> list[dict]:
-    """The first ``n`` augmented transfer examples, taking the domains in turn, each with its training text."""
+    """``n`` augmented transfer examples (the first copy of the first training texts, taking the domains in
+    turn), each with its training text and the replacements marked."""
     if not data.transfer or not (data.transfer.get("augment") or {}).get("copies"):
         return []
     queues = []
     for d in data.domains:
         ds = data.dataset(d, "transfer")
-        origin = ds["origin"]
-        queues.append((d, ds, [i for i, o in enumerate(origin) if o == "augmented"]))
+        seen, first = set(), []
+        for i, (o, src) in enumerate(zip(ds["origin"], ds["source_row"])):
+            if o == "augmented" and src not in seen:
+                seen.add(src)
+                first.append(i)
+        queues.append((d, ds, first))
     out = []
     for k in range(max((len(q) for _, _, q in queues), default=0)):
         for d, ds, rows in queues:
