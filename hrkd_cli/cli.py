@@ -88,7 +88,7 @@ def prepare(
     print_table(out, counts_table(manifest))
     say(f"manifest hash {manifest['hash']}")
     if show_augmented:
-        show(load_prepared(data_dir(p)), show_augmented, lambda m: out.print(m, highlight=False, markup=False))
+        show(load_prepared(data_dir(p)), show_augmented, lambda m: out.print(m, highlight=False, markup=False, soft_wrap=True))
 
 
 @app.command()
