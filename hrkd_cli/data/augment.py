@@ -60,11 +60,22 @@ class Neighbours:
         vocab = sorted((i, t) for t, i in tokenizer.get_vocab().items() if is_whole_word(t) and i < embeddings.shape[0])
         self.words = [t for _, t in vocab]
         self.index = {t: j for j, t in enumerate(self.words)}
+        self.by_id = {i: t for i, t in vocab}
         rows = embeddings[torch.tensor([i for i, _ in vocab], dtype=torch.long)].detach().float()
         self.unit = rows / rows.norm(dim=1, keepdim=True).clamp_min(1e-12)
         self.tokenizer, self.k = tokenizer, min(k, len(self.words) - 1)
         self._piece: dict[str, str | None] = {}
         self._near: dict[str, list[str]] = {}
+
+    def learn(self, texts: Iterable[str]) -> None:
+        """Look up every word of ``texts`` (one tokenizer call) and compute the neighbours of the replaceable
+        ones (a few similarity products), instead of one call and one product per word."""
+        words = sorted({w for t in texts for w in WORD.findall(t)} - self._piece.keys())
+        for start in range(0, len(words), 8 * CHUNK):
+            chunk = words[start : start + 8 * CHUNK]
+            for w, ids in zip(chunk, self.tokenizer(chunk, add_special_tokens=False)["input_ids"]):
+                self._piece[w] = self.by_id.get(ids[0]) if len(ids) == 1 and w.lower() not in FUNCTION_WORDS else None
+        self.prepare(p for p in self._piece.values() if p is not None)
 
     def piece(self, word: str) -> str | None:
         """The vocabulary word that ``word`` is as one piece, or None (several pieces, or not a whole word)."""
@@ -99,10 +110,10 @@ class Neighbours:
         return self._near[piece]
 
 
-def augment_text(text: str, rng: random.Random, neighbours: Neighbours, rate: float) -> str | None:
+def augment_text(text: str, rng: random.Random, neighbours: Neighbours, rate: float, spans=None) -> str | None:
     """One copy of ``text`` with each replaceable word swapped with probability ``rate`` (at least one);
-    None when it has no replaceable word."""
-    spans = neighbours.pieces(text)
+    None when it has no replaceable word. ``spans``: ``neighbours.pieces(text)``, where known already."""
+    spans = neighbours.pieces(text) if spans is None else spans
     if not spans:
         return None
     chosen = [s for s in spans if rng.random() < rate] or [spans[rng.randrange(len(spans))]]
@@ -117,21 +128,23 @@ def augment_text(text: str, rng: random.Random, neighbours: Neighbours, rate: fl
 def augment_copies(text: str, text_b: str | None, copies: int, rate: float, seed: int,
                    neighbours: Neighbours) -> list[tuple[str, str | None]]:
     """``copies`` augmented copies of an example (both segments of a pair); [] when nothing can be replaced."""
-    if not neighbours.pieces(text) and not (text_b and neighbours.pieces(text_b)):
+    spans, spans_b = neighbours.pieces(text), neighbours.pieces(text_b) if text_b else []
+    if not spans and not spans_b:
         return []
     out = []
     for c in range(1, copies + 1):
         rng = random.Random(stable_seed("hrkd-augment", seed, c, text, text_b or ""))
-        a = augment_text(text, rng, neighbours, rate) or text
-        b = (augment_text(text_b, rng, neighbours, rate) or text_b) if text_b else None
+        a = augment_text(text, rng, neighbours, rate, spans) or text
+        b = (augment_text(text_b, rng, neighbours, rate, spans_b) or text_b) if text_b else None
         out.append((a, b))
     return out
 
 
 def mark_replacements(original: str, augmented: str, max_words: int = 0) -> str:
-    """``augmented`` with each replaced word shown as [old->new]; the first ``max_words`` words when > 0."""
+    """``augmented`` (a copy of ``original`` or of its beginning) with each replaced word shown as [old->new];
+    the first ``max_words`` words when > 0."""
     old, new = list(WORD.finditer(original)), list(WORD.finditer(augmented))
-    if len(old) != len(new):  # not a copy made by augment_text
+    if len(old) < len(new):  # not a copy made by augment_text
         return augmented
     out, last = [], 0
     for i, (a, b) in enumerate(zip(old, new)):

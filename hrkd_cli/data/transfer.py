@@ -5,7 +5,9 @@ Three sources, each optional, per domain and in this order:
   window     the later windows of training texts longer than ``max_seq_length`` tokens: window k >= 1
              holds text tokens [k S, k S + max_seq_length - 2) with S = ``data.window_stride``, made while
              the previous window stopped before the text's end, at most ``data.windows`` per text;
-  augmented  ``data.augment_copies`` copies of each training text (hrkd_cli/data/augment.py).
+  augmented  ``data.augment_copies`` copies of each training text (hrkd_cli/data/augment.py); of a single
+             text longer than ``max_seq_length`` tokens, copies of the part the model reads (its first
+             window), so that no replacement is lost to truncation.
 Windows and copies come from the train split only (after any few-shot sample). A transfer set must never
 leak the evaluation splits: an unlabelled text equal to a dev or test text (any domain; case and
 whitespace ignored) is dropped, and a training text equal to one gives no windows or copies; both counted.
@@ -114,6 +116,16 @@ def _windows(cfg, d: str, train: list[Example], usable: list[int], tokenizer, ro
                 rows.add(train[i].text[offsets[a][0] : offsets[b - 1][1]], None, "window", i, ids, [0] * len(ids))
 
 
+def first_windows(tokenizer, texts: list[str], max_seq_length: int) -> list[str]:
+    """Each text cut after its first ``max_seq_length - 2`` word pieces: what the model reads of it."""
+    width, out = max_seq_length - 2, []
+    for start in range(0, len(texts), 1024):
+        chunk = texts[start : start + 1024]
+        enc = tokenizer(chunk, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+        out += [t if len(o) <= width else t[: o[width - 1][1]] for t, o in zip(chunk, enc["offset_mapping"])]
+    return out
+
+
 def build_transfer(cfg, corpus: RawCorpus, splits: dict, tokenizer,
                    embeddings: Callable[[], torch.Tensor] | None = None) -> tuple[dict[str, dict[str, list]], dict]:
     """Per domain the transfer rows as stored columns, and the manifest's ``transfer`` entry.
@@ -142,12 +154,15 @@ def build_transfer(cfg, corpus: RawCorpus, splits: dict, tokenizer,
         if embeddings is None:
             raise HrkdError("data.augment_copies needs the teacher's input embeddings; prepare through `hrkd prepare`")
         near = Neighbours(tokenizer, embeddings(), cfg.augment_neighbours)
-        near.prepare(p for d in domains for i in usable[d] for e in [splits[d]["train"][i]]
-                     for seg in (e.text, e.text_b) if seg for _, _, p in near.pieces(seg))
+        texts = {d: [splits[d]["train"][i] for i in usable[d]] for d in domains}
+        if not corpus.text_pair:
+            texts = {d: [Example(t, e.label) for t, e in zip(first_windows(tokenizer, [e.text for e in xs],
+                                                                           cfg.max_seq_length), xs)]
+                     for d, xs in texts.items()}
+        near.learn(seg for xs in texts.values() for e in xs for seg in (e.text, e.text_b) if seg)
         without = 0
         for d in domains:
-            for i in usable[d]:
-                e = splits[d]["train"][i]
+            for i, e in zip(usable[d], texts[d]):
                 copies = augment_copies(e.text, e.text_b, cfg.augment_copies, cfg.augment_rate, cfg.augment_seed, near)
                 without += not copies
                 for a, b in copies:

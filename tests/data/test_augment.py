@@ -74,3 +74,12 @@ def test_mark_replacements(near):
     assert mark_replacements(original, augmented) == "The [novel->book] was [gripping->thrilling], so [gripping->thrilling]."
     assert mark_replacements(original, augmented, max_words=3) == "The [novel->book] was ..."
     assert len(WORD.findall(original)) == len(WORD.findall(augmented))
+
+
+def test_learning_a_corpus_at_once_finds_the_pieces_one_lookup_at_a_time_would(tokenizer):
+    emb = planted(tokenizer, {})
+    texts = ["Unfotrunately the novel's ending, a GRIPPING one, was 2x better than the kettle.", "Bollywood stories"]
+    lazy, batched = Neighbours(tokenizer, emb, k=3), Neighbours(tokenizer, emb, k=3)
+    batched.learn(texts)
+    assert [batched.pieces(t) for t in texts] == [lazy.pieces(t) for t in texts]
+    assert all(batched.of(p) == lazy.of(p) for t in texts for _, _, p in lazy.pieces(t))
