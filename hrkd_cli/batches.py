@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
+from hrkd_cli.data.corpus import NO_LABEL
+
 COLUMNS = ("input_ids", "token_type_ids", "attention_mask", "label")
 
 
@@ -24,6 +26,7 @@ class Split:
     label: list[int]
     text: list[str]
     text_b: list[str]
+    first_transfer: int | None = None  # rows from here on are transfer examples (labels NO_LABEL)
 
     def __len__(self) -> int:
         return len(self.label)
@@ -41,6 +44,14 @@ def load_splits(data, split: str, domains: list[str] | None = None) -> list[Spli
     return [Split.from_dataset(d, data.dataset(d, split)) for d in (domains or data.domains)]
 
 
+def with_transfer(train: Split, transfer: Split) -> Split:
+    """``train``'s rows followed by ``transfer``'s as one Split; the transfer rows' stored labels are replaced
+    by NO_LABEL here, so that no loss can read them."""
+    return Split(train.domain, train.input_ids + transfer.input_ids, train.token_type_ids + transfer.token_type_ids,
+                 train.label + [NO_LABEL] * len(transfer), train.text + transfer.text, train.text_b + transfer.text_b,
+                 first_transfer=len(train))
+
+
 @dataclass
 class Batch:
     input_ids: torch.Tensor
@@ -48,6 +59,7 @@ class Batch:
     token_type_ids: torch.Tensor
     labels: torch.Tensor
     domain_sizes: list[tuple[int, int]]  # (domain index, rows) in batch order
+    transfer: torch.Tensor | None = None  # bool per row: a transfer example (no label); None = none in the batch
 
     def to(self, device) -> "Batch":
         return Batch(
@@ -56,6 +68,7 @@ class Batch:
             self.token_type_ids.to(device),
             self.labels.to(device),
             self.domain_sizes,
+            None if self.transfer is None else self.transfer.to(device),
         )
 
     def slices(self):
@@ -83,4 +96,8 @@ def make_batch(parts: list[tuple[int, Split, list[int]]], pad_to: int | None = N
         types[r, : len(t)] = torch.tensor(t)
         mask[r, : len(a)] = 1
     labels = torch.tensor([s[2] for s in seqs], dtype=torch.long)
-    return Batch(ids, mask, types, labels, [(d, len(rows)) for d, _, rows in parts])
+    transfer = None
+    if any(split.first_transfer is not None for _, split, _ in parts):
+        transfer = torch.tensor([split.first_transfer is not None and i >= split.first_transfer
+                                 for _, split, rows in parts for i in rows], dtype=torch.bool)
+    return Batch(ids, mask, types, labels, [(d, len(rows)) for d, _, rows in parts], transfer)

@@ -70,19 +70,27 @@ def prepare(
     preset: str = PresetOpt,
     source: Optional[str] = SourceOpt,
     sample_rate: Optional[float] = typer.Option(None, "--sample-rate", help="few-shot: keep this front share of each train split"),
+    show_augmented: int = typer.Option(0, "--show-augmented", min=0, help="then print N augmented texts, replacements marked [old->new]"),
     set_: Optional[List[str]] = SetOpt,
 ) -> None:
-    """Split a source per domain, tokenise once and save it in the run directory."""
+    """Split a source per domain, tokenise once and save it in the run directory (with any transfer set)."""
+    from hrkd_cli.data import load_prepared
+    from hrkd_cli.recipes.common import data_dir
     from hrkd_cli.recipes.prepare import prepare as run
+    from hrkd_cli.recipes.prepare import show_augmented as show
     from hrkd_cli.tables import counts_table
 
     overrides = list(set_ or [])
     if sample_rate is not None:
         overrides.append(f"data.sample_rate={sample_rate}")
     p = _load(preset, overrides, source=source)
+    if show_augmented and not p.data.augment_copies:
+        raise HrkdError("--show-augmented needs augmented texts: set data.augment_copies (e.g. --set data.augment_copies=4)")
     manifest = run(p, say)
     print_table(out, counts_table(manifest))
     say(f"manifest hash {manifest['hash']}")
+    if show_augmented:
+        show(load_prepared(data_dir(p)), show_augmented, lambda m: out.print(m, highlight=False, markup=False, soft_wrap=True))
 
 
 @app.command()

@@ -111,12 +111,13 @@ def _load(preset: str, overrides: Optional[List[str]], precision: Optional[str] 
         extra.append("runtime.tensorboard=true")
     p = load_preset(preset, extra)
     if data:
-        from hrkd_cli.data.sources import choose_source
+        from hrkd_cli.data.sources import choose_source, choose_unlabeled
 
         given, via = (source, "--source") if source is not None else (None, "")
         if given is None and _sets(extra, "data.path"):
             given, via = p.data.path, "--set data.path"
         choose_source(p, given, via=via, say=say)
+        choose_unlabeled(p, _sets(extra, "data.unlabeled"), say=say)
     return p
 
 

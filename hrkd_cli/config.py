@@ -53,6 +53,12 @@ class SyntheticConfig(Section):
     label_noise: float = Field(0.05, ge=0.0, lt=0.5)
 
 
+MAX_WINDOWS = 64
+MAX_AUGMENT_COPIES = 64
+TRANSFER_FIELDS = ("unlabeled", "unlabeled_domain", "windows", "window_stride", "augment_copies", "augment_rate",
+                   "augment_neighbours", "augment_seed")
+
+
 class DataConfig(Section):
     source: Literal["amazon", "mnli", "custom", "synthetic"] = "synthetic"
     path: str = Field("", description="source directory or file; unused for synthetic")
@@ -70,6 +76,50 @@ class DataConfig(Section):
         "one absolute training size per domain (e.g. {telephone = 1500, travel = 1390}); every domain of the data "
         "must be named; empty = off")
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
+    # Transfer examples (docs/transfer.md): text the students distil on and the teachers never see.
+    unlabeled: str = Field("", description="unlabelled in-domain text for the students (a transfer set): a .csv, "
+                           ".tsv, .jsonl or .txt file with text, optional text_b and domain; empty = none")
+    unlabeled_domain: str = Field("", description="the domain of every row of a data.unlabeled file without a domain "
+                                  "column (a .txt file: one text per line)")
+    windows: int = Field(0, ge=0, le=MAX_WINDOWS, description="training texts longer than max_seq_length: up to N "
+                         "later windows of each become transfer examples of its domain; 0 = off")
+    window_stride: int = Field(0, ge=0, description="tokens from one window's start to the next's; 0 = "
+                               "max_seq_length - 2 (windows side by side)")
+    augment_copies: int = Field(0, ge=0, le=MAX_AUGMENT_COPIES, description="offline augmentation: K copies of each "
+                                "training text with words replaced by nearest neighbours in the teacher's input "
+                                "embeddings, as transfer examples; 0 = off")
+    augment_rate: float = Field(0.4, gt=0.0, le=1.0, description="augmentation: share of the single-piece words "
+                                "replaced in a copy (at least one)")
+    augment_neighbours: int = Field(15, ge=1, le=200, description="augmentation: a replacement is one of the word's "
+                                    "N nearest neighbours (cosine), drawn uniformly")
+    augment_seed: int = Field(1, description="augmentation: seed of the replacements")
+
+    @model_validator(mode="after")
+    def _transfer_settings_apply(self):
+        """A transfer setting that nothing would use is an error, not a silent no-op (defaults aside)."""
+        fields = type(self).model_fields
+        given = {k for k in TRANSFER_FIELDS if getattr(self, k) != fields[k].default}
+        owners = {"unlabeled_domain": ("unlabeled", "data.unlabeled"), "window_stride": ("windows", "data.windows > 0"),
+                  "augment_rate": ("augment_copies", "data.augment_copies > 0"),
+                  "augment_neighbours": ("augment_copies", "data.augment_copies > 0"),
+                  "augment_seed": ("augment_copies", "data.augment_copies > 0")}
+        for key, (owner, what) in owners.items():
+            if key in given and not getattr(self, owner):
+                raise ValueError(f"data.{key} = {getattr(self, key)!r} applies only with {what}")
+        if self.window_stride > self.max_seq_length - 2:
+            raise ValueError(f"data.window_stride = {self.window_stride} is larger than a window's "
+                             f"{self.max_seq_length - 2} text tokens (data.max_seq_length - 2): tokens would be skipped")
+        return self
+
+    @property
+    def has_transfer(self) -> bool:
+        """True when the prepared data holds transfer examples (unlabelled text, windows or augmented copies)."""
+        return bool(self.unlabeled or self.windows or self.augment_copies)
+
+    def without_transfer(self) -> "DataConfig":
+        """This section with every transfer setting at its default: what the labelled data and teachers depend on."""
+        fields = type(self).model_fields
+        return self.model_copy(update={k: fields[k].default for k in TRANSFER_FIELDS})
 
     @model_validator(mode="after")
     def _one_sample_size(self):
@@ -212,6 +262,23 @@ class DistillConfig(OptimConfig):
     per_domain_best: bool = False
     fewshot_lr: float = Field(5e-5, gt=0)
     metakd: MetaKDConfig = Field(default_factory=MetaKDConfig)
+    transfer_ratio: float = Field(1.0, ge=0.0, le=16.0, description="transfer examples (data.unlabeled, windows, "
+                                  "augment_copies) added to each domain's sub-batch per labelled example: "
+                                  "batch_per_domain x ratio rows per domain and step; 0 = none in task distillation")
+
+    @model_validator(mode="after")
+    def _whole_transfer_rows(self):
+        rows = self.transfer_ratio * self.batch_per_domain
+        if abs(rows - round(rows)) > 1e-9:
+            raise ValueError(f"distill.transfer_ratio = {self.transfer_ratio} x distill.batch_per_domain = "
+                             f"{self.batch_per_domain} is {rows:g} transfer rows per domain and step: "
+                             "choose a ratio that makes it a whole number")
+        return self
+
+    @property
+    def transfer_rows(self) -> int:
+        """Transfer examples per domain and step (distill.transfer_ratio x distill.batch_per_domain)."""
+        return round(self.transfer_ratio * self.batch_per_domain)
 
     @model_validator(mode="after")
     def _settings_match_graph(self):
@@ -251,9 +318,12 @@ class RuntimeConfig(Section):
 
 
 # Fields added after runs were recorded, with the default that means "as before" (see Preset.section_hash).
-LATE_FIELDS: dict[str, dict[str, object]] = {"data": {"sample_per_domain": 0, "sample_counts": {}},
-                                             "teacher": {"head": "cls"},
-                                             "student": {"general_epochs": 0, "layers_from": "", "head": "cls"}}
+LATE_FIELDS: dict[str, dict[str, object]] = {
+    "data": {"sample_per_domain": 0, "sample_counts": {}, **{k: DataConfig.model_fields[k].default for k in TRANSFER_FIELDS}},
+    "teacher": {"head": "cls"},
+    "student": {"general_epochs": 0, "layers_from": "", "head": "cls"},
+    "distill": {"transfer_ratio": 1.0},
+}
 
 
 class Preset(Section):

@@ -24,11 +24,16 @@ def counts_table(manifest: dict) -> Table:
     table.add_column("Domain", style="bold")
     for col in ("#Train", "#Dev", "#Test"):
         table.add_column(col, justify="right")
+    transfer = manifest.get("transfer")
+    if transfer:  # the students' transfer set, by origin (hrkd_cli/data/transfer.py)
+        for col in ("#Unlabelled", "#Windows", "#Augmented"):
+            table.add_column(col, justify="right")
     table.add_column("Train labels", justify="left")
     for d in manifest["domains"]:
         c = manifest["counts"][d]
         labels = ", ".join(f"{k} {v}" for k, v in c["train"].items() if k != "total")
-        table.add_row(d, str(c["train"]["total"]), str(c["dev"]["total"]), str(c["test"]["total"]), labels)
+        extra = [str(transfer["counts"][d][k]) for k in ("unlabeled", "window", "augmented")] if transfer else []
+        table.add_row(d, str(c["train"]["total"]), str(c["dev"]["total"]), str(c["test"]["total"]), *extra, labels)
     return table
 
 

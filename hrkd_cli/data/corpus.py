@@ -16,6 +16,8 @@ from hrkd_cli.data.tabular import jsonl_objects  # noqa: F401  (the JSON-lines r
 from hrkd_cli.errors import HrkdError
 
 SPLITS = ("train", "dev", "test")
+# The label of a transfer example, which has none (PyTorch's ignore_index: a cross-entropy would skip it).
+NO_LABEL = -100
 
 
 @dataclass(frozen=True)

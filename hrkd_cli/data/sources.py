@@ -6,6 +6,10 @@ same preset (same run directory) without ``--source`` reads that source again
 instead of the preset's ``data.path``, so `prepare --source` once is enough. A
 ``--source`` (or ``--set data.path=``) naming another place wins, and the data is
 prepared again from it. Only the manifest is read here (no torch, no datasets).
+
+The unlabelled text of a transfer set (``data.unlabeled``, with ``data.unlabeled_domain``)
+is remembered the same way, for the same source: a command whose preset names none reads
+the file the data was prepared with; ``--set data.unlabeled='""'`` leaves it out.
 """
 
 from __future__ import annotations
@@ -105,3 +109,42 @@ def choose_source(preset, given: str | None, via: str = "--source", say=print) -
     say(f"data: reading {spelling}, the source {Path(preset.run_dir) / 'data'} was prepared from "
         f"(the preset says {cfg.path or 'nothing'}; pass --source to read another)")
     cfg.path = spelling
+
+
+def _manifest(run_dir) -> dict | None:
+    try:
+        manifest = json.loads((Path(run_dir) / "data" / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
+
+
+def choose_unlabeled(preset, given: bool, say=print) -> None:
+    """Settle ``preset.data.unlabeled`` (in place) after :func:`choose_source`.
+
+    ``given``: the command line sets data.unlabeled (possibly to "", which leaves the file out). Where the
+    preset names no file and the run directory's data, prepared from this same source, holds unlabelled
+    text, that file (and its data.unlabeled_domain) is used again; a path that leads to the remembered file
+    takes the remembered spelling, so the hashes that decide reuse do not depend on how it was written.
+    """
+    cfg = preset.data
+    manifest = _manifest(preset.run_dir)
+    u = ((manifest or {}).get("transfer") or {}).get("unlabeled")
+    if not u or manifest.get("source") != cfg.source or manifest.get("source_path", "") != canonical(cfg.path if cfg.source != "synthetic" else ""):
+        return
+    resolved, spelling = str(u.get("path") or ""), str(u.get("arg") or "")
+    if not resolved:
+        return
+    if not (spelling and canonical(spelling) == resolved):
+        spelling = resolved
+    if cfg.unlabeled:
+        if canonical(cfg.unlabeled) == resolved and cfg.unlabeled != spelling:
+            cfg.unlabeled = spelling
+        return
+    if given:
+        return  # set to "" on the command line: no unlabelled text
+    say(f"data: unlabelled text from {spelling}, which {Path(preset.run_dir) / 'data'} was prepared with "
+        f"(the preset names none; --set data.unlabeled='\"\"' leaves it out)")
+    cfg.unlabeled = spelling
+    if u.get("domain") and not cfg.unlabeled_domain:
+        cfg.unlabeled_domain = str(u["domain"])

@@ -5,6 +5,9 @@ Layout of a prepared directory::
     manifest.json           format "hrkd-data/1", provenance, counts, hashes
     <domain>/<split>/       datasets.save_to_disk: input_ids, token_type_ids,
                             attention_mask, label, text, text_b, idx
+    <domain>/transfer/      only with transfer settings (hrkd_cli/data/transfer.py): the same
+                            columns (label NO_LABEL) plus origin and source_row; described by
+                            the manifest's "transfer" entry, outside "hash" (teachers never see it)
 
 No padding is stored (the trainer pads per batch, see ``collate``). The
 directory is written atomically: everything is built in a temporary sibling
@@ -25,6 +28,7 @@ import datasets
 
 from hrkd_cli.data.corpus import SPLITS, Example, RawCorpus
 from hrkd_cli.data.splits import Splits, make_splits
+from hrkd_cli.data.transfer import TRANSFER, build_transfer, transfer_hash
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.fsio import writing
 
@@ -41,6 +45,8 @@ FEATURES = datasets.Features(
         "idx": datasets.Value("int32"),
     }
 )
+TRANSFER_FEATURES = datasets.Features(
+    {**FEATURES, "origin": datasets.Value("string"), "source_row": datasets.Value("int32")})
 BATCH = 1024  # examples per tokenizer call
 
 
@@ -109,9 +115,9 @@ def _source_path(cfg) -> str:
 
 
 def build(
-    cfg, corpus: RawCorpus, splits: Splits, tokenizer, out_dir: Path, tokenizer_name: str
+    cfg, corpus: RawCorpus, splits: Splits, tokenizer, out_dir: Path, tokenizer_name: str, embeddings=None
 ) -> dict:
-    """Write every (domain, split) dataset and the manifest into ``out_dir`` (not atomic)."""
+    """Write every (domain, split) dataset, any transfer set, and the manifest into ``out_dir`` (not atomic)."""
     label_names, domains = list(corpus.label_names), list(splits)
     counts: dict = {}
     split_hashes: dict[str, str] = {}
@@ -153,8 +159,20 @@ def build(
     if cfg.source == "synthetic":
         syn = cfg.synthetic
         manifest["synthetic"] = syn.model_dump() if hasattr(syn, "model_dump") else dict(vars(syn))
+    if getattr(cfg, "has_transfer", False):
+        manifest["transfer"] = build_transfer_sets(cfg, corpus, splits, tokenizer, out_dir, embeddings)
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     return manifest
+
+
+def build_transfer_sets(cfg, corpus: RawCorpus, splits: Splits, tokenizer, out_dir: Path, embeddings=None) -> dict:
+    """Write <domain>/transfer for every domain; returns the manifest's "transfer" entry."""
+    columns, report = build_transfer(cfg, corpus, splits, tokenizer, embeddings)
+    hashes = {}
+    for d, cols in columns.items():
+        hashes[d] = split_hash(cols)
+        datasets.Dataset.from_dict(cols, features=TRANSFER_FEATURES).save_to_disk(str(out_dir / d / TRANSFER))
+    return {**report, "split_hashes": hashes, "hash": transfer_hash(hashes, report)}
 
 
 def _swap_in(new: Path, out_dir: Path) -> None:
@@ -173,10 +191,12 @@ def _swap_in(new: Path, out_dir: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def prepare_dataset(cfg, tokenizer, out_dir: Path, tokenizer_name: str, corpus: RawCorpus | None = None) -> dict:
+def prepare_dataset(cfg, tokenizer, out_dir: Path, tokenizer_name: str, corpus: RawCorpus | None = None,
+                    embeddings=None) -> dict:
     """Read the source named by ``cfg`` (a DataConfig), split, tokenize, store; returns the manifest.
 
-    ``corpus`` skips reading the source (for callers that already hold one).
+    ``corpus`` skips reading the source (for callers that already hold one). ``embeddings`` returns the
+    teacher's input-embedding matrix, which data.augment_copies needs.
     """
     from hrkd_cli.data import read_source  # the dispatcher lives in the package
 
@@ -194,7 +214,7 @@ def prepare_dataset(cfg, tokenizer, out_dir: Path, tokenizer_name: str, corpus: 
         with writing(out_dir):  # unwritable directory, disk full: one line naming out_dir
             out_dir.parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-            manifest = build(cfg, corpus, splits, tokenizer, tmp, tokenizer_name)
+            manifest = build(cfg, corpus, splits, tokenizer, tmp, tokenizer_name, embeddings)
             _swap_in(tmp, out_dir)
     finally:
         if tmp is not None and tmp.exists():
@@ -219,12 +239,16 @@ class PreparedData:
     text_pair = property(lambda self: bool(self.manifest["text_pair"]))
     max_seq_length = property(lambda self: int(self.manifest["max_seq_length"]))
     counts = property(lambda self: self.manifest["counts"])
+    transfer = property(lambda self: self.manifest.get("transfer"))  # None: no transfer examples
 
     def dataset(self, domain: str, split: str) -> datasets.Dataset:
         """The stored ``datasets.Dataset`` of one domain and split (memory-mapped, cached)."""
         if domain not in self.manifest["domains"]:
             raise HrkdError(f"{self.path}: no domain {domain!r}; domains: {', '.join(self.domains)}")
-        if split not in SPLITS:
+        if split == TRANSFER and not self.transfer:
+            raise HrkdError(f"{self.path}: no transfer examples (prepared without data.unlabeled, data.windows "
+                            "or data.augment_copies)")
+        if split not in SPLITS + (TRANSFER,):
             raise HrkdError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
         key = (domain, split)
         if key not in self._cache:

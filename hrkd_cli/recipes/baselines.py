@@ -66,6 +66,7 @@ from hrkd_cli.metakd import (
     transferable_knowledge_loss,
 )
 from hrkd_cli.models import EncoderOutput
+from hrkd_cli.recipes import transfer
 from hrkd_cli.recipes.common import Say, data_dir, fit_record, read_json
 from hrkd_cli.recipes.students import (
     DistillationModel,
@@ -132,12 +133,21 @@ def teacher_transferable(tk: TransferableKnowledge, h: torch.Tensor, domain_inde
     return torch.tanh(tk.dense(h.float() + e))
 
 
+def teacher_probability(teacher_logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """p_T(y_i) of lambda_i: of the gold label for a labelled row; for a transfer row, which has no label, of the
+    teacher's own prediction (its confidence), so that no gold label of a transfer row is read."""
+    if batch.transfer is None:
+        return gold_probability(teacher_logits, batch.labels)
+    gold = gold_probability(teacher_logits, batch.labels.clamp_min(0))
+    return torch.where(batch.transfer, teacher_logits.softmax(-1).amax(-1), gold)
+
+
 def meta_kd_loss(preset: Preset, out: EncoderOutput, projected, student_tk, t_out: EncoderOutput, teacher_tk,
                  t_scores: torch.Tensor, batch: Batch, layer_map: list[int], stage: str = "one"):
     """L'_KD of one step (Meta-KD sec. 3.3) -> (loss, logs). Every term is weighted per example by lambda_i."""
     cfg = preset.distill
     terms = per_example_terms(domain_losses(preset, out, projected, t_out, batch, layer_map, reduction="none"), cfg.gamma)
-    lam = domain_expertise_weight(t_scores.to(terms["embd"].device), gold_probability(t_out.logits.float(), batch.labels))
+    lam = domain_expertise_weight(t_scores.to(terms["embd"].device), teacher_probability(t_out.logits.float(), batch))
     tkd = None if student_tk is None else transferable_knowledge_loss(teacher_tk, student_tk, reduction="none")
     loss = meta_distillation_loss(terms, lam, tkd, cfg.metakd.gamma2 if tkd is not None else 0.0, stage)
     logs = {k: float(v.detach().mean()) for k, v in terms.items()}
@@ -240,6 +250,10 @@ def train_domain_student(preset: Preset, runtime: Runtime, out: Path, teacher_pa
 
     check_shardable(cfg.batch_per_domain, runtime.world_size, [len(train)], "distill.batch_per_domain")
     schedule = StepSchedule([len(train)], cfg.batch_per_domain, preset.seed, cfg.epochs)
+    (train,), schedule = transfer.mix(preset, data, [domain], [train], schedule)  # as they are without transfer data
+    if scores is not None and train.first_transfer is not None:
+        # t_i of a transfer row (the meta-teacher scored training rows only): the domain's mean prototype score
+        scores = torch.cat([scores, scores.mean().expand(len(train) - train.first_transfer)])
     total = schedule.total_steps
     two = cfg.metakd.stages == "two"
     switch = total // 2 if two else 0  # first prediction-stage step
@@ -303,6 +317,7 @@ def train_domain_student(preset: Preset, runtime: Runtime, out: Path, teacher_pa
         "switch_step": switch if two else None,
         **({"gamma2": cfg.metakd.gamma2, "transferable_domain": domain if tk_index is not None else None}
            if method == "meta-kd" else {"teachers": teacher_domains}),
+        **({"transfer": transfer.record(preset, data)} if transfer.used(preset) else {}),
     }
 
     def save_fn(tag: str, st: FitState):
@@ -344,6 +359,7 @@ def distill_baseline(preset: Preset, runtime: Runtime, resume: bool = False, say
         ensure_prepared(preset, say)
     barrier(runtime)
     data = load_prepared(data_dir(preset))
+    transfer.check(preset, data, list(data.domains), runtime.world_size)  # before a teacher trains
     teacher_path = ensure_teacher(preset, runtime, data, say)
     teacher_domains = list(read_meta(teacher_path)["domains"])
     domains = list(data.domains)
@@ -361,4 +377,4 @@ def distill_baseline(preset: Preset, runtime: Runtime, resume: bool = False, say
         group_members[d] = f"{d}/best"
     return finish_student(preset, runtime, out, data, group_members, teacher_path, records, t0, say,
                           teacher_domains=teacher_domains, excluded_domain=preset.teacher.exclude_domain or None,
-                          stages=cfg.metakd.stages)
+                          stages=cfg.metakd.stages, transfer=transfer.record(preset, data))

@@ -99,9 +99,10 @@ TEACHER_ROW_NAMES = {
 
 def teacher_hash(preset: Preset) -> str:
     """What a teacher depends on: the data and teacher sections, teacher.kind aside (the directory
-    names the kind), so `hrkd teach --kind K` is reused by `hrkd distill` of a method whose teacher is K."""
+    names the kind), so `hrkd teach --kind K` is reused by `hrkd distill` of a method whose teacher is K.
+    The transfer settings of the data section are left out: teachers never see transfer examples."""
     teacher = preset.teacher.model_copy(update={"kind": "multi-domain"})
-    return preset.model_copy(update={"teacher": teacher}).section_hash("teacher", "data")
+    return preset.model_copy(update={"teacher": teacher, "data": preset.data.without_transfer()}).section_hash("teacher", "data")
 
 
 def check_seq_length(preset: Preset, model_cfg) -> None:

@@ -24,6 +24,7 @@ from hrkd_cli.evaluation import evaluate_checkpoint
 from hrkd_cli.graph import HierarchicalRelationalModule
 from hrkd_cli.models import Projections, set_dropout, uniform_layer_map
 from hrkd_cli.pretrained import load_tokenizer
+from hrkd_cli.recipes import transfer
 from hrkd_cli.recipes.common import (Say, read_json, resumed_time, run_dir, score_test,
                                     write_run_record)
 from hrkd_cli.recipes.general_kd import general_distillation
@@ -70,6 +71,7 @@ def student_tag(preset: Preset) -> str:
         tag += "-two-stage"
     if preset.teacher.exclude_domain:
         tag += f"-teacher-without-{preset.teacher.exclude_domain}"
+    tag += transfer.tag_suffix(preset)
     if cfg.tag:
         tag += f"-{cfg.tag}"
     return tag
@@ -111,6 +113,7 @@ def row_name(preset: Preset) -> str:
         name += " - " + ", ".join(preset.distill.drop)
     if preset.distill.method in ("meta-kd", "mtn-kd") and preset.distill.metakd.stages == "two":
         name += " (two-stage)"
+    name += transfer.row_suffix(preset)
     if cfg.tag:
         name += f" ({cfg.tag})"
     return name
@@ -242,7 +245,7 @@ def setup(preset: Preset, runtime: Runtime, teacher_path: Path, domains: list[st
     tokenizer = load_tokenizer(preset.teacher.model)
     if preset.student.init == "random" and preset.student.general_epochs > 0:
         # TinyBERT's general stage on the task text (labels unused): hrkd_cli/recipes/general_kd.py
-        general_distillation(preset, runtime, student, projections, teachers, load_splits(data, "train", domains), domains,
+        general_distillation(preset, runtime, student, projections, teachers, transfer.general_text(preset, data, domains), domains,
                              layer_map, dev=load_splits(data, "dev", domains), pad_id=tokenizer.pad_token_id or 0)
     return Setup(preset, data, domains, teachers, model, layer_map, tokenizer)
 

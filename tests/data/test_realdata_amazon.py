@@ -9,6 +9,7 @@ import pytest
 
 from hrkd_cli.config import DataConfig
 from hrkd_cli.data import load_prepared, make_splits, prepare_dataset, read_amazon
+from hrkd_cli.data.transfer import normalised
 
 pytestmark = pytest.mark.realdata
 
@@ -40,3 +41,33 @@ def test_two_prepares_give_the_same_hash(amazon_real, tokenizer, tmp_path):
     data = load_prepared(tmp_path / "a")
     assert sum(data.counts[d]["train"]["total"] for d in data.domains) == 6480
     assert max(len(r) for r in data.dataset("books", "train")["input_ids"]) == 128
+
+
+# ../shared/data/amazon/README.md: 6,679 unlabelled reviews, per domain
+UNLABELED = {"books": 1864, "dvd": 1797, "electronics": 1320, "kitchen": 1698}
+
+
+@pytest.fixture
+def amazon_unlabeled(amazon_real):
+    path = amazon_real.parent / "unlabeled.jsonl"
+    if not path.is_file():
+        pytest.skip(f"unlabelled Amazon reviews not found at {path} (set HRKD_SHARED_DATA to the shared data dir)")
+    return path
+
+
+def test_prepare_with_the_unlabelled_reviews_counts_them_and_keeps_the_test_split_out(amazon_real, amazon_unlabeled,
+                                                                                      tokenizer, tmp_path):
+    cfg = DataConfig(source="amazon", path=str(amazon_real), unlabeled=str(amazon_unlabeled), windows=2)
+    t0 = time.perf_counter()
+    m = prepare_dataset(cfg, tokenizer, tmp_path / "d", "minilm")
+    seconds = time.perf_counter() - t0
+    t = m["transfer"]
+    assert t["unlabeled"]["rows"] == sum(UNLABELED.values())
+    assert {d: t["counts"][d]["unlabeled"] for d in UNLABELED} == UNLABELED
+    assert t["unlabeled"]["dropped"] == {"dev": 0, "test": 0}  # the file's README: overlap removed at the source
+    assert all(t["counts"][d]["window"] > 100 for d in UNLABELED)  # 44 % of the reviews are longer than 128 tokens
+    data = load_prepared(tmp_path / "d")
+    test = {normalised(x) for d in data.domains for x in data.dataset(d, "test")["text"]}
+    transfer = {normalised(x) for d in data.domains for x in data.dataset(d, "transfer")["text"]}
+    assert not test & transfer
+    assert seconds < 120, f"preparing with the unlabelled reviews and windows took {seconds:.1f} s"
