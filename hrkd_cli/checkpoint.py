@@ -26,23 +26,16 @@ from safetensors.torch import load_file, save_file
 from transformers import BertConfig
 
 from hrkd_cli.errors import HrkdError
+from hrkd_cli.fsio import read_json, write_json_atomic
 from hrkd_cli.models import HEADS, DomainClassifier, encoder_from_config, weights_mismatch
 
 FORMAT = "hrkd-checkpoint/1"
 META = "hrkd.json"
+# What a checkpoint file missing from its directory means (a copy or a write cut short).
+INCOMPLETE = "missing; the checkpoint is incomplete"
 
 
-# ---------------------------------------------------------------- atomic writes
-
-
-def write_json_atomic(path: Path, obj) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
+# ---------------------------------------------------------------- atomic directory swaps
 
 
 def replace_dir(tmp_dir: Path, final_dir: Path) -> None:
@@ -134,17 +127,6 @@ def read_tensors(path: Path) -> dict[str, torch.Tensor]:
                         "the checkpoint cannot be used (was it copied or written only in part?)") from None
 
 
-def read_json(path: Path):
-    path = Path(path)
-    if not path.is_file():
-        raise HrkdError(f"{path}: missing; the checkpoint is incomplete")
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        where = f"{err.msg}, line {err.lineno}" if isinstance(err, json.JSONDecodeError) else str(err)
-        raise HrkdError(f"{path}: damaged JSON file ({where})") from None
-
-
 def read_meta(path: Path) -> dict:
     path = Path(path)
     meta_path = path / META
@@ -152,7 +134,7 @@ def read_meta(path: Path) -> dict:
         raise HrkdError(f"{path}: checkpoint directory not found")
     if not meta_path.is_file():
         raise HrkdError(f"{path}: not an hrkd checkpoint (no {META})")
-    meta = read_json(meta_path)
+    meta = read_json(meta_path, INCOMPLETE)
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise HrkdError(f"{meta_path}: not an hrkd checkpoint (format {meta.get('format') if isinstance(meta, dict) else None!r})")
     return meta
@@ -166,7 +148,7 @@ def load_classifier(path: Path, device: torch.device | str = "cpu") -> tuple[Dom
     weights = path / "model.safetensors"
     if not weights.is_file() or not (path / "config.json").is_file():
         raise HrkdError(f"{path}: checkpoint is incomplete (model.safetensors or config.json missing)")
-    cfg = BertConfig.from_dict(read_json(path / "config.json"))
+    cfg = BertConfig.from_dict(read_json(path / "config.json", INCOMPLETE))
     # Checkpoints written before the pooler head existed carry no "head": theirs is "cls".
     head = meta.get("head", "cls")
     if head not in HEADS:

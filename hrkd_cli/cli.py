@@ -74,7 +74,7 @@ def prepare(
     set_: Optional[List[str]] = SetOpt,
 ) -> None:
     """Split a source per domain, tokenise once and save it in the run directory (with any transfer set)."""
-    from hrkd_cli.data import load_prepared
+    from hrkd_cli.data.store import load_prepared
     from hrkd_cli.recipes.common import data_dir
     from hrkd_cli.recipes.prepare import prepare as run
     from hrkd_cli.recipes.prepare import show_augmented as show

@@ -166,8 +166,7 @@ def fewshot(
     set_: Optional[List[str]] = SetOpt,
 ) -> None:
     """Teach and distil on the front of each training split per sample (a rate, or a count per domain); print the improvement of HRKD (and Meta-KD) over BERT-single -(TinyBERT-KD)-> BERT_S with its 90% CI (HRKD Figure 2)."""
-    from hrkd_cli.recipes.fewshot import (Sample, check_meta_kd_available, fewshot as run, parse_counts, parse_methods,
-                                          parse_rates)
+    from hrkd_cli.recipes.fewshot import Sample, fewshot as run, parse_counts, parse_methods, parse_rates
     from hrkd_cli.recipes.fewshot_results import fewshot_results, plot_fewshot
     from hrkd_cli.recipes.sweep import parse_seeds
 
@@ -182,8 +181,6 @@ def fewshot(
     summary_path = _fewshot_path(summary_fmt, output)
     check_outputs(("--plot", plot), ("--output", summary_path))
     arms = parse_methods(methods) if methods is not None else None
-    if meta_kd or (arms and "meta-kd" in arms):
-        check_meta_kd_available()
     p = _load(preset, list(set_ or []), precision, nproc, tensorboard=tensorboard)
     seed_list = parse_seeds(seeds, p.seed)
     rt = _runtime(p)

@@ -18,6 +18,7 @@ from typing import Literal, get_args, get_origin
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hrkd_cli.errors import HrkdError
+from hrkd_cli.parsing import comma_items
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -421,7 +422,7 @@ def _parse_value(text: str, annotation=None):
     if get_origin(annotation) is list and not (parsed and isinstance(value, list)):
         (item_type,) = get_args(annotation) or (None,)
         inner = text[1:-1] if text.startswith("[") and text.endswith("]") else text
-        return [_parse_value(item.strip(), item_type) for item in inner.split(",") if item.strip()]
+        return [_parse_value(item, item_type) for item in comma_items(inner) if item]
     return value
 
 

@@ -143,7 +143,7 @@ def resume_from(out, optimizers: dict, schedulers: dict, load_weights: Callable)
     schedulers, RNG and the logged steps. A swap killed half-way is repaired first."""
     from pathlib import Path
 
-    from hrkd_cli.checkpoint import read_json, read_tensors, recover_dir
+    from hrkd_cli.checkpoint import INCOMPLETE, read_json, read_tensors, recover_dir
 
     last = Path(out) / "last"
     recover_dir(last)
@@ -151,7 +151,7 @@ def resume_from(out, optimizers: dict, schedulers: dict, load_weights: Callable)
         raise HrkdError(f"--resume: no checkpoint to resume from at {last}")
     load_weights(last)
     # through checkpoint's readers: a damaged file is one line naming it, not a traceback
-    info = read_json(last / "train_state.json")
+    info = read_json(last / "train_state.json", INCOMPLETE)
     log_file = last / "ratio_log.json"
     log = read_json(log_file) if log_file.is_file() else []
     return restore_training_state(read_tensors(last / "train_state.safetensors"), info, optimizers, schedulers, log)

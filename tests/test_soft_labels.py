@@ -10,7 +10,7 @@ import torch
 from rich.console import Console
 
 from hrkd_cli.batches import load_splits
-from hrkd_cli.data import load_prepared
+from hrkd_cli.data.store import load_prepared
 from hrkd_cli.evaluation import evaluate_checkpoint
 from hrkd_cli.recipes import distill as D
 from hrkd_cli.recipes.common import data_dir

@@ -41,7 +41,6 @@ from hrkd_cli.compare.render import (
     to_csv,
     to_json_text,
     to_markdown,
-    write_text_atomic,
 )
 from hrkd_cli.compare.statistics import (
     EXAMPLE_TEST,
@@ -74,5 +73,5 @@ __all__ = [
     "check_same_data", "collect", "compare_table", "domains_of", "format_p", "group_rows", "mark_best",
     "paired_t_p", "per_seed_rich_table", "render", "require_partners",
     "results_records", "rich_table", "sign_flip_p", "stands_for_domain_rel", "tinybert_reference", "to_csv", "to_json_text",
-    "to_markdown", "variant_key", "welch_p", "write_text_atomic",
+    "to_markdown", "variant_key", "welch_p",
 ]

@@ -9,12 +9,12 @@ i.e. the same data, teacher, student and distill sections). Records of different
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 from hrkd_cli.errors import HrkdError
+from hrkd_cli.fsio import read_json_if_present
 from hrkd_cli.predictions import read_predictions
 
 # Paper order of the rows (HRKD Tables 2 and 3).
@@ -92,9 +92,10 @@ class RunRecord:
 
 
 def _read(path: Path) -> dict | None:
+    """A run.json, or None when it is absent or damaged: a table lists the runs it can read."""
     try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError):
+        return read_json_if_present(path)
+    except HrkdError:
         return None
 
 

@@ -50,13 +50,13 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from hrkd_cli.batches import Batch, load_splits, make_batch
-from hrkd_cli.checkpoint import load_extras, read_meta, read_tensors, save_checkpoint
-from hrkd_cli.checkpoint import read_json as read_checkpoint_json
+from hrkd_cli.checkpoint import INCOMPLETE, load_extras, read_meta, read_tensors, save_checkpoint
 from hrkd_cli.config import Preset
-from hrkd_cli.data import load_prepared
+from hrkd_cli.data.store import load_prepared
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.evaluation import evaluate_model
 from hrkd_cli.events import event_log
+from hrkd_cli.fsio import read_json, read_json_if_present
 from hrkd_cli.metakd import (
     TransferableKnowledge,
     domain_expertise_weight,
@@ -67,7 +67,7 @@ from hrkd_cli.metakd import (
 )
 from hrkd_cli.models import EncoderOutput
 from hrkd_cli.recipes import transfer
-from hrkd_cli.recipes.common import Say, data_dir, fit_record, read_json
+from hrkd_cli.recipes.common import Say, data_dir, fit_record
 from hrkd_cli.recipes.students import (
     DistillationModel,
     Teachers,
@@ -269,8 +269,8 @@ def train_domain_student(preset: Preset, runtime: Runtime, out: Path, teacher_pa
         load_distillation_weights(model, last)
         if tk_projection is not None:
             tk_projection.load_state_dict({k[len(TK_PREFIX):]: v for k, v in load_extras(last).items() if k.startswith(TK_PREFIX)})
-        state = restore_training_state(read_tensors(last / "train_state.safetensors"), read_checkpoint_json(last / "train_state.json"),
-                                       {"main": optimizer}, {"main": scheduler}, read_json(last / "train_log.json") or [])
+        state = restore_training_state(read_tensors(last / "train_state.safetensors"), read_json(last / "train_state.json", INCOMPLETE),
+                                       {"main": optimizer}, {"main": scheduler}, read_json_if_present(last / "train_log.json") or [])
         say(f"resuming {out} at step {state.step}/{total}")
 
     def batch_at(step: int) -> tuple[Batch, list[int]]:

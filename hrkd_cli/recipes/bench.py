@@ -26,7 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from hrkd_cli.batches import load_splits, make_batch
 from hrkd_cli.checkpoint import save_checkpoint
 from hrkd_cli.config import Preset
-from hrkd_cli.data import load_prepared
+from hrkd_cli.data.store import load_prepared
 from hrkd_cli.events import EventLog, train_scalars
 from hrkd_cli.models import DomainClassifier, count_parameters
 from hrkd_cli.pretrained import load_pretrained_encoder

@@ -32,12 +32,13 @@ from hrkd_cli.config import (
     apply_overrides,
     validate_preset,
 )
-from hrkd_cli.data import load_prepared
+from hrkd_cli.data.store import load_prepared
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.evaluation import accuracy, domain_heads, scores_with_average
+from hrkd_cli.fsio import read_json_if_present
 from hrkd_cli.models import DomainClassifier, count_parameters
 from hrkd_cli.recipes.bench import _teacher_for_bench, alternating_medians
-from hrkd_cli.recipes.common import Say, data_dir, read_json, run_dir
+from hrkd_cli.recipes.common import Say, data_dir, run_dir
 from hrkd_cli.recipes.prepare import ensure_prepared
 from hrkd_cli.recipes.students import setup
 from hrkd_cli.runtime import Runtime
@@ -90,7 +91,7 @@ def distilled_accuracy(shape: Preset, data_hash: str) -> dict:
     distill = shape.distill.model_dump(mode="json")
     runs = []
     for path in sorted((run_dir(shape) / "student").glob("*/seed-*/run.json")):
-        record = read_json(path)
+        record = read_json_if_present(path)
         if not isinstance(record, dict) or record.get("role", "student") != "student":
             continue
         recorded = record.get("preset") or {}
@@ -221,7 +222,7 @@ def bench_students(preset: Preset, runtime: Runtime, steps: int = 5, shapes=None
     int8: dict[str, object] = {}
     with tempfile.TemporaryDirectory() as tmp:
         teacher_path = _teacher_for_bench(preset, data, Path(tmp), say)
-        teacher_record = read_json(teacher_path / "run.json")  # None for the untrained stand-in
+        teacher_record = read_json_if_present(teacher_path / "run.json")  # None for the untrained stand-in
         for name, _, p in shaped:
             # Timing needs no general stage: build the shape's student as it starts task distillation.
             timing = p.model_copy(update={"student": p.student.model_copy(update={"general_epochs": 0})}, deep=True)

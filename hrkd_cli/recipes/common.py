@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import platform
 import time
 from pathlib import Path
@@ -10,9 +9,9 @@ from typing import Callable
 
 import torch
 
-from hrkd_cli.checkpoint import write_json_atomic
 from hrkd_cli.config import Preset
 from hrkd_cli.errors import HrkdError
+from hrkd_cli.fsio import write_json_atomic
 
 Say = Callable[[str], None]
 
@@ -77,13 +76,6 @@ def resumed_time(records: dict) -> float:
     """Seconds of training that earlier invocations did before a --resume (each fit records its share), so
     that a resumed run's wall time is that of the whole run, not of its last piece."""
     return sum(float(r.get("resumed_after_s") or 0.0) for r in records.values() if isinstance(r, dict))
-
-
-def read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
 
 
 # ---------------------------------------------------------------- what the teacher recipes share

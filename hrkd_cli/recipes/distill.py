@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from hrkd_cli.batches import Batch, load_splits
 from hrkd_cli.checkpoint import members, save_checkpoint
 from hrkd_cli.config import Preset
-from hrkd_cli.data import load_prepared
+from hrkd_cli.data.store import load_prepared
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.evaluation import evaluate_model
 from hrkd_cli.events import event_log

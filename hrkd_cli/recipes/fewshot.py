@@ -27,6 +27,7 @@ from pathlib import Path
 
 from hrkd_cli.config import Preset
 from hrkd_cli.errors import HrkdError
+from hrkd_cli.parsing import comma_items
 from hrkd_cli.recipes.common import Say
 from hrkd_cli.recipes.prechecks import check_student_settings
 from hrkd_cli.runtime import Runtime
@@ -36,8 +37,8 @@ from hrkd_cli.runtime import Runtime
 def parse_rates(text: str) -> list[float]:
     """'1,2,5,10,20' -> [1.0, 2.0, 5.0, 10.0, 20.0] (percent, ascending); refuses values outside (0, 100]."""
     rates = []
-    for part in str(text).split(","):
-        part = part.strip().rstrip("%")
+    for part in comma_items(text):
+        part = part.rstrip("%")
         if not part:
             continue
         try:
@@ -59,8 +60,7 @@ def parse_counts(text: str) -> list:
     own count (returned as a tuple of (domain, count) pairs, after the plain counts). Refuses anything but whole
     numbers >= 1. Whether the data has those domains and that many examples is checked before any training."""
     counts, per_domain = [], []
-    for part in str(text).split(","):
-        part = part.strip()
+    for part in comma_items(text):
         if not part:
             continue
         if ":" in part:
@@ -171,18 +171,11 @@ METHODS = ("tinybert", "hrkd", "meta-kd")
 
 def parse_methods(text: str) -> list[str]:
     """'hrkd,tinybert' -> ['tinybert', 'hrkd'] (run order); an unknown or empty name is a one-line error."""
-    names = [t.strip() for t in text.split(",")]
+    names = comma_items(text)
     for name in names:
         if name not in METHODS:
             raise HrkdError(f"--methods {text}: {name!r} is not one of {', '.join(METHODS)}")
     return [m for m in METHODS if m in names]
-
-
-def check_meta_kd_available() -> None:
-    try:
-        import hrkd_cli.recipes.baselines  # noqa: F401
-    except ImportError:
-        raise HrkdError("--meta-kd: the Meta-KD baseline (hrkd_cli/recipes/baselines.py) is not in this build") from None
 
 
 def fewshot(preset: Preset, runtime: Runtime, rates: list, seeds: list[int], meta_kd: bool = False,
@@ -198,8 +191,6 @@ def fewshot(preset: Preset, runtime: Runtime, rates: list, seeds: list[int], met
     methods = list(methods or METHODS[:2])  # default: the baseline and HRKD
     if meta_kd and "meta-kd" not in methods:
         methods.append("meta-kd")
-    if "meta-kd" in methods:
-        check_meta_kd_available()
     for method in methods:  # before any data is prepared or teacher trained
         check_student_settings(method_preset(preset, method))
     points = [(point, rate_preset(preset, point)) for point in rates]

@@ -16,8 +16,11 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hrkd_cli.compare import (STD_NOTE, TTEST, check_same_data, collect, domains_of, format_p, group_rows,
+                              results_records, welch_p)
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.recipes.common import read_json
+from hrkd_cli.fsio import read_json_if_present, writing
+from hrkd_cli.recipes.common import TEACHER_ROW_NAMES
 from hrkd_cli.recipes.fewshot import Sample, as_sample, rate_dir
 
 BASELINE = "BERT-single -(TinyBERT-KD)-> BERT_S"
@@ -103,8 +106,6 @@ class FewshotResult:
         return [m for m in METHODS if any(m in p.improvement for p in self.points)]
 
     def to_json(self) -> dict:
-        from hrkd_cli.compare import TTEST
-
         return {"split": self.split, "baseline": BASELINE, "ttest": TTEST,
                 "improvement": "100 * (mean average accuracy of the method - that of the baseline) / that of the baseline",
                 "improvement_ci90": CI_NOTE,
@@ -117,8 +118,6 @@ class FewshotResult:
         return cols
 
     def cells(self, pt: RatePoint) -> list[str]:
-        from hrkd_cli.compare import format_p
-
         counts = sorted(set(pt.train_counts.values()))
         base = pt.rows.get("baseline")
         teachers = " / ".join(f"{pt.teacher_average[k]:.1f}" if k in pt.teacher_average else "-"
@@ -148,8 +147,6 @@ class FewshotResult:
 
     def notes(self) -> list[str]:
         """Footnotes a reader needs before trusting an improvement rate."""
-        from hrkd_cli.recipes.teach import TEACHER_ROW_NAMES
-
         teachers = ", ".join(TEACHER_ROW_NAMES[ROW_TEACHER[m]] for m in ["tinybert"] + self.methods)
         notes = [f"Teachers avg: {self.split} average of the teachers ({teachers}), each trained on the sample.",
                  CI_NOTE + "."]
@@ -161,8 +158,6 @@ class FewshotResult:
         return notes
 
     def to_markdown(self, heading: str = "###") -> str:
-        from hrkd_cli.compare import STD_NOTE, TTEST
-
         lines = [f"{heading} Few-shot learning (HRKD Figure 2)", ""] if heading else []
         h = self.header()
         lines.append("| " + " | ".join(h) + " |")
@@ -193,8 +188,6 @@ def _pick(rows, method: str):
 
 def rate_point(rate, records, split: str = "test") -> RatePoint | None:
     """Baseline, HRKD and Meta-KD rows of one point's records (a rate in percent, or a Sample); None without a baseline."""
-    from hrkd_cli.compare import check_same_data, domains_of, group_rows, welch_p
-
     students = [r for r in records if r.role == "student"]
     if not students:
         return None
@@ -247,7 +240,7 @@ def _teacher_average(row, split: str) -> float | None:
     # The record holds the path as the run saw it (often relative to where it ran); the layout
     # <results>/student/<tag>/seed-N beside <results>/teacher/<kind> finds it from anywhere.
     for cand in (Path(teacher), row.first.path.parents[2] / "teacher" / Path(teacher).name):
-        record = read_json(cand / "run.json")
+        record = read_json_if_present(cand / "run.json")
         if record is not None:
             avg = (record.get(split) or {}).get("average")
             return 100.0 * avg if isinstance(avg, (int, float)) else None
@@ -285,7 +278,7 @@ def sample_dirs(results_dir: Path) -> list[tuple[Sample, Path]]:
 def _recorded_counts(point_dir: Path) -> tuple[tuple[str, int], ...] | None:
     """A per-domain count point's counts, as its runs recorded them (data.sample_counts of any run.json in it)."""
     for record_file in sorted(point_dir.glob("*/*/run.json")) + sorted(point_dir.glob("student/*/seed-*/run.json")):
-        record = read_json(record_file)
+        record = read_json_if_present(record_file)
         counts = ((record or {}).get("preset") or {}).get("data", {}).get("sample_counts")
         if counts:
             return tuple((str(d), int(n)) for d, n in counts.items())
@@ -310,7 +303,6 @@ def fewshot_results(results_dir: Path, rates: list | None = None, split: str = "
     """Figure 2's numbers from <results_dir>/fewshot/{rate,count}-*/ (or from the run directories of one call).
 
     ``rates`` and the keys of ``runs`` are points: rates in percent or Samples."""
-    from hrkd_cli.compare import collect, results_records
 
     points = []
     if runs is not None:
@@ -371,7 +363,6 @@ def plot_fewshot(result: FewshotResult, path: Path) -> Path:
     ax.set_title("Few-shot: improvement over BERT-single -(TinyBERT-KD)-> BERT_S", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    from hrkd_cli.fsio import writing
 
     try:
         with writing(path):

@@ -25,9 +25,9 @@ from hrkd_cli.compare import (
     compare_table,
     results_records,
     to_markdown,
-    write_text_atomic,
 )
 from hrkd_cli.errors import HrkdError
+from hrkd_cli.fsio import write_text_atomic
 from hrkd_cli.recipes.common import Say
 
 TABLE_TITLES = {"mnli": "Table 2 equivalent: MNLI", "amazon": "Table 3 equivalent: Amazon Reviews"}
@@ -91,7 +91,7 @@ def case_study_section(records: list[RunRecord], seed: int = 0) -> list[str]:
     lines = ["## Case study: ratios of one example per domain (HRKD Tables 5 and 6 layout)", ""]
     try:
         from hrkd_cli.checkpoint import read_meta
-        from hrkd_cli.data import load_prepared
+        from hrkd_cli.data.store import load_prepared
         from hrkd_cli.recipes.inspect_ratios import example_ratios, ratio_log, resolve_checkpoint, sample_examples
 
         ckpt = resolve_checkpoint(run.path)

@@ -21,11 +21,12 @@ from hrkd_cli.checkpoint import load_classifier, load_extras, save_group, weight
 from hrkd_cli.config import Preset
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.evaluation import evaluate_checkpoint
+from hrkd_cli.fsio import read_json_if_present
 from hrkd_cli.graph import HierarchicalRelationalModule
 from hrkd_cli.models import Projections, set_dropout, uniform_layer_map
 from hrkd_cli.pretrained import load_tokenizer
 from hrkd_cli.recipes import transfer
-from hrkd_cli.recipes.common import (Say, read_json, resumed_time, run_dir, score_test,
+from hrkd_cli.recipes.common import (Say, resumed_time, run_dir, score_test,
                                     write_run_record)
 from hrkd_cli.recipes.general_kd import general_distillation
 from hrkd_cli.recipes.kd_model import (  # noqa: F401 - the recipes import these from here too
@@ -129,7 +130,7 @@ def claim_student_dir(preset: Preset, out: Path, resume: bool) -> None:
     sections = ("data", "teacher", "student", "distill")
     found = None
     for meta_file in (out / "run.json", out / "last" / "hrkd.json"):
-        record = read_json(meta_file)
+        record = read_json_if_present(meta_file)
         if record:
             found = record
             break

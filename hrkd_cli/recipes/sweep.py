@@ -7,7 +7,9 @@ from pathlib import Path
 
 from hrkd_cli.config import Preset
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.recipes.common import Say, read_json
+from hrkd_cli.fsio import read_json_if_present
+from hrkd_cli.parsing import comma_items
+from hrkd_cli.recipes.common import Say
 from hrkd_cli.runtime import Runtime
 
 
@@ -16,7 +18,7 @@ def parse_seeds(text: str | None, default: int) -> list[int]:
     if not text:
         return [default]
     try:
-        parts = [int(x) for x in text.split(",") if x.strip()]
+        parts = [int(x) for x in comma_items(text) if x]
     except ValueError:
         raise HrkdError(f"--seeds {text!r}: expected a count (5) or a comma-separated list (1,2,3)") from None
     if not parts:
@@ -36,7 +38,7 @@ def with_seed(preset: Preset, seed: int) -> Preset:
 
 def finished_run(out: Path, preset: Preset) -> dict | None:
     """The run record in ``out`` if it finished with exactly this preset (sections and seed)."""
-    record = read_json(Path(out) / "run.json")
+    record = read_json_if_present(Path(out) / "run.json")
     if not record or record.get("seed") != preset.seed:
         return None
     if record.get("preset_hash") != preset.section_hash("data", "teacher", "student", "distill"):

@@ -26,10 +26,11 @@ from hrkd_cli.config import Preset
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.evaluation import evaluate_checkpoint, evaluate_model
 from hrkd_cli.events import event_log
+from hrkd_cli.fsio import read_json_if_present
 from hrkd_cli.models import DomainClassifier, set_dropout
 from hrkd_cli.pretrained import load_pretrained_encoder, load_tokenizer
 from hrkd_cli.recipes.common import (  # noqa: F401  (the last four are re-exported for callers of this module)
-    Say, fit_record, read_json, resumed_time, score_test, teacher_dir, write_run_record,
+    Say, fit_record, resumed_time, score_test, teacher_dir, write_run_record,
     TEACHER_ROW_NAMES, check_seq_length, meta_data_dir, teacher_hash,
 )
 from hrkd_cli.recipes.meta_teacher import teach_meta
@@ -204,7 +205,7 @@ def reusable_teacher(preset: Preset, kind: str, data_hash: str) -> Path | None:
         meta = read_meta(out)
     except HrkdError:
         return None
-    record = read_json(out / "run.json")
+    record = read_json_if_present(out / "run.json")
     if record is None or meta.get("data_hash") != data_hash:
         return None
     if meta.get("teacher_hash") != teacher_hash(preset):

@@ -6,8 +6,8 @@ import pytest
 
 from hrkd_cli.config import ABLATIONS
 from hrkd_cli.errors import HrkdError
+from hrkd_cli.fsio import read_json_if_present
 from hrkd_cli.recipes.ablate import ablate, ablation_configs, ablation_results, parse_drop, preset_variant, progressive_configs
-from hrkd_cli.recipes.common import read_json
 
 PAPER_ORDER = [
     ("self-attention",),
@@ -55,7 +55,7 @@ def test_progressive_runs_exactly_the_paper_configurations(tiny_preset, cpu_runt
     recorded = []
     for drop, paths in runs.items():
         [path] = paths
-        rec = read_json(path / "run.json")
+        rec = read_json_if_present(path / "run.json")
         recorded.append((rec["method"], tuple(rec["preset"]["distill"]["drop"])))
     # the preset's method is replaced (ablations are of HRKD); all four off is the multi-domain student
     assert recorded == [("hrkd", ()), *[("hrkd", d) for d in PAPER_ORDER[:3]], ("multi-domain", ())]
@@ -70,7 +70,7 @@ def test_two_seed_sweep_writes_two_runs_and_a_rerun_reuses_both(tiny_preset, cpu
     runs = ablate(p, cpu_runtime, [("comp-agg",)], [1, 2], say=quiet)
     paths = [x for xs in runs.values() for x in xs]
     assert len(paths) == 4 and len({x for x in paths}) == 4
-    assert sorted(read_json(x / "run.json")["seed"] for x in runs[()]) == [1, 2]
+    assert sorted(read_json_if_present(x / "run.json")["seed"] for x in runs[()]) == [1, 2]
     mtimes = {x: (x / "run.json").stat().st_mtime_ns for x in paths}
 
     def no_training(*args, **kwargs):
@@ -94,9 +94,9 @@ def test_hrkd_with_every_switch_off_is_the_multi_domain_student(tiny_preset, cpu
     md = distill(tiny_preset(distill={"method": "multi-domain", "log_every": 1}), cpu_runtime, say=quiet)
     off = distill(tiny_preset(distill={"method": "hrkd", "drop": list(ABLATIONS), "log_every": 1}), cpu_runtime, say=quiet)
     assert md != off
-    losses = [[e["loss"] for e in read_json(p / "last" / "ratio_log.json")] for p in (md, off)]
+    losses = [[e["loss"] for e in read_json_if_present(p / "last" / "ratio_log.json")] for p in (md, off)]
     assert len(losses[0]) > 3 and losses[0] == losses[1]
-    assert read_json(md / "run.json")["test"] == read_json(off / "run.json")["test"]
+    assert read_json_if_present(md / "run.json")["test"] == read_json_if_present(off / "run.json")["test"]
     uniform = tiny_preset(distill={"method": "hrkd", "drop": list(ABLATIONS), "domain_rel_scale": "uniform"})
     from hrkd_cli.recipes.ablate import is_multi_domain_kd
 

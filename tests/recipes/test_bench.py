@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from hrkd_cli.data import load_prepared
+from hrkd_cli.data.store import load_prepared
 from hrkd_cli.recipes import bench_students as BS
 from hrkd_cli.recipes.bench import alternating_medians, alternating_times, bench_distill, bench_table
 from hrkd_cli.recipes.common import data_dir

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from hrkd_cli.checkpoint import load_extras, members, read_meta
-from hrkd_cli.data import load_prepared
+from hrkd_cli.data.store import load_prepared
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.evaluation import evaluate_checkpoint
 from hrkd_cli.batches import load_splits, make_batch

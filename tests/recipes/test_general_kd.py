@@ -9,7 +9,7 @@ import pytest
 
 from hrkd_cli.batches import load_splits
 from hrkd_cli.config import LATE_FIELDS, validate_preset
-from hrkd_cli.data import load_prepared
+from hrkd_cli.data.store import load_prepared
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.recipes import distill as D
 from hrkd_cli.recipes.common import data_dir

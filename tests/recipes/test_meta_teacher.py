@@ -10,7 +10,7 @@ from tiny import tiny_preset_dict
 from hrkd_cli.batches import load_splits, make_batch
 from hrkd_cli.checkpoint import load_classifier, load_extras, members, read_meta
 from hrkd_cli.config import validate_preset
-from hrkd_cli.data import load_prepared
+from hrkd_cli.data.store import load_prepared
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.pretrained import load_pretrained_encoder
 from hrkd_cli.recipes import meta_teacher as MT

@@ -8,10 +8,11 @@ from rich.console import Console
 
 from hrkd_cli.batches import load_splits
 from hrkd_cli.config import load_preset
-from hrkd_cli.data import load_prepared
+from hrkd_cli.data.store import load_prepared
 from hrkd_cli.errors import HrkdError
+from hrkd_cli.fsio import read_json_if_present
 from hrkd_cli.recipes import distill as D
-from hrkd_cli.recipes.common import data_dir, read_json
+from hrkd_cli.recipes.common import data_dir
 from hrkd_cli.recipes.inspect_ratios import inspect_ratios
 
 quiet = {"say": lambda m: None}
@@ -19,7 +20,7 @@ EXACT = {"dropout": False, "gat_dropout": 0.0, "epochs": 2}
 
 
 def log_of(run):
-    return read_json(run / "last" / "ratio_log.json")
+    return read_json_if_present(run / "last" / "ratio_log.json")
 
 
 def inspect(run):
@@ -61,7 +62,7 @@ def test_new_graphs_respond_to_the_domains(tiny_preset, cpu_runtime, graph):
     diag = inspect(run)["diagnostics"]
     assert diag["verdict"].startswith("verdict: ACTIVE") or diag["verdict"].startswith("verdict: NEAR-UNIFORM")
     assert all(e["grad_graph"] > 0 for e in diag["eval"])
-    meta = read_json(run / "best" / "hrkd.json") if (run / "best" / "hrkd.json").exists() else None
+    meta = read_json_if_present(run / "best" / "hrkd.json") if (run / "best" / "hrkd.json").exists() else None
     assert graph in run.parent.name and (meta is None or meta["relational"]["graph"] == graph)
 
 
@@ -70,7 +71,7 @@ def test_excess_running_loss_survives_a_resume(tiny_preset, cpu_runtime):
 
     run = D.distill(tiny_preset(distill={**EXACT, "graph": "excess"}), cpu_runtime, **quiet)
     extras = load_extras(run / "last")
-    assert int(extras["relational.loss_ema_steps"]) == read_json(run / "run.json")["runs"]["all"]["steps"]
+    assert int(extras["relational.loss_ema_steps"]) == read_json_if_present(run / "run.json")["runs"]["all"]["steps"]
     assert (extras["relational.loss_ema"] > 0).all()
 
 
@@ -113,7 +114,7 @@ def test_meta_run_with_dev_objective_trains_the_graph(tiny_preset, cpu_runtime):
     from hrkd_cli.checkpoint import load_extras
 
     first = D.setup(tiny_preset(distill={"graph_mode": "meta", "graph": "residual"}), cpu_runtime,
-                    read_json(run / "run.json")["teacher"], ["books", "films", "gadgets"],
+                    read_json_if_present(run / "run.json")["teacher"], ["books", "films", "gadgets"],
                     load_prepared(data_dir(tiny_preset()))).model.relational.state_dict()
     trained = load_extras(run / "last")
     moved = [k for k, v in first.items() if not torch.equal(v, trained[f"relational.{k}"])]

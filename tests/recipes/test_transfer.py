@@ -14,7 +14,7 @@ from tiny import tiny_preset_dict
 from cli_run import run_main
 from hrkd_cli.batches import NO_LABEL, Split, load_splits, make_batch, with_transfer
 from hrkd_cli.config import preset_to_toml, validate_preset
-from hrkd_cli.data import load_prepared
+from hrkd_cli.data.store import load_prepared
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.recipes import transfer as T
 from hrkd_cli.recipes.common import data_dir
