@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from hrkd_cli.cli_common import (  # noqa: F401  (the shared part; re-exported for older imports)
+from hrkd_cli.cli_common import (
     NprocOpt,
     PrecisionOpt,
     PresetOpt,
@@ -17,7 +17,6 @@ from hrkd_cli.cli_common import (  # noqa: F401  (the shared part; re-exported f
     TensorboardOpt,
     _load,
     _option_overrides,
-    _relaunch_under_torchrun,
     _runtime,
     _toml_str,
     app,

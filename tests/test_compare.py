@@ -209,7 +209,7 @@ def test_ablation_table_delta_and_labels(tmp_path):
 
 def test_default_teacher_copy_matches_distill():
     from hrkd_cli import compare
-    from hrkd_cli.recipes.distill import DEFAULT_TEACHER
+    from hrkd_cli.recipes.students import DEFAULT_TEACHER
 
     assert compare.DEFAULT_TEACHER == DEFAULT_TEACHER
 

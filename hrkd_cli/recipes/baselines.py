@@ -68,11 +68,9 @@ from hrkd_cli.metakd import (
 from hrkd_cli.models import EncoderOutput
 from hrkd_cli.recipes import transfer
 from hrkd_cli.recipes.common import Say, data_dir, fit_record
+from hrkd_cli.recipes.kd_model import DistillationModel, Teachers, domain_losses
 from hrkd_cli.recipes.students import (
-    DistillationModel,
-    Teachers,
     claim_student_dir,
-    domain_losses,
     ensure_teacher,
     finish_student,
     load_distillation_weights,

@@ -35,36 +35,23 @@ from hrkd_cli.recipes.baselines import distill_baseline
 from hrkd_cli.recipes.common import Say, data_dir, fit_record
 from hrkd_cli.recipes.prechecks import check_student_settings
 from hrkd_cli.recipes.prepare import ensure_prepared
-from hrkd_cli.runtime import Runtime, all_reduce_mean_detached, barrier
-from hrkd_cli.sampling import StepSchedule, check_shardable
-from hrkd_cli.trainer import FitState, adamw, fit, linear_warmup_decay, resume_from, resume_parts, training_state
-
-# Re-exported: callers and tests name the shared student pieces through this module.
-from hrkd_cli.recipes.students import (  # noqa: E402,F401,I001
-    DEFAULT_TEACHER,
-    METHOD_NAMES,
-    RELATIONAL_CHOICES,
-    DistillationModel,
-    Setup,
-    Teachers,
-    build_student,
+from hrkd_cli.recipes.students import (
     claim_student_dir,
     distillation_loss,
-    domain_losses,
     ensure_teacher,
     finish_student,
     load_distillation_weights,
     meta_objective,
-    relational_choices,
     relational_settings,
     row_name,
     setup,
     step_batch,
     student_dir,
-    student_tag,
-    teacher_kind,
-    total_loss,
 )
+from hrkd_cli.runtime import Runtime, all_reduce_mean_detached, barrier
+from hrkd_cli.sampling import StepSchedule, check_shardable
+from hrkd_cli.trainer import FitState, adamw, fit, linear_warmup_decay, resume_from, resume_parts, training_state
+
 
 
 def train_student(preset: Preset, runtime: Runtime, out: Path, teacher_path: Path, domains: list[str], data, resume: bool, say: Say) -> dict:

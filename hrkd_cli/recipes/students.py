@@ -26,17 +26,17 @@ from hrkd_cli.graph import HierarchicalRelationalModule
 from hrkd_cli.models import Projections, set_dropout, uniform_layer_map
 from hrkd_cli.pretrained import load_tokenizer
 from hrkd_cli.recipes import transfer
-from hrkd_cli.recipes.common import (Say, resumed_time, run_dir, score_test,
+from hrkd_cli.recipes.common import (TEACHER_ROW_NAMES, Say, check_seq_length, resumed_time, run_dir, score_test,
                                     write_run_record)
 from hrkd_cli.recipes.general_kd import general_distillation
-from hrkd_cli.recipes.kd_model import (  # noqa: F401 - the recipes import these from here too
+from hrkd_cli.recipes.kd_model import (
     DistillationModel,
     Teachers,
     build_student,
     domain_losses,
     total_loss,
 )
-from hrkd_cli.recipes.teach import TEACHER_ROW_NAMES, check_seq_length, reusable_teacher, teach
+from hrkd_cli.recipes.teach import reusable_teacher, teach
 from hrkd_cli.runtime import Runtime, barrier, seed_everything
 from hrkd_cli.sampling import StepSchedule, shard
 

@@ -29,7 +29,7 @@ from hrkd_cli.events import event_log
 from hrkd_cli.fsio import read_json_if_present
 from hrkd_cli.models import DomainClassifier, set_dropout
 from hrkd_cli.pretrained import load_pretrained_encoder, load_tokenizer
-from hrkd_cli.recipes.common import (  # noqa: F401  (the last four are re-exported for callers of this module)
+from hrkd_cli.recipes.common import (
     Say, fit_record, resumed_time, score_test, teacher_dir, write_run_record,
     TEACHER_ROW_NAMES, check_seq_length, meta_data_dir, teacher_hash,
 )

@@ -12,6 +12,7 @@ from hrkd_cli.config import LATE_FIELDS, validate_preset
 from hrkd_cli.data.store import load_prepared
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.recipes import distill as D
+from hrkd_cli.recipes import students
 from hrkd_cli.recipes.common import data_dir
 from hrkd_cli.recipes.general_kd import heldout_loss
 from hrkd_cli.recipes.prepare import ensure_prepared
@@ -24,7 +25,7 @@ NARROW = {"init": "random", "num_layers": 2, "hidden_size": 16, "num_heads": 4, 
 
 def _heldout_after_setup(preset, runtime, teacher_path, data) -> float:
     domains = list(data.domains)
-    s = D.setup(preset, runtime, teacher_path, domains, data)
+    s = students.setup(preset, runtime, teacher_path, domains, data)
     dev = load_splits(data, "dev", domains)
     return heldout_loss(preset, s.model.student, s.model.projections, s.teachers, dev, domains, s.layer_map,
                         runtime)["total"]

@@ -12,6 +12,8 @@ from hrkd_cli.data.store import load_prepared
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.fsio import read_json_if_present
 from hrkd_cli.recipes import distill as D
+from hrkd_cli.recipes import kd_model
+from hrkd_cli.recipes import students
 from hrkd_cli.recipes.common import data_dir
 from hrkd_cli.recipes.inspect_ratios import inspect_ratios
 
@@ -81,30 +83,30 @@ def test_meta_outer_objective_is_unweighted_eq5_on_a_dev_batch(tiny_preset, cpu_
 
     ensure_prepared(preset, quiet["say"])
     data = load_prepared(data_dir(preset))
-    teacher = D.ensure_teacher(preset, cpu_runtime, data, quiet["say"])
+    teacher = students.ensure_teacher(preset, cpu_runtime, data, quiet["say"])
     domains = list(data.domains)
-    s = D.setup(preset, cpu_runtime, teacher, domains, data)
+    s = students.setup(preset, cpu_runtime, teacher, domains, data)
     dev = load_splits(data, "dev", domains)
-    heldout_at, val_loss = D.meta_objective(s, dev, cpu_runtime)
+    heldout_at, val_loss = students.meta_objective(s, dev, cpu_runtime)
     batch = heldout_at(0)
     dev_ids = {tuple(x.input_ids[i]) for x in dev for i in range(len(x))}
     for row, mask in zip(batch.input_ids.tolist(), batch.attention_mask.tolist()):
         assert tuple(row[: sum(mask)]) in dev_ids  # every held-out row is a dev example
     t = s.teachers(batch, domains, cpu_runtime, attentions=True)
     out, projected, rel = s.model(batch)
-    terms = D.domain_losses(preset, out, projected, t, batch, s.layer_map)
+    terms = kd_model.domain_losses(preset, out, projected, t, batch, s.layer_map)
     expected = terms.total(None, gamma=preset.distill.gamma)  # Eq. 5: no ratios
     assert val_loss(batch, s.model).item() == pytest.approx(expected.item(), rel=1e-6)
     assert expected.item() != pytest.approx(terms.total(rel.ratios, gamma=preset.distill.gamma).item(), rel=1e-3)
     # the task objective: cross-entropy against the dev batch's gold labels
     task = tiny_preset(distill={"graph_mode": "meta", "graph": "residual", "meta_objective": "dev-task"})
     s.preset = task
-    _, val_task = D.meta_objective(s, dev, cpu_runtime)
+    _, val_task = students.meta_objective(s, dev, cpu_runtime)
     ce = torch.nn.functional.cross_entropy(out.logits.float(), batch.labels)
     assert val_task(batch, s.model).item() == pytest.approx(ce.item(), rel=1e-5)
     # empty dev data is refused with the domain's name
     with pytest.raises(HrkdError, match="needs dev data.*books"):
-        D.meta_objective(s, [[]] + dev[1:], cpu_runtime)
+        students.meta_objective(s, [[]] + dev[1:], cpu_runtime)
 
 
 def test_meta_run_with_dev_objective_trains_the_graph(tiny_preset, cpu_runtime):
@@ -113,7 +115,7 @@ def test_meta_run_with_dev_objective_trains_the_graph(tiny_preset, cpu_runtime):
     assert all("meta_val_loss" in e for e in log)
     from hrkd_cli.checkpoint import load_extras
 
-    first = D.setup(tiny_preset(distill={"graph_mode": "meta", "graph": "residual"}), cpu_runtime,
+    first = students.setup(tiny_preset(distill={"graph_mode": "meta", "graph": "residual"}), cpu_runtime,
                     read_json_if_present(run / "run.json")["teacher"], ["books", "films", "gadgets"],
                     load_prepared(data_dir(tiny_preset()))).model.relational.state_dict()
     trained = load_extras(run / "last")
@@ -134,6 +136,6 @@ def test_settings_that_the_graph_would_ignore_are_refused(override, message):
 
 def test_run_names_carry_the_relational_choices(tiny_preset):
     p = tiny_preset(distill={"graph": "excess", "graph_mode": "meta", "excess_beta": 10.0})
-    assert D.student_tag(p) == "hrkd-excess-meta-beta10.0"
-    assert D.row_name(p) == "HRKD-teacher -(HRKD[excess, meta, beta=10.0])-> BERT_S"
-    assert D.student_tag(tiny_preset()) == "hrkd"
+    assert students.student_tag(p) == "hrkd-excess-meta-beta10.0"
+    assert students.row_name(p) == "HRKD-teacher -(HRKD[excess, meta, beta=10.0])-> BERT_S"
+    assert students.student_tag(tiny_preset()) == "hrkd"
