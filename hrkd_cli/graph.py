@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from hrkd_cli.config import ABLATIONS, GRAPHS  # the names a preset may give; validated there first
+from hrkd_cli.vocabulary import ABLATIONS, GRAPHS  # the names a preset may give; validated in config first
 GAT_GAIN = 1.414
 LEAKY_SLOPE = 0.2
 

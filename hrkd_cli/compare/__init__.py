@@ -22,7 +22,6 @@ from hrkd_cli.compare.ablation import (
 )
 from hrkd_cli.compare.records import (
     ABLATION_LABELS,
-    DEFAULT_TEACHER,
     METHOD_ORDER,
     NATURAL_TINYBERT,
     TEACHER_ORDER,
@@ -67,7 +66,7 @@ from hrkd_cli.compare.tables import (
 )
 
 __all__ = [
-    "ABLATION_LABELS", "DEFAULT_TEACHER", "FORMATS", "GRAPH_ONLY_FIELDS", "EXAMPLE_TEST", "MEAN_DIGITS", "METHOD_ORDER",
+    "ABLATION_LABELS", "FORMATS", "GRAPH_ONLY_FIELDS", "EXAMPLE_TEST", "MEAN_DIGITS", "METHOD_ORDER",
     "NATURAL_TINYBERT", "PAIRED_TTEST", "STD_DIGITS", "STD_NOTE", "TEACHER_ORDER", "TINYBERT_METHODS", "TTEST",
     "Paired", "ResultTable", "RunRecord", "Stat", "TableRow", "ablation_drop", "ablation_label", "ablation_tables",
     "check_same_data", "collect", "compare_table", "domains_of", "format_p", "group_rows", "mark_best",

@@ -16,14 +16,13 @@ from pathlib import Path
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.fsio import read_json_if_present
 from hrkd_cli.predictions import read_predictions
+from hrkd_cli.vocabulary import DEFAULT_TEACHER
 
 # Paper order of the rows (HRKD Tables 2 and 3).
 TEACHER_ORDER = ["single", "mix", "mtl", "meta", "multi-domain"]
 METHOD_ORDER = ["tinybert", "multi-domain", "mtn-kd", "meta-kd", "hrkd"]
 TINYBERT_METHODS = ("tinybert", "multi-domain")
-# hrkd_cli.recipes.distill.DEFAULT_TEACHER, copied so that reading tables never imports torch (a test keeps them equal).
-DEFAULT_TEACHER = {"tinybert": "single", "multi-domain": "multi-domain", "hrkd": "multi-domain", "meta-kd": "meta", "mtn-kd": "single"}
-# Which TinyBERT-KD method is the natural one for a teacher kind (distill.DEFAULT_TEACHER reversed).
+# Which TinyBERT-KD method is the natural one for a teacher kind (vocabulary.DEFAULT_TEACHER reversed).
 NATURAL_TINYBERT = {"single": "tinybert", "multi-domain": "multi-domain"}
 
 ABLATION_LABELS = {

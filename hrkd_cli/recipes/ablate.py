@@ -17,10 +17,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hrkd_cli.config import ABLATIONS, PROGRESSIVE_ABLATIONS, Preset
+from hrkd_cli.config import Preset
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.recipes.common import Say
 from hrkd_cli.runtime import Runtime
+from hrkd_cli.vocabulary import ABLATIONS, PROGRESSIVE_ABLATIONS
 
 
 def preset_variant(preset: Preset, updates: dict) -> Preset:

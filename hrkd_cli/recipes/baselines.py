@@ -74,16 +74,15 @@ from hrkd_cli.recipes.students import (
     ensure_teacher,
     finish_student,
     load_distillation_weights,
-    row_name,
     setup,
     student_dir,
-    teacher_kind,
 )
 from hrkd_cli.recipes.meta_teacher import load_prototype_scores, load_transferable
 from hrkd_cli.recipes.prepare import ensure_prepared
 from hrkd_cli.runtime import Runtime, all_reduce_mean_detached, barrier
 from hrkd_cli.sampling import StepSchedule, check_shardable, shard
 from hrkd_cli.trainer import FitState, adamw, fit, linear_warmup_decay, restore_training_state, resume_parts, training_state
+from hrkd_cli.vocabulary import run_names, teacher_kind, transfer_used
 
 REQUIRED_TEACHER = {"meta-kd": "meta", "mtn-kd": "single"}
 TK_PREFIX = "tk_projection."
@@ -310,12 +309,12 @@ def train_domain_student(preset: Preset, runtime: Runtime, out: Path, teacher_pa
         "data_hash": data.hash, "data_dir": str(Path(data.path).resolve()), "preset": preset.name,
         "student_hash": preset.section_hash("data", "teacher", "student", "distill"), "seed": preset.seed,
         "teacher": str(teacher_path), "layer_map": s.layer_map, "drop": [], "graph_mode": cfg.graph_mode,
-        "row": row_name(preset), "prototype_tokens": cfg.prototype_tokens, "projections": preset.student.projections,
+        "row": run_names(preset).row, "prototype_tokens": cfg.prototype_tokens, "projections": preset.student.projections,
         "teacher_width": s.teachers.config.hidden_size, "relational": None, "stages": cfg.metakd.stages,
         "switch_step": switch if two else None,
         **({"gamma2": cfg.metakd.gamma2, "transferable_domain": domain if tk_index is not None else None}
            if method == "meta-kd" else {"teachers": teacher_domains}),
-        **({"transfer": transfer.record(preset, data)} if transfer.used(preset) else {}),
+        **({"transfer": transfer.record(preset, data)} if transfer_used(preset) else {}),
     }
 
     def save_fn(tag: str, st: FitState):

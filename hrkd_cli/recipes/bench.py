@@ -32,10 +32,11 @@ from hrkd_cli.models import DomainClassifier, count_parameters
 from hrkd_cli.pretrained import load_pretrained_encoder
 from hrkd_cli.recipes.common import Say, data_dir
 from hrkd_cli.recipes.distill import step_logs
-from hrkd_cli.recipes.students import distillation_loss, setup, teacher_kind
+from hrkd_cli.recipes.students import distillation_loss, setup
 from hrkd_cli.recipes.prepare import ensure_prepared
 from hrkd_cli.recipes.teach import reusable_teacher
 from hrkd_cli.runtime import Runtime
+from hrkd_cli.vocabulary import teacher_kind
 
 
 def matmul_rate(runtime: Runtime, n: int = 1024, repeats: int = 10) -> float:

@@ -80,15 +80,6 @@ def resumed_time(records: dict) -> float:
 
 # ---------------------------------------------------------------- what the teacher recipes share
 
-TEACHER_ROW_NAMES = {
-    "single": "BERT-single",
-    "mix": "BERT-mix",
-    "mtl": "BERT-mtl",
-    "multi-domain": "HRKD-teacher",
-    "meta": "Meta-teacher",
-}
-
-
 def teacher_hash(preset: Preset) -> str:
     """What a teacher depends on: the data and teacher sections, teacher.kind aside (the directory
     names the kind), so `hrkd teach --kind K` is reused by `hrkd distill` of a method whose teacher is K.

@@ -43,7 +43,6 @@ from hrkd_cli.recipes.students import (
     load_distillation_weights,
     meta_objective,
     relational_settings,
-    row_name,
     setup,
     step_batch,
     student_dir,
@@ -51,6 +50,7 @@ from hrkd_cli.recipes.students import (
 from hrkd_cli.runtime import Runtime, all_reduce_mean_detached, barrier
 from hrkd_cli.sampling import StepSchedule, check_shardable
 from hrkd_cli.trainer import FitState, adamw, fit, linear_warmup_decay, resume_from, resume_parts, training_state
+from hrkd_cli.vocabulary import run_names, transfer_used
 
 
 
@@ -119,12 +119,12 @@ def train_student(preset: Preset, runtime: Runtime, out: Path, teacher_path: Pat
         "data_hash": data.hash, "data_dir": str(Path(data.path).resolve()), "preset": preset.name,
         "student_hash": preset.section_hash("data", "teacher", "student", "distill"), "seed": preset.seed,
         "teacher": str(teacher_path), "layer_map": s.layer_map, "drop": cfg.drop, "graph_mode": cfg.graph_mode,
-        "row": row_name(preset), "prototype_tokens": cfg.prototype_tokens,
+        "row": run_names(preset).row, "prototype_tokens": cfg.prototype_tokens,
         "projections": preset.student.projections, "teacher_width": s.teachers.config.hidden_size,
         "relational": None if model.relational is None else relational_settings(
             cfg, model.relational.num_student_layers, len(domains), model.relational.feature_dim),
         "graph": cfg.graph, "meta_objective": cfg.meta_objective if cfg.graph_mode == "meta" else None,
-        **({"transfer": transfer.record(preset, data)} if transfer.used(preset) else {}),
+        **({"transfer": transfer.record(preset, data)} if transfer_used(preset) else {}),
     }
 
     def save_fn(tag: str, st: FitState):

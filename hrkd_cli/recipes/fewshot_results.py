@@ -20,8 +20,8 @@ from hrkd_cli.compare import (STD_NOTE, TTEST, check_same_data, collect, domains
                               results_records, welch_p)
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.fsio import read_json_if_present, writing
-from hrkd_cli.recipes.common import TEACHER_ROW_NAMES
 from hrkd_cli.recipes.fewshot import Sample, as_sample, rate_dir
+from hrkd_cli.vocabulary import TEACHER_ROW_NAMES
 
 BASELINE = "BERT-single -(TinyBERT-KD)-> BERT_S"
 # A teacher within this many points of the majority-class rate has learnt (almost) nothing from the sample:

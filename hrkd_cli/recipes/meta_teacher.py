@@ -55,13 +55,14 @@ from hrkd_cli.metakd import (
 from hrkd_cli.models import DomainClassifier, set_dropout
 from hrkd_cli.pretrained import load_pretrained_encoder, load_tokenizer
 from hrkd_cli.recipes.common import (
-    TEACHER_ROW_NAMES, Say, check_seq_length, fit_record, meta_data_dir, resumed_time, score_test, teacher_dir,
+    Say, check_seq_length, fit_record, meta_data_dir, resumed_time, score_test, teacher_dir,
     teacher_hash, write_run_record,
 )
 from hrkd_cli.recipes.prepare import prepared_on_every_rank, teacher_domains
 from hrkd_cli.runtime import Runtime, all_reduce_mean_detached, barrier, seed_everything
 from hrkd_cli.sampling import StepSchedule, check_shardable, shard
 from hrkd_cli.trainer import FitState, adamw, fit, linear_warmup_decay, resume_from, training_state
+from hrkd_cli.vocabulary import TEACHER_ROW_NAMES
 
 PROTOTYPE_FILE = "prototype_scores.safetensors"
 PROTOTYPE_FORMAT = "hrkd-prototype-scores/1"

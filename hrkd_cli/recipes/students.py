@@ -26,7 +26,7 @@ from hrkd_cli.graph import HierarchicalRelationalModule
 from hrkd_cli.models import Projections, set_dropout, uniform_layer_map
 from hrkd_cli.pretrained import load_tokenizer
 from hrkd_cli.recipes import transfer
-from hrkd_cli.recipes.common import (TEACHER_ROW_NAMES, Say, check_seq_length, resumed_time, run_dir, score_test,
+from hrkd_cli.recipes.common import (Say, check_seq_length, resumed_time, run_dir, score_test,
                                     write_run_record)
 from hrkd_cli.recipes.general_kd import general_distillation
 from hrkd_cli.recipes.kd_model import (
@@ -39,55 +39,7 @@ from hrkd_cli.recipes.kd_model import (
 from hrkd_cli.recipes.teach import reusable_teacher, teach
 from hrkd_cli.runtime import Runtime, barrier, seed_everything
 from hrkd_cli.sampling import StepSchedule, shard
-
-METHOD_NAMES = {
-    "tinybert": "TinyBERT-KD",
-    "multi-domain": "TinyBERT-KD",
-    "hrkd": "HRKD",
-    "meta-kd": "Meta-distillation",
-    "mtn-kd": "MTN-KD",
-}
-DEFAULT_TEACHER = {"tinybert": "single", "multi-domain": "multi-domain", "hrkd": "multi-domain", "meta-kd": "meta", "mtn-kd": "single"}
-
-
-def teacher_kind(preset: Preset) -> str:
-    cfg = preset.distill
-    return DEFAULT_TEACHER[cfg.method] if cfg.teacher_kind == "auto" else cfg.teacher_kind
-
-
-def student_tag(preset: Preset) -> str:
-    cfg = preset.distill
-    tag = cfg.method
-    if teacher_kind(preset) != DEFAULT_TEACHER[cfg.method]:
-        tag += f"-from-{teacher_kind(preset)}"
-    if cfg.method == "hrkd" and cfg.graph != "paper":
-        tag += f"-{cfg.graph}"
-    if cfg.method == "hrkd" and cfg.graph_mode != "frozen":
-        tag += f"-{cfg.graph_mode}"
-    if cfg.method == "hrkd":
-        tag += "".join(f"-{short}{value}" for short, value in relational_choices(cfg))
-    if cfg.drop:
-        tag += "-drop-" + "+".join(cfg.drop)
-    if cfg.method in ("meta-kd", "mtn-kd") and cfg.metakd.stages == "two":
-        tag += "-two-stage"
-    if preset.teacher.exclude_domain:
-        tag += f"-teacher-without-{preset.teacher.exclude_domain}"
-    tag += transfer.tag_suffix(preset)
-    if cfg.tag:
-        tag += f"-{cfg.tag}"
-    return tag
-
-
-# Relational settings that name a run when they differ from their defaults (short name, field).
-RELATIONAL_CHOICES = (("tau", "ratio_temperature"), ("floor", "ratio_floor"), ("beta", "excess_beta"),
-                      ("decay", "excess_decay"), ("outer-", "meta_objective"), ("kl", "ratio_kl"))
-
-
-def relational_choices(cfg) -> list[tuple[str, object]]:
-    """The relational settings away from their defaults, for run names and row names."""
-    fields = type(cfg).model_fields
-    return [(short, getattr(cfg, name)) for short, name in RELATIONAL_CHOICES if getattr(cfg, name) != fields[name].default]
-
+from hrkd_cli.vocabulary import run_names, teacher_kind
 
 def relational_settings(cfg, num_student_layers: int, num_domains: int, feature_dim: int) -> dict:
     """The relational module's constructor arguments; saved in the checkpoint's meta to rebuild it."""
@@ -98,26 +50,7 @@ def relational_settings(cfg, num_student_layers: int, num_domains: int, feature_
 
 
 def student_dir(preset: Preset) -> Path:
-    return run_dir(preset) / "student" / student_tag(preset) / f"seed-{preset.seed}"
-
-
-def row_name(preset: Preset) -> str:
-    kind = teacher_kind(preset)
-    teacher = "Multi-teachers" if preset.distill.method == "mtn-kd" else TEACHER_ROW_NAMES[kind]
-    method = METHOD_NAMES[preset.distill.method]
-    cfg = preset.distill
-    if cfg.method == "hrkd" and (cfg.graph != "paper" or relational_choices(cfg)):
-        settings = [cfg.graph, cfg.graph_mode] + [f"{short}={value}" for short, value in relational_choices(cfg)]
-        method += "[" + ", ".join(settings) + "]"
-    name = f"{teacher} -({method})-> BERT_S"
-    if preset.distill.drop:
-        name += " - " + ", ".join(preset.distill.drop)
-    if preset.distill.method in ("meta-kd", "mtn-kd") and preset.distill.metakd.stages == "two":
-        name += " (two-stage)"
-    name += transfer.row_suffix(preset)
-    if cfg.tag:
-        name += f" ({cfg.tag})"
-    return name
+    return run_dir(preset) / "student" / run_names(preset).tag / f"seed-{preset.seed}"
 
 
 def claim_student_dir(preset: Preset, out: Path, resume: bool) -> None:
@@ -279,14 +212,14 @@ def finish_student(preset: Preset, runtime: Runtime, out: Path, data, group_memb
     if runtime.is_main:
         save_group(out, group_members, {"role": "student", "method": cfg.method, "domains": domains,
                                          "label_names": data.label_names, "data_hash": data.hash,
-                                         "data_dir": str(Path(data.path).resolve()), "row": row_name(preset),
+                                         "data_dir": str(Path(data.path).resolve()), "row": run_names(preset).row,
                                          "seed": preset.seed, "preset": preset.name})
     barrier(runtime)
     test = score_test(out, data, domains, runtime)  # also writes predictions.json
     dev = evaluate_checkpoint(out, load_splits(data, "dev", domains), runtime, data.hash)
     if runtime.is_main:
         write_run_record(out / "run.json", {
-            "role": "student", "method": cfg.method, "row": row_name(preset), "preset": preset.model_dump(mode="json"),
+            "role": "student", "method": cfg.method, "row": run_names(preset).row, "preset": preset.model_dump(mode="json"),
             "preset_hash": preset.section_hash("data", "teacher", "student", "distill"), "seed": preset.seed,
             "data_hash": data.hash, "teacher": str(teacher_path), "teacher_sha256": weights_fingerprint(teacher_path),
             **extra, "dev": dev, "test": test,

@@ -31,7 +31,7 @@ from hrkd_cli.models import DomainClassifier, set_dropout
 from hrkd_cli.pretrained import load_pretrained_encoder, load_tokenizer
 from hrkd_cli.recipes.common import (
     Say, fit_record, resumed_time, score_test, teacher_dir, write_run_record,
-    TEACHER_ROW_NAMES, check_seq_length, meta_data_dir, teacher_hash,
+    check_seq_length, meta_data_dir, teacher_hash,
 )
 from hrkd_cli.recipes.meta_teacher import teach_meta
 from hrkd_cli.recipes.prechecks import check_teacher_settings
@@ -39,6 +39,7 @@ from hrkd_cli.recipes.prepare import prepared_on_every_rank, teacher_domains
 from hrkd_cli.runtime import Runtime, all_reduce_mean_detached, barrier, seed_everything
 from hrkd_cli.sampling import StepSchedule, check_shardable, shard
 from hrkd_cli.trainer import FitState, adamw, fit, linear_warmup_decay, resume_from, resume_parts, training_state
+from hrkd_cli.vocabulary import TEACHER_ROW_NAMES
 
 def unwrap(model):
     return model.module if isinstance(model, DDP) else model

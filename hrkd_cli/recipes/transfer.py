@@ -1,4 +1,4 @@
-"""Students on a transfer set: how transfer examples join the steps, and how runs that use them are named.
+"""Students on a transfer set: how transfer examples join the steps (their names: hrkd_cli.vocabulary).
 
 The prepared data's transfer set (hrkd_cli/data/transfer.py: unlabelled text, later windows of long
 texts, augmented copies) has no labels; the teacher labels it. Every student method uses it in task
@@ -21,57 +21,17 @@ from hrkd_cli.batches import Split, load_splits, with_transfer
 from hrkd_cli.config import Preset
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.sampling import StepSchedule
+from hrkd_cli.vocabulary import general_stage, transfer_used
 
 # Transfer rows are drawn in an order of their own, not the labelled rows'.
 TRANSFER_SEED_OFFSET = 15_485_863
-
-
-def general_stage(preset: Preset) -> bool:
-    """True when setup runs TinyBERT's general stage before task distillation (students.setup)."""
-    return preset.student.init == "random" and preset.student.general_epochs > 0
-
-
-def used(preset: Preset) -> bool:
-    """True when the student sees transfer examples: the data has some and a stage takes them."""
-    return preset.data.has_transfer and (preset.distill.transfer_ratio > 0 or general_stage(preset))
-
-
-def name_parts(preset: Preset) -> list[str]:
-    """What transfer data a student sees, for its directory and row names ([] for none); every transfer
-    setting away from its default is named, so runs on different transfer sets never share a directory."""
-    if not used(preset):
-        return []
-    d, fields = preset.data, type(preset.data).model_fields
-    parts = ["unlabeled"] if d.unlabeled else []
-    if d.windows:
-        parts.append(f"windows{d.windows}" + (f"s{d.window_stride}" if d.window_stride else ""))
-    if d.augment_copies:
-        parts.append(f"augment{d.augment_copies}")
-        parts += [f"{short}{getattr(d, key)}" for short, key in (("rate", "augment_rate"), ("nn", "augment_neighbours"),
-                                                                 ("aseed", "augment_seed"))
-                  if getattr(d, key) != fields[key].default]
-    if preset.distill.transfer_ratio != type(preset.distill).model_fields["transfer_ratio"].default:
-        parts.append(f"ratio{preset.distill.transfer_ratio:g}")
-    return parts
-
-
-def tag_suffix(preset: Preset) -> str:
-    """Appended to a student's directory name: '+transfer-unlabeled-windows2' ('' without transfer data)."""
-    parts = name_parts(preset)
-    return "+transfer-" + "-".join(parts) if parts else ""
-
-
-def row_suffix(preset: Preset) -> str:
-    """Appended to a student's row name: ' +transfer[unlabeled, windows2]' ('' without transfer data)."""
-    parts = name_parts(preset)
-    return " +transfer[" + ", ".join(parts) + "]" if parts else ""
 
 
 def check(preset: Preset, data, domains: list[str], world_size: int = 1) -> None:
     """Refuse transfer settings a student cannot use as asked, before anything trains."""
     if not preset.data.has_transfer:
         return
-    if not used(preset):
+    if not transfer_used(preset):
         raise HrkdError("distill.transfer_ratio = 0 and no general stage: the student would see none of the transfer "
                         "examples that data.unlabeled, data.windows or data.augment_copies prepare; leave those out")
     if not data.transfer:
@@ -126,7 +86,7 @@ def general_text(preset: Preset, data, domains: list[str]) -> list[Split]:
 
 def record(preset: Preset, data) -> dict | None:
     """What transfer data a student saw, for its run.json and checkpoints (None: none)."""
-    if not used(preset):
+    if not transfer_used(preset):
         return None
     t = data.transfer
     u = t.get("unlabeled") or {}

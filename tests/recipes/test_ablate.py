@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hrkd_cli.config import ABLATIONS
+from hrkd_cli.vocabulary import ABLATIONS
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.fsio import read_json_if_present
 from hrkd_cli.recipes.ablate import ablate, ablation_configs, ablation_results, parse_drop, preset_variant, progressive_configs

@@ -13,6 +13,7 @@ from hrkd_cli.recipes import distill as D
 from hrkd_cli.losses import DomainLosses, hrkd_loss
 from hrkd_cli.recipes import kd_model, students
 from hrkd_cli.recipes.common import data_dir
+from hrkd_cli.vocabulary import run_names
 
 quiet = {"say": lambda m: None}
 
@@ -152,7 +153,7 @@ def test_a_run_of_another_configuration_is_not_overwritten(tiny_preset, cpu_runt
     assert (first / "run.json").read_bytes() == before
     tagged = tiny_preset(distill={"method": "multi-domain", "temperature": 4.0, "tag": "T4"})
     out = D.distill(tagged, cpu_runtime, **quiet)
-    assert out.parent.name == "multi-domain-T4" and students.row_name(tagged).endswith("(T4)")
+    assert out.parent.name == "multi-domain-T4" and run_names(tagged).row.endswith("(T4)")
     again = D.distill(tiny_preset(distill={"method": "multi-domain"}), cpu_runtime, **quiet)  # same configuration: fine
     assert again == first
 

@@ -16,6 +16,7 @@ from hrkd_cli.recipes import kd_model
 from hrkd_cli.recipes import students
 from hrkd_cli.recipes.common import data_dir
 from hrkd_cli.recipes.inspect_ratios import inspect_ratios
+from hrkd_cli.vocabulary import run_names
 
 quiet = {"say": lambda m: None}
 EXACT = {"dropout": False, "gat_dropout": 0.0, "epochs": 2}
@@ -136,6 +137,6 @@ def test_settings_that_the_graph_would_ignore_are_refused(override, message):
 
 def test_run_names_carry_the_relational_choices(tiny_preset):
     p = tiny_preset(distill={"graph": "excess", "graph_mode": "meta", "excess_beta": 10.0})
-    assert students.student_tag(p) == "hrkd-excess-meta-beta10.0"
-    assert students.row_name(p) == "HRKD-teacher -(HRKD[excess, meta, beta=10.0])-> BERT_S"
-    assert students.student_tag(tiny_preset()) == "hrkd"
+    assert run_names(p).tag == "hrkd-excess-meta-beta10.0"
+    assert run_names(p).row == "HRKD-teacher -(HRKD[excess, meta, beta=10.0])-> BERT_S"
+    assert run_names(tiny_preset()).tag == "hrkd"
