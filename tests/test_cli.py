@@ -218,7 +218,7 @@ def test_commands_after_prepare_reuse_the_source_it_was_given(tmp_path, tiny_tea
         seen.append((p.data.path, ensure_prepared(p, say).manifest["source_path"]))
         return []
 
-    monkeypatch.setattr("hrkd_cli.recipes.sweep.distill_seeds", recipe)
+    monkeypatch.setattr("hrkd_cli.experiments.sweep.distill_seeds", recipe)
     monkeypatch.setattr("hrkd_cli.recipes.teach.teach", recipe)
     code, _, err = run_main(["distill", "--preset", str(preset)], capsys, monkeypatch)
     assert code == 0, err

@@ -13,7 +13,7 @@ from hrkd_cli.batches import load_splits
 from hrkd_cli.data.store import load_prepared
 from hrkd_cli.evaluation import evaluate_checkpoint
 from hrkd_cli.recipes import students
-from hrkd_cli.recipes.common import data_dir
+from hrkd_cli.runs import data_dir
 from hrkd_cli.recipes.evaluate import soft_labels
 from hrkd_cli.recipes.prepare import ensure_prepared
 from hrkd_cli.soft_labels import checkpoint_soft_labels, soft_label_entropy

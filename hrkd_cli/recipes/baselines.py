@@ -66,9 +66,9 @@ from hrkd_cli.metakd import (
     transferable_knowledge_loss,
 )
 from hrkd_cli.models import EncoderOutput
-from hrkd_cli.recipes import transfer
-from hrkd_cli.recipes.common import Say, data_dir, fit_record
-from hrkd_cli.recipes.kd_model import DistillationModel, Teachers, domain_losses
+from hrkd_cli import transfer_steps
+from hrkd_cli.runs import Say, data_dir, fit_record
+from hrkd_cli.kd_model import DistillationModel, Teachers, domain_losses
 from hrkd_cli.recipes.students import (
     claim_student_dir,
     ensure_teacher,
@@ -247,7 +247,7 @@ def train_domain_student(preset: Preset, runtime: Runtime, out: Path, teacher_pa
 
     check_shardable(cfg.batch_per_domain, runtime.world_size, [len(train)], "distill.batch_per_domain")
     schedule = StepSchedule([len(train)], cfg.batch_per_domain, preset.seed, cfg.epochs)
-    (train,), schedule = transfer.mix(preset, data, [domain], [train], schedule)  # as they are without transfer data
+    (train,), schedule = transfer_steps.mix(preset, data, [domain], [train], schedule)  # as they are without transfer data
     if scores is not None and train.first_transfer is not None:
         # t_i of a transfer row (the meta-teacher scored training rows only): the domain's mean prototype score
         scores = torch.cat([scores, scores.mean().expand(len(train) - train.first_transfer)])
@@ -314,7 +314,7 @@ def train_domain_student(preset: Preset, runtime: Runtime, out: Path, teacher_pa
         "switch_step": switch if two else None,
         **({"gamma2": cfg.metakd.gamma2, "transferable_domain": domain if tk_index is not None else None}
            if method == "meta-kd" else {"teachers": teacher_domains}),
-        **({"transfer": transfer.record(preset, data)} if transfer_used(preset) else {}),
+        **({"transfer": transfer_steps.record(preset, data)} if transfer_used(preset) else {}),
     }
 
     def save_fn(tag: str, st: FitState):
@@ -356,7 +356,7 @@ def distill_baseline(preset: Preset, runtime: Runtime, resume: bool = False, say
         ensure_prepared(preset, say)
     barrier(runtime)
     data = load_prepared(data_dir(preset))
-    transfer.check(preset, data, list(data.domains), runtime.world_size)  # before a teacher trains
+    transfer_steps.check(preset, data, list(data.domains), runtime.world_size)  # before a teacher trains
     teacher_path = ensure_teacher(preset, runtime, data, say)
     teacher_domains = list(read_meta(teacher_path)["domains"])
     domains = list(data.domains)
@@ -374,4 +374,4 @@ def distill_baseline(preset: Preset, runtime: Runtime, resume: bool = False, say
         group_members[d] = f"{d}/best"
     return finish_student(preset, runtime, out, data, group_members, teacher_path, records, t0, say,
                           teacher_domains=teacher_domains, excluded_domain=preset.teacher.exclude_domain or None,
-                          stages=cfg.metakd.stages, transfer=transfer.record(preset, data))
+                          stages=cfg.metakd.stages, transfer=transfer_steps.record(preset, data))

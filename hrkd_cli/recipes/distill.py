@@ -30,10 +30,10 @@ from hrkd_cli.evaluation import evaluate_model
 from hrkd_cli.events import event_log
 from hrkd_cli.graph import layer_losses
 from hrkd_cli.losses import DomainLosses
-from hrkd_cli.recipes import transfer
+from hrkd_cli import transfer_steps
 from hrkd_cli.recipes.baselines import distill_baseline
-from hrkd_cli.recipes.common import Say, data_dir, fit_record
-from hrkd_cli.recipes.prechecks import check_student_settings
+from hrkd_cli.runs import Say, data_dir, fit_record
+from hrkd_cli.prechecks import check_student_settings
 from hrkd_cli.recipes.prepare import ensure_prepared
 from hrkd_cli.recipes.students import (
     claim_student_dir,
@@ -62,7 +62,7 @@ def train_student(preset: Preset, runtime: Runtime, out: Path, teacher_path: Pat
     dev = load_splits(data, "dev", domains)
     check_shardable(cfg.batch_per_domain, runtime.world_size, [len(x) for x in train], "distill.batch_per_domain")
     schedule = StepSchedule([len(x) for x in train], cfg.batch_per_domain, preset.seed, cfg.epochs)
-    train, schedule = transfer.mix(preset, data, domains, train, schedule)  # as they are without transfer data
+    train, schedule = transfer_steps.mix(preset, data, domains, train, schedule)  # as they are without transfer data
     total = schedule.total_steps
     lr = cfg.fewshot_lr if preset.data.sampled else cfg.lr  # few-shot samples, by share or by count
     groups = [{"named_params": [(n, p) for n, p in model.named_parameters() if not n.startswith("relational.")], "lr": lr}]
@@ -124,7 +124,7 @@ def train_student(preset: Preset, runtime: Runtime, out: Path, teacher_path: Pat
         "relational": None if model.relational is None else relational_settings(
             cfg, model.relational.num_student_layers, len(domains), model.relational.feature_dim),
         "graph": cfg.graph, "meta_objective": cfg.meta_objective if cfg.graph_mode == "meta" else None,
-        **({"transfer": transfer.record(preset, data)} if transfer_used(preset) else {}),
+        **({"transfer": transfer_steps.record(preset, data)} if transfer_used(preset) else {}),
     }
 
     def save_fn(tag: str, st: FitState):
@@ -184,7 +184,7 @@ def distill(preset: Preset, runtime: Runtime, resume: bool = False, say: Say = p
         ensure_prepared(preset, say)
     barrier(runtime)
     data = load_prepared(data_dir(preset))
-    transfer.check(preset, data, list(data.domains), runtime.world_size)  # before a teacher trains
+    transfer_steps.check(preset, data, list(data.domains), runtime.world_size)  # before a teacher trains
     teacher_path = ensure_teacher(preset, runtime, data, say)
     out = student_dir(preset)
     claim_student_dir(preset, out, resume)
@@ -207,4 +207,4 @@ def distill(preset: Preset, runtime: Runtime, resume: bool = False, say: Say = p
         records = {"all": train_student(preset, runtime, out, teacher_path, domains, data, resume, say)}
         group_members = {d: (f"best-{d}" if cfg.per_domain_best and (out / f"best-{d}").is_dir() else "best") for d in domains}
     return finish_student(preset, runtime, out, data, group_members, teacher_path, records, t0, say,
-                          transfer=transfer.record(preset, data))
+                          transfer=transfer_steps.record(preset, data))

@@ -10,7 +10,7 @@ from hrkd_cli.data.store import load_prepared
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.evaluation import evaluate_checkpoint
 from hrkd_cli.fsio import read_json_if_present
-from hrkd_cli.recipes.common import Say
+from hrkd_cli.runs import Say
 from hrkd_cli.runtime import Runtime
 from hrkd_cli.tables import print_table, results_table
 

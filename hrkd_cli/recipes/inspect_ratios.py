@@ -31,7 +31,7 @@ from hrkd_cli.graph import HierarchicalRelationalModule, prototype_sum_and_count
 from hrkd_cli.models import Projections
 from hrkd_cli.parsing import comma_items
 from hrkd_cli.pretrained import load_tokenizer
-from hrkd_cli.recipes.common import Say
+from hrkd_cli.runs import Say
 from hrkd_cli.runtime import requires_grad
 from hrkd_cli.tables import print_table
 

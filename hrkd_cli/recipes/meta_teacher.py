@@ -54,7 +54,7 @@ from hrkd_cli.metakd import (
 )
 from hrkd_cli.models import DomainClassifier, set_dropout
 from hrkd_cli.pretrained import load_pretrained_encoder, load_tokenizer
-from hrkd_cli.recipes.common import (
+from hrkd_cli.runs import (
     Say, check_seq_length, fit_record, meta_data_dir, resumed_time, score_test, teacher_dir,
     teacher_hash, write_run_record,
 )

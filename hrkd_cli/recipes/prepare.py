@@ -12,7 +12,7 @@ from hrkd_cli.data.unlabeled import file_sha256
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.fsio import read_json_if_present, write_json_atomic
 from hrkd_cli.pretrained import load_tokenizer
-from hrkd_cli.recipes.common import Say, data_dir
+from hrkd_cli.runs import Say, data_dir
 from hrkd_cli.runtime import Runtime, barrier
 
 FINGERPRINT = "preset-fingerprint.json"

@@ -25,11 +25,11 @@ from hrkd_cli.fsio import read_json_if_present
 from hrkd_cli.graph import HierarchicalRelationalModule
 from hrkd_cli.models import Projections, set_dropout, uniform_layer_map
 from hrkd_cli.pretrained import load_tokenizer
-from hrkd_cli.recipes import transfer
-from hrkd_cli.recipes.common import (Say, check_seq_length, resumed_time, run_dir, score_test,
+from hrkd_cli import transfer_steps
+from hrkd_cli.runs import (Say, check_seq_length, resumed_time, run_dir, score_test,
                                     write_run_record)
-from hrkd_cli.recipes.general_kd import general_distillation
-from hrkd_cli.recipes.kd_model import (
+from hrkd_cli.general_kd import general_distillation
+from hrkd_cli.kd_model import (
     DistillationModel,
     Teachers,
     build_student,
@@ -178,8 +178,8 @@ def setup(preset: Preset, runtime: Runtime, teacher_path: Path, domains: list[st
     set_dropout(model, cfg.dropout)
     tokenizer = load_tokenizer(preset.teacher.model)
     if preset.student.init == "random" and preset.student.general_epochs > 0:
-        # TinyBERT's general stage on the task text (labels unused): hrkd_cli/recipes/general_kd.py
-        general_distillation(preset, runtime, student, projections, teachers, transfer.general_text(preset, data, domains), domains,
+        # TinyBERT's general stage on the task text (labels unused): hrkd_cli/general_kd.py
+        general_distillation(preset, runtime, student, projections, teachers, transfer_steps.general_text(preset, data, domains), domains,
                              layer_map, dev=load_splits(data, "dev", domains), pad_id=tokenizer.pad_token_id or 0)
     return Setup(preset, data, domains, teachers, model, layer_map, tokenizer)
 

@@ -29,12 +29,12 @@ from hrkd_cli.events import event_log
 from hrkd_cli.fsio import read_json_if_present
 from hrkd_cli.models import DomainClassifier, set_dropout
 from hrkd_cli.pretrained import load_pretrained_encoder, load_tokenizer
-from hrkd_cli.recipes.common import (
+from hrkd_cli.runs import (
     Say, fit_record, resumed_time, score_test, teacher_dir, write_run_record,
     check_seq_length, meta_data_dir, teacher_hash,
 )
 from hrkd_cli.recipes.meta_teacher import teach_meta
-from hrkd_cli.recipes.prechecks import check_teacher_settings
+from hrkd_cli.prechecks import check_teacher_settings
 from hrkd_cli.recipes.prepare import prepared_on_every_rank, teacher_domains
 from hrkd_cli.runtime import Runtime, all_reduce_mean_detached, barrier, seed_everything
 from hrkd_cli.sampling import StepSchedule, check_shardable, shard

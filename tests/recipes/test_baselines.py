@@ -15,12 +15,12 @@ from hrkd_cli.errors import HrkdError
 from hrkd_cli.evaluation import evaluate_checkpoint
 from hrkd_cli.metakd import mean_pooled_embedding
 from hrkd_cli.recipes import baselines as B
-from hrkd_cli.recipes.common import data_dir, teacher_dir
+from hrkd_cli.runs import data_dir, teacher_dir
 from hrkd_cli.recipes.distill import distill
-from hrkd_cli.recipes.kd_model import Teachers, domain_losses
+from hrkd_cli.kd_model import Teachers, domain_losses
 from hrkd_cli.recipes.students import setup, student_dir
 from hrkd_cli.recipes.meta_teacher import load_prototype_scores, load_transferable
-from hrkd_cli.recipes.sweep import finished_run
+from hrkd_cli.experiments.sweep import finished_run
 from hrkd_cli.runtime import setup as runtime_setup
 
 quiet = {"say": lambda m: None}

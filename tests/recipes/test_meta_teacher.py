@@ -14,8 +14,8 @@ from hrkd_cli.data.store import load_prepared
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.pretrained import load_pretrained_encoder
 from hrkd_cli.recipes import meta_teacher as MT
-from hrkd_cli.recipes.common import data_dir, teacher_dir
-from hrkd_cli.recipes.kd_model import Teachers
+from hrkd_cli.runs import data_dir, teacher_dir
+from hrkd_cli.kd_model import Teachers
 from hrkd_cli.recipes.teach import reusable_teacher, teach
 from hrkd_cli.runtime import setup
 

@@ -12,9 +12,9 @@ from hrkd_cli.data.store import load_prepared
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.fsio import read_json_if_present
 from hrkd_cli.recipes import distill as D
-from hrkd_cli.recipes import kd_model
+from hrkd_cli import kd_model
 from hrkd_cli.recipes import students
-from hrkd_cli.recipes.common import data_dir
+from hrkd_cli.runs import data_dir
 from hrkd_cli.recipes.inspect_ratios import inspect_ratios
 from hrkd_cli.vocabulary import run_names
 

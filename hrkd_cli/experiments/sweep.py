@@ -9,7 +9,7 @@ from hrkd_cli.config import Preset
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.fsio import read_json_if_present
 from hrkd_cli.parsing import comma_items
-from hrkd_cli.recipes.common import Say
+from hrkd_cli.runs import Say
 from hrkd_cli.runtime import Runtime
 
 

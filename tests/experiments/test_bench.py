@@ -9,9 +9,9 @@ import sys
 import pytest
 
 from hrkd_cli.data.store import load_prepared
-from hrkd_cli.recipes import bench_students as BS
-from hrkd_cli.recipes.bench import alternating_medians, alternating_times, bench_distill, bench_table
-from hrkd_cli.recipes.common import data_dir
+from hrkd_cli.experiments import bench_students as BS
+from hrkd_cli.experiments.bench import alternating_medians, alternating_times, bench_distill, bench_table
+from hrkd_cli.runs import data_dir
 from hrkd_cli.recipes.prepare import ensure_prepared
 
 

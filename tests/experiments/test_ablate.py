@@ -7,7 +7,7 @@ import pytest
 from hrkd_cli.vocabulary import ABLATIONS
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.fsio import read_json_if_present
-from hrkd_cli.recipes.ablate import ablate, ablation_configs, ablation_results, parse_drop, preset_variant, progressive_configs
+from hrkd_cli.experiments.ablate import ablate, ablation_configs, ablation_results, parse_drop, preset_variant, progressive_configs
 
 PAPER_ORDER = [
     ("self-attention",),
@@ -98,7 +98,7 @@ def test_hrkd_with_every_switch_off_is_the_multi_domain_student(tiny_preset, cpu
     assert len(losses[0]) > 3 and losses[0] == losses[1]
     assert read_json_if_present(md / "run.json")["test"] == read_json_if_present(off / "run.json")["test"]
     uniform = tiny_preset(distill={"method": "hrkd", "drop": list(ABLATIONS), "domain_rel_scale": "uniform"})
-    from hrkd_cli.recipes.ablate import is_multi_domain_kd
+    from hrkd_cli.experiments.ablate import is_multi_domain_kd
 
     assert is_multi_domain_kd(preset_variant(uniform, {"distill.domain_rel_scale": "eq5"}))
     assert not is_multi_domain_kd(uniform)  # ratios 1/D: Eq. 5 divided by D, another run

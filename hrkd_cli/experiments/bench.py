@@ -30,7 +30,7 @@ from hrkd_cli.data.store import load_prepared
 from hrkd_cli.events import EventLog, train_scalars
 from hrkd_cli.models import DomainClassifier, count_parameters
 from hrkd_cli.pretrained import load_pretrained_encoder
-from hrkd_cli.recipes.common import Say, data_dir
+from hrkd_cli.runs import Say, data_dir
 from hrkd_cli.recipes.distill import step_logs
 from hrkd_cli.recipes.students import distillation_loss, setup
 from hrkd_cli.recipes.prepare import ensure_prepared

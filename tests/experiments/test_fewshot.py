@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.recipes.fewshot import Sample, fewshot, parse_counts, parse_methods, parse_rates, rate_dir, rate_preset
-from hrkd_cli.recipes.fewshot_results import fewshot_results
+from hrkd_cli.experiments.fewshot import Sample, fewshot, parse_counts, parse_methods, parse_rates, rate_dir, rate_preset
+from hrkd_cli.experiments.fewshot_results import fewshot_results
 
 
 TWO_DOMAINS = {"num_domains": 2, "train_per_domain": 32, "dev_per_domain": 16, "test_per_domain": 16}

@@ -16,7 +16,7 @@ Per point it distils BERT-single -(TinyBERT-KD)-> BERT_S (the baseline),
 HRKD, and with ``--meta-kd`` Meta-KD; ``--methods`` picks a subset, so that a
 point's arms (each with its own teacher) can run as separate processes or on
 separate machines into one directory. Reading the results back as Figure 2 is
-:mod:`hrkd_cli.recipes.fewshot_results`.
+:mod:`hrkd_cli.experiments.fewshot_results`.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from pathlib import Path
 from hrkd_cli.config import Preset
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.parsing import comma_items
-from hrkd_cli.recipes.common import Say
-from hrkd_cli.recipes.prechecks import check_student_settings
+from hrkd_cli.runs import Say
+from hrkd_cli.prechecks import check_student_settings
 from hrkd_cli.runtime import Runtime
 
 
@@ -143,7 +143,7 @@ def rate_dir(run_dir: Path | str, rate) -> Path:
 
 def rate_preset(preset: Preset, rate) -> Preset:
     """The preset of one point (a rate in percent, or a Sample): its sample of the data, its own run directory."""
-    from hrkd_cli.recipes.ablate import preset_variant
+    from hrkd_cli.experiments.ablate import preset_variant
 
     sample = as_sample(rate)
     updates: dict = {"run_dir": str(rate_dir(preset.run_dir, sample))}
@@ -158,7 +158,7 @@ def rate_preset(preset: Preset, rate) -> Preset:
 
 
 def method_preset(preset: Preset, method: str) -> Preset:
-    from hrkd_cli.recipes.ablate import preset_variant
+    from hrkd_cli.experiments.ablate import preset_variant
 
     return preset_variant(preset, {"distill.method": method, "distill.teacher_kind": "auto", "distill.drop": [],
                                    "teacher.exclude_domain": ""})
@@ -186,7 +186,7 @@ def fewshot(preset: Preset, runtime: Runtime, rates: list, seeds: list[int], met
     Every point's data is prepared (or reused) first, so that a sample a domain cannot provide is refused
     before anything trains."""
     from hrkd_cli.recipes.prepare import prepared_on_every_rank
-    from hrkd_cli.recipes.sweep import distill_seeds
+    from hrkd_cli.experiments.sweep import distill_seeds
 
     methods = list(methods or METHODS[:2])  # default: the baseline and HRKD
     if meta_kd and "meta-kd" not in methods:

@@ -1,4 +1,4 @@
-"""Students on a transfer set (hrkd_cli/recipes/transfer.py): the step mix, labels never read, runs named apart,
+"""Students on a transfer set (hrkd_cli/transfer_steps.py): the step mix, labels never read, runs named apart,
 teachers untouched, every method and the general stage."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from hrkd_cli.batches import NO_LABEL, Split, load_splits, make_batch, with_tran
 from hrkd_cli.config import preset_to_toml, validate_preset
 from hrkd_cli.data.store import load_prepared
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.recipes import transfer as T
-from hrkd_cli.recipes.common import data_dir
+from hrkd_cli import transfer_steps as T
+from hrkd_cli.runs import data_dir
 from hrkd_cli.recipes.distill import distill
 from hrkd_cli.recipes.prepare import ensure_prepared
 from hrkd_cli.sampling import StepSchedule

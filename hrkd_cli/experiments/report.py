@@ -28,7 +28,7 @@ from hrkd_cli.compare import (
 )
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.fsio import write_text_atomic
-from hrkd_cli.recipes.common import Say
+from hrkd_cli.runs import Say
 
 TABLE_TITLES = {"mnli": "Table 2 equivalent: MNLI", "amazon": "Table 3 equivalent: Amazon Reviews"}
 FIGURE_NAME = "figure2-fewshot.png"
@@ -246,7 +246,7 @@ def environment_section(records: list[RunRecord]) -> list[str]:
 def report(results_dir: Path, out: Path | None = None, split: str = "test", case_study: bool = True,
            say: Say = print) -> Path:
     """Write the report (default <results_dir>/report.md) and the Figure 2 PNG beside it; return its path."""
-    from hrkd_cli.recipes.fewshot_results import fewshot_results, plot_fewshot, sample_dirs
+    from hrkd_cli.experiments.fewshot_results import fewshot_results, plot_fewshot, sample_dirs
 
     results_dir = Path(results_dir)
     if not results_dir.is_dir():

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.recipes.report import report
+from hrkd_cli.experiments.report import report
 
 
 def quiet(msg: str) -> None:

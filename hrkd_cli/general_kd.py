@@ -30,7 +30,7 @@ from hrkd_cli.config import Preset
 from hrkd_cli.errors import RunError
 from hrkd_cli.losses import DomainLosses
 from hrkd_cli.models import DomainClassifier, Projections
-from hrkd_cli.recipes.kd_model import Teachers, domain_losses
+from hrkd_cli.kd_model import Teachers, domain_losses
 from hrkd_cli.runtime import Runtime
 from hrkd_cli.sampling import StepSchedule
 from hrkd_cli.trainer import adamw, console, linear_warmup_decay

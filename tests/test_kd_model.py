@@ -6,7 +6,7 @@ import torch
 from transformers import BertModel
 
 from hrkd_cli.models import DomainClassifier
-from hrkd_cli.recipes.kd_model import build_student
+from hrkd_cli.kd_model import build_student
 from tiny import tiny_bert_config
 
 

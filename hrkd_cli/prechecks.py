@@ -10,7 +10,7 @@ from hrkd_cli.config import Preset
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.models import uniform_layer_map
 from hrkd_cli.pretrained import load_bert_config
-from hrkd_cli.recipes.common import check_seq_length
+from hrkd_cli.runs import check_seq_length
 
 
 def check_teacher_settings(preset: Preset):

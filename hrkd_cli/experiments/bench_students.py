@@ -37,8 +37,8 @@ from hrkd_cli.errors import HrkdError
 from hrkd_cli.evaluation import accuracy, domain_heads, scores_with_average
 from hrkd_cli.fsio import read_json_if_present
 from hrkd_cli.models import DomainClassifier, count_parameters
-from hrkd_cli.recipes.bench import _teacher_for_bench, alternating_medians
-from hrkd_cli.recipes.common import Say, data_dir, run_dir
+from hrkd_cli.experiments.bench import _teacher_for_bench, alternating_medians
+from hrkd_cli.runs import Say, data_dir, run_dir
 from hrkd_cli.recipes.prepare import ensure_prepared
 from hrkd_cli.recipes.students import setup
 from hrkd_cli.runtime import Runtime

@@ -10,8 +10,8 @@ import pytest
 from scipy import stats
 
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.recipes.fewshot import Sample, rate_dir
-from hrkd_cli.recipes.fewshot_results import fewshot_results, improvement_interval, plot_fewshot
+from hrkd_cli.experiments.fewshot import Sample, rate_dir
+from hrkd_cli.experiments.fewshot_results import fewshot_results, improvement_interval, plot_fewshot
 
 
 def _student(root: Path, tag: str, method: str, seed: int, avg: float, data_hash: str) -> None:

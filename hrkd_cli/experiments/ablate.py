@@ -19,7 +19,7 @@ from pathlib import Path
 
 from hrkd_cli.config import Preset
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.recipes.common import Say
+from hrkd_cli.runs import Say
 from hrkd_cli.runtime import Runtime
 from hrkd_cli.vocabulary import ABLATIONS, PROGRESSIVE_ABLATIONS
 
@@ -77,7 +77,7 @@ def ablation_configs(drops: list[str] | None, progressive: bool) -> list[tuple[s
 def ablate(preset: Preset, runtime: Runtime, configs: list[tuple[str, ...]], seeds: list[int], resume: bool = False,
            say: Say = print) -> dict[tuple[str, ...], list[Path]]:
     """Distil full HRKD and every configuration for every seed; returns {drop: [student run dirs]}."""
-    from hrkd_cli.recipes.sweep import distill_seeds
+    from hrkd_cli.experiments.sweep import distill_seeds
 
     base = {"distill.method": "hrkd"}
     if preset.distill.method != "hrkd":
