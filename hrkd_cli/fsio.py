@@ -8,6 +8,7 @@ directory is not writable, the disk is full, a parent is a file. Those are
         ...
     write_text_atomic(path, text)   # temporary sibling + rename, under writing()
     write_json_atomic(path, obj)
+    with replacing(path) as tmp: ...   # for writers that take a file name (safetensors)
     read_json(path)                 # missing or damaged -> one-line HrkdError naming the file (exit 2)
     read_json_if_present(path)      # None when the file is absent (an optional record); damaged -> HrkdError
     check_writable_dir(run_dir)     # before long work: create it and write a probe file
@@ -74,6 +75,24 @@ def write_text_atomic(path, text: str) -> Path:
                 os.unlink(tmp)
             raise
     return path
+
+
+@contextlib.contextmanager
+def replacing(path):
+    """Yield a temporary sibling of ``path`` for a writer that takes a file name (safetensors); on success it
+    replaces ``path``, on failure it is removed and ``path`` is as it was. Write failures name ``path``."""
+    path = Path(path)
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            yield Path(tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
 
 
 def write_json_atomic(path, obj) -> Path:

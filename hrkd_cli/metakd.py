@@ -17,13 +17,24 @@ weight a loss, so a model cannot lower its loss by lowering its own weights.
 """
 
 
+import json
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 from torch import nn
 
+from hrkd_cli.checkpoint import load_extras, members, read_meta, read_tensors
 from hrkd_cli.errors import HrkdError
+from hrkd_cli.fsio import replacing
 
 STAGES = ("one", "intermediate", "prediction")
+# What a meta-teacher run leaves for the students (read by the Meta-KD baseline).
+PROTOTYPE_FILE = "prototype_scores.safetensors"
+PROTOTYPE_FORMAT = "hrkd-prototype-scores/1"
+EXTRAS_PREFIX = "transferable."
 
 
 # ---------------------------------------------------------------- sec. 3.2: instance level
@@ -213,3 +224,49 @@ def meta_distillation_loss(per_example, lambda_, tkd=None, gamma2=0.0, stage="on
             raise HrkdError(f"Meta-KD stage {stage!r} with gamma2={gamma2} needs the tkd term")
         total = total + gamma2 * tkd
     return weighted_example_mean(total, lambda_)
+
+
+# ---------------------------------------------------------------- a meta-teacher's artifacts
+
+
+def save_prototype_scores(path: Path, scores: dict[str, torch.Tensor], prototypes: torch.Tensor, info: dict) -> None:
+    tensors = {f"score.{d}": t.float().contiguous() for d, t in scores.items()}
+    tensors["prototypes"] = prototypes.float().contiguous()
+    with replacing(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": PROTOTYPE_FORMAT, "info": json.dumps(info, sort_keys=True)})
+
+
+def load_prototype_scores(teacher_path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """({domain: t [N_d]}, info) stored by a meta-teacher run; index i is the i-th example of the domain's train split."""
+    path = Path(teacher_path) / PROTOTYPE_FILE
+    if not path.is_file():
+        raise HrkdError(f"{teacher_path}: no {PROTOTYPE_FILE}; it is not a meta-teacher (hrkd teach --kind meta)")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError) as err:
+        raise HrkdError(f"{path}: damaged safetensors file ({type(err).__name__}); train the meta-teacher again") from None
+    if meta.get("format") != PROTOTYPE_FORMAT:
+        raise HrkdError(f"{path}: not a prototype-score file (format {meta.get('format')!r})")
+    tensors = read_tensors(path)
+    scores = {k[len("score."):]: v for k, v in tensors.items() if k.startswith("score.")}
+    return scores, json.loads(meta["info"])
+
+
+def transferable_extras(module: TransferableKnowledge) -> dict[str, torch.Tensor]:
+    return {EXTRAS_PREFIX + k: v for k, v in module.state_dict().items()}
+
+
+def load_transferable(teacher_path: Path, device="cpu") -> tuple[TransferableKnowledge, list[str]]:
+    """The meta-teacher's TransferableKnowledge module (frozen) and the domains its embedding rows stand for."""
+    member = next(iter(members(teacher_path).values()))
+    meta = read_meta(member)
+    extras = {k[len(EXTRAS_PREFIX):]: v for k, v in load_extras(member).items() if k.startswith(EXTRAS_PREFIX)}
+    if not extras:
+        raise HrkdError(f"{member}: no transferable-knowledge weights; it is not a meta-teacher checkpoint")
+    module = TransferableKnowledge(extras["dense.weight"].shape[1], extras["domain_embedding.weight"].shape[0])
+    module.load_state_dict(extras)
+    module.eval()
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module.to(device), list(meta["domains"])

@@ -61,6 +61,8 @@ from hrkd_cli.metakd import (
     TransferableKnowledge,
     domain_expertise_weight,
     gold_probability,
+    load_prototype_scores,
+    load_transferable,
     mean_pooled_embedding,
     meta_distillation_loss,
     transferable_knowledge_loss,
@@ -77,7 +79,6 @@ from hrkd_cli.recipes.students import (
     setup,
     student_dir,
 )
-from hrkd_cli.recipes.meta_teacher import load_prototype_scores, load_transferable
 from hrkd_cli.recipes.prepare import ensure_prepared
 from hrkd_cli.runtime import Runtime, all_reduce_mean_detached, barrier
 from hrkd_cli.sampling import StepSchedule, check_shardable, shard

@@ -19,7 +19,7 @@ from hrkd_cli.runs import data_dir, teacher_dir
 from hrkd_cli.recipes.distill import distill
 from hrkd_cli.kd_model import Teachers, domain_losses
 from hrkd_cli.recipes.students import setup, student_dir
-from hrkd_cli.recipes.meta_teacher import load_prototype_scores, load_transferable
+from hrkd_cli.metakd import load_prototype_scores, load_transferable
 from hrkd_cli.experiments.sweep import finished_run
 from hrkd_cli.runtime import setup as runtime_setup
 

@@ -11,7 +11,8 @@ from hrkd_cli.evaluation import evaluate_checkpoint
 from hrkd_cli.batches import load_splits, make_batch
 from hrkd_cli.recipes import distill as D
 from hrkd_cli.losses import DomainLosses, hrkd_loss
-from hrkd_cli import kd_model, students
+from hrkd_cli import kd_model
+from hrkd_cli.recipes import students
 from hrkd_cli.runs import data_dir
 from hrkd_cli.vocabulary import run_names
 
