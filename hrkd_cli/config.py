@@ -490,6 +490,22 @@ def validate_preset(raw: dict, source: str, overrides: list[str] | None = None) 
         raise HrkdError(format_validation_error(err, source, given)) from None
 
 
+def preset_variant(preset: Preset, updates: dict) -> Preset:
+    """A re-validated copy of ``preset`` with dotted fields replaced, e.g. {"distill.drop": ["comp-agg"]}.
+
+    Going through the JSON dump and validation gives exactly the preset (and preset
+    hash) that ``--set`` overrides on the command line would give.
+    """
+    raw = preset.model_dump(mode="json")
+    for key, value in updates.items():
+        node = raw
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node[part]
+        node[parts[-1]] = value
+    return validate_preset(raw, f"preset {preset.name!r}")
+
+
 def load_preset(name_or_path: str, overrides: list[str] | None = None) -> Preset:
     path = resolve_preset_path(name_or_path)
     try:

@@ -10,7 +10,7 @@ forms h W h^T over F ~ 768 reach large values, and bf16 would make the softmaxes
 over them noisy.
 
 Initialisation follows the released HRKD code (cheneydon/hrkd, models/gnn.py),
-because with the default `frozen` graph mode (SPEC 8.1) the random initial
+because with the default `frozen` graph mode (docs/method.md, Why the published graph is inert) the random initial
 weights alone decide the ratios:
 - GAT W and a: xavier-uniform, gain 1.414 (pyGAT), one matrix per head.
 - W^D_m: xavier-uniform, gain 1.414, over each F x F matrix.
@@ -231,7 +231,7 @@ class HierarchicalRelationalModule(nn.Module):
     forward(prototypes [M+1, D, F]) -> RelationalOutput. Layer 0's graph sees the
     raw embedding prototypes; layer m >= 1's graph sees the aggregated prototypes AP_m.
 
-    `drop` holds ablations (SPEC 5, HRKD Table 4); they are independent switches,
+    `drop` holds ablations (HRKD Table 4; docs/method.md, Ablations); they are independent switches,
     so a progressive row is just their union:
     - "self-attention": RP_m = h_m (no W^D; reference_attention reports I).
     - "comp-agg": AP_m = plain mean of layers 0..m (no W^D, W^H; similarity uniform).
@@ -239,7 +239,7 @@ class HierarchicalRelationalModule(nn.Module):
     - "domain-rel": no graphs; every ratio is 1/D. Loss scale: with ratios 1/D,
       Eq. 17 equals Eq. 5 divided by D, i.e. the same scale as a graph whose
       ratios sum to 1 over domains and the same gamma/D on the prediction loss.
-      The released code instead uses Eq. 5's unit weights (SPEC 8.5): callers that
+      The released code instead uses Eq. 5's unit weights (docs/method.md, Ablations): callers that
       want that check `uses_graph` and call losses.multi_domain_kd_loss.
       Without graphs nothing consumes AP, so no aggregation is computed; similarity
       then reports the parameter-free weights of the other switches (one-hot if

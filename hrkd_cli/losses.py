@@ -59,7 +59,7 @@ def soft_cross_entropy(student_logits, teacher_logits, temperature=1.0,
                        class_reduction="sum", reduction="mean"):
     """Eq. 2: -sum_c softmax(z_T/t)_c log_softmax(z_S/t)_c; logits [B, C].
 
-    class_reduction "mean" divides by C, as the released code does (SPEC 8.4).
+    class_reduction "mean" divides by C, as the released code does (docs/method.md, The distillation losses).
     No t^2 factor (neither the paper nor the released code has one).
     """
     log_p_s = F.log_softmax(student_logits.float() / temperature, dim=-1)

@@ -1,4 +1,4 @@
-"""The `meta` graph training mode (SPEC 8.1, our own extension): a DARTS-style
+"""The `meta` graph training mode (docs/method.md, Objectives for learning the ratios; our own extension): a DARTS-style
 bi-level update of the domain-relational graph's parameters.
 
 Notation. phi = every parameter of ``model.relational`` (GAT weights, W^D, W^H);

@@ -1,7 +1,7 @@
 """Meta-KD (Pan et al., ACL 2021): the meta-teacher and meta-distillation losses.
 
 Read with the paper open (sec. 3.2 meta-teacher learning, sec. 3.3 meta-distillation)
-and SPEC sec. 6, which is the summary to trust where the OCR text is unclear.
+and docs/method.md (Meta-KD), which says how this code reads it where the paper is unclear.
 
 Notation: K domains, C classes, N (or B) examples, H hidden width.
   h(x)    mean-pooled last-layer token embeddings               (sec. 3.2)
@@ -43,7 +43,7 @@ def mean_pooled_embedding(last_hidden, attention_mask):
     """h(x) (Meta-KD sec. 3.2): average of the last-layer token embeddings.
 
     last_hidden [B, L, H], attention_mask [B, L] (1 = real token) -> [B, H].
-    Only real tokens are averaged (SPEC sec. 6). The released code instead drops
+    Only real tokens are averaged (docs/method.md, Meta-KD). The released code instead drops
     [CLS] and averages padding too; pass an all-ones mask to average padding.
     """
     mask = attention_mask.to(last_hidden.dtype).unsqueeze(-1)  # [B, L, 1]
@@ -149,12 +149,12 @@ def weighted_example_mean(per_example_loss, weights):
 
 
 def meta_teacher_loss(logits, labels, t, domain_logits, corrupted_domains, gamma1):
-    """L_MT (Meta-KD sec. 3.2, total meta-teacher loss; SPEC sec. 6).
+    """L_MT (Meta-KD sec. 3.2, total meta-teacher loss).
 
     L_MT = (sum_i t_i * CE_i) / N + gamma1 * L_DA, L_DA averaged over the N examples,
     over the pooled examples of all domains. logits [N, C], labels [N], t [N],
     domain_logits [N, K], corrupted_domains [N]. (The released code also multiplies
-    L_DA by t_i; SPEC weights only the CE.)
+    L_DA by t_i; this code weights only the CE.)
     """
     if gamma1 < 0:
         raise HrkdError(f"Meta-KD gamma1 must be >= 0: got {gamma1}")
@@ -173,7 +173,7 @@ def domain_expertise_weight(t, teacher_prob_of_gold):
     """lambda_i (Meta-KD sec. 3.3, domain-expertise weight).
 
     lambda_i = (1 + t_i) / (exp((1 - p_T(y_i))^2) + 1). The paper writes
-    exp(yhat - y)^2; SPEC sec. 6 reads yhat as the teacher's probability of the
+    exp(yhat - y)^2; docs/method.md (Meta-KD) reads yhat as the teacher's probability of the
     gold class (y = 1 for it), hence (1 - p_T(y_i))^2. Largest for a prototypical
     (t -> 1), correctly predicted (p_T -> 1) example; lambda in [0, 1] for t in [-1, 1].
     """

@@ -176,7 +176,7 @@ def set_dropout(model: nn.Module, enabled: bool) -> None:
 
 
 def uniform_layer_map(teacher_layers: int, student_layers: int) -> list[int]:
-    """Teacher layer n = m * N / M for student layer m = 1..M (SPEC sec. 1)."""
+    """Teacher layer n = m * N / M for student layer m = 1..M (TinyBERT's uniform layer mapping)."""
     if student_layers < 1 or teacher_layers % student_layers != 0:
         raise HrkdError(
             f"student depth {student_layers} does not divide teacher depth {teacher_layers}: "

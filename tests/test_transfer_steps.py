@@ -12,7 +12,8 @@ import pytest
 
 from tiny import tiny_preset_dict
 from cli_run import run_main
-from hrkd_cli.batches import NO_LABEL, Split, load_splits, make_batch, with_transfer
+from hrkd_cli.batches import Split, make_batch, with_transfer
+from hrkd_cli.data.corpus import NO_LABEL
 from hrkd_cli.config import preset_to_toml, validate_preset
 from hrkd_cli.data.store import load_prepared
 from hrkd_cli.errors import HrkdError

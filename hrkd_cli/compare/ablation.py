@@ -43,7 +43,7 @@ GRAPH_ONLY_FIELDS = ("method", "drop", "graph_mode", "graph_lr", "gat_heads", "g
 
 
 def stands_for_domain_rel(r: RunRecord, family: list[RunRecord]) -> bool:
-    """A multi-domain TinyBERT-KD run is HRKD with every switch dropped at the released code's scale (SPEC 5, 8.5):
+    """A multi-domain TinyBERT-KD run is HRKD with every switch dropped at the released code's scale (docs/method.md, Ablations):
     no graph, Eq. 5 with unit weights. It serves an HRKD family whose other settings it shares."""
     ref = family[0]
     return (r.role == "student" and r.method == "multi-domain" and not r.drop and r.data_hash == ref.data_hash

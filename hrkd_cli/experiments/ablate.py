@@ -1,4 +1,4 @@
-"""`hrkd ablate`: HRKD and its ablations (SPEC sec. 5, HRKD Table 4).
+"""`hrkd ablate`: HRKD and its ablations (HRKD Table 4; docs/method.md, Ablations).
 
 Each configuration is HRKD with a set of switches off (``distill.drop``):
 - ``--progressive``: the paper's cumulative order, exactly four configurations,
@@ -17,29 +17,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hrkd_cli.config import Preset
+from hrkd_cli.config import Preset, preset_variant
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.runs import Say
 from hrkd_cli.runtime import Runtime
 from hrkd_cli.vocabulary import ABLATIONS, PROGRESSIVE_ABLATIONS
-
-
-def preset_variant(preset: Preset, updates: dict) -> Preset:
-    """A re-validated copy of ``preset`` with dotted fields replaced, e.g. {"distill.drop": ["comp-agg"]}.
-
-    Going through the JSON dump and validation gives exactly the preset (and preset
-    hash) that ``--set`` overrides on the command line would give.
-    """
-    raw = preset.model_dump(mode="json")
-    for key, value in updates.items():
-        node = raw
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node[part]
-        node[parts[-1]] = value
-    from hrkd_cli.config import validate_preset
-
-    return validate_preset(raw, f"preset {preset.name!r}")
 
 
 def progressive_configs() -> list[tuple[str, ...]]:
@@ -97,7 +79,7 @@ def ablate(preset: Preset, runtime: Runtime, configs: list[tuple[str, ...]], see
 
 
 def is_multi_domain_kd(preset: Preset) -> bool:
-    """HRKD with every switch off at the released code's scale (SPEC 5, 8.5) is plain Eq. 5:
+    """HRKD with every switch off at the released code's scale (docs/method.md, Ablations) is plain Eq. 5:
     no graph, unit domain weights, gamma on the prediction loss; nothing else in the step differs."""
     cfg = preset.distill
     return (cfg.method == "hrkd" and set(cfg.drop) == set(ABLATIONS) and cfg.domain_rel_scale == "eq5"

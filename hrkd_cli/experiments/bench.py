@@ -24,19 +24,16 @@ from rich.table import Table
 from torch.utils.flop_counter import FlopCounterMode
 
 from hrkd_cli.batches import load_splits, make_batch
-from hrkd_cli.checkpoint import save_checkpoint
 from hrkd_cli.config import Preset
 from hrkd_cli.data.store import load_prepared
 from hrkd_cli.events import EventLog, train_scalars
-from hrkd_cli.models import DomainClassifier, count_parameters
-from hrkd_cli.pretrained import load_pretrained_encoder
+from hrkd_cli.experiments.benchkit import alternating_medians, alternating_times, teacher_for_bench
+from hrkd_cli.models import count_parameters
 from hrkd_cli.runs import Say, data_dir
 from hrkd_cli.recipes.distill import step_logs
 from hrkd_cli.recipes.students import distillation_loss, setup
 from hrkd_cli.recipes.prepare import ensure_prepared
-from hrkd_cli.recipes.teach import reusable_teacher
 from hrkd_cli.runtime import Runtime
-from hrkd_cli.vocabulary import teacher_kind
 
 
 def matmul_rate(runtime: Runtime, n: int = 1024, repeats: int = 10) -> float:
@@ -56,45 +53,6 @@ def matmul_rate(runtime: Runtime, n: int = 1024, repeats: int = 10) -> float:
     return 2 * n**3 / statistics.median(times)
 
 
-def alternating_medians(fns: dict, repeats: int, device: torch.device | None = None) -> dict[str, float]:
-    """Median seconds of each callable, after one warm-up call each, timed in turn so that
-    load from other processes falls on all of them alike. On CUDA each call is waited for."""
-    return {k: statistics.median(v) for k, v in alternating_times(fns, repeats, device).items()}
-
-
-def alternating_times(fns: dict, repeats: int, device: torch.device | None = None,
-                      balanced: bool = False) -> dict[str, list[float]]:
-    """alternating_medians' timings, every repeat: entry i of each list comes from the same round.
-    ``balanced`` reverses the order every other round, so that no callable always runs first."""
-    def wait() -> None:
-        if device is not None and device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    for fn in fns.values():
-        fn()
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for i in range(repeats):
-        order = list(fns.items())
-        for k, fn in (order[::-1] if balanced and i % 2 else order):
-            wait()
-            t0 = time.perf_counter()
-            fn()
-            wait()
-            times[k].append(time.perf_counter() - t0)
-    return times
-
-
-def _teacher_for_bench(preset: Preset, data, tmp: Path, say: Say) -> Path:
-    found = reusable_teacher(preset, teacher_kind(preset), data.hash)
-    if found is not None:
-        return found
-    # Speed does not depend on the weights: an untrained teacher of the same architecture will do.
-    say("no trained teacher in the run directory: timing an untrained one of the same architecture")
-    model = DomainClassifier(load_pretrained_encoder(preset.teacher.model, pooler=preset.teacher.head == "pooler"), len(data.domains), len(data.label_names))
-    return save_checkpoint(tmp / "teacher", model, {"role": "teacher", "kind": "bench", "domains": list(data.domains),
-                                                    "label_names": data.label_names, "data_hash": data.hash})
-
-
 # (row name, method, distill.graph) timed side by side in bench_distill
 BENCHED = (("multi-domain", "multi-domain", "paper"), ("hrkd", "hrkd", "paper"), ("hrkd-residual", "hrkd", "residual"),
            ("hrkd-excess", "hrkd", "excess"))
@@ -109,7 +67,7 @@ def bench_distill(preset: Preset, runtime: Runtime, steps: int = 5, say: Say = p
     batch = make_batch([(d, x, list(range(min(b, len(x))))) for d, x in enumerate(train)]).to(runtime.device)
     tokens = int(batch.input_ids.numel())
     with tempfile.TemporaryDirectory() as tmp:
-        teacher_path = _teacher_for_bench(preset, data, Path(tmp), say)
+        teacher_path = teacher_for_bench(preset, data, Path(tmp), say)
         setups = {}
         # Eq. 5, then Eq. 17 with the paper's graph (the preset's graph mode) and with each read-out of ours
         for name, method, graph in BENCHED:

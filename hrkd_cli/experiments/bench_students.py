@@ -3,7 +3,7 @@
 Every shape is a list of `--set` overrides on the preset (STUDENT_SHAPES), so the line that distils it is
 printed with it: `hrkd distill --preset P --set ...`. On one batch (a sub-batch of distill.batch_per_domain
 from each domain's training split, as `hrkd bench distill` uses) the teacher and every student are timed in
-turn (bench.alternating_medians): inference in PyTorch at the run's precision and, where onnxruntime is
+turn (benchkit.alternating_medians): inference in PyTorch at the run's precision and, where onnxruntime is
 installed, the same model exported to ONNX and quantised to dynamic int8 (hrkd_cli/export.py's exporter and
 quantiser) run in ONNX Runtime on the CPU. Speed-ups divide the teacher's PyTorch time by the model's time
 from those same measurements. Timing needs no trained weights: without a trained teacher an untrained one of
@@ -37,7 +37,7 @@ from hrkd_cli.errors import HrkdError
 from hrkd_cli.evaluation import accuracy, domain_heads, scores_with_average
 from hrkd_cli.fsio import read_json_if_present
 from hrkd_cli.models import DomainClassifier, count_parameters
-from hrkd_cli.experiments.bench import _teacher_for_bench, alternating_medians
+from hrkd_cli.experiments.benchkit import alternating_medians, teacher_for_bench
 from hrkd_cli.runs import Say, data_dir, run_dir
 from hrkd_cli.recipes.prepare import ensure_prepared
 from hrkd_cli.recipes.students import setup
@@ -221,7 +221,7 @@ def bench_students(preset: Preset, runtime: Runtime, steps: int = 5, shapes=None
     models: dict[str, DomainClassifier] = {}
     int8: dict[str, object] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        teacher_path = _teacher_for_bench(preset, data, Path(tmp), say)
+        teacher_path = teacher_for_bench(preset, data, Path(tmp), say)
         teacher_record = read_json_if_present(teacher_path / "run.json")  # None for the untrained stand-in
         for name, _, p in shaped:
             # Timing needs no general stage: build the shape's student as it starts task distillation.

@@ -1,4 +1,4 @@
-"""`hrkd fewshot`: the few-shot study of HRKD sec. 3.5 (Figure 2), SPEC sec. 7.
+"""`hrkd fewshot`: the few-shot study of HRKD sec. 3.5 (Figure 2); docs/usage.md, Few-shot.
 
 Each point of the study is a :class:`Sample`: a rate r (percent of each
 domain's seeded training split, ``--rates``) or a count N (training examples per
@@ -25,7 +25,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from hrkd_cli.config import Preset
+from hrkd_cli.config import Preset, preset_variant
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.parsing import comma_items
 from hrkd_cli.runs import Say
@@ -143,8 +143,6 @@ def rate_dir(run_dir: Path | str, rate) -> Path:
 
 def rate_preset(preset: Preset, rate) -> Preset:
     """The preset of one point (a rate in percent, or a Sample): its sample of the data, its own run directory."""
-    from hrkd_cli.experiments.ablate import preset_variant
-
     sample = as_sample(rate)
     updates: dict = {"run_dir": str(rate_dir(preset.run_dir, sample))}
     if sample.counts is not None:
@@ -158,8 +156,6 @@ def rate_preset(preset: Preset, rate) -> Preset:
 
 
 def method_preset(preset: Preset, method: str) -> Preset:
-    from hrkd_cli.experiments.ablate import preset_variant
-
     return preset_variant(preset, {"distill.method": method, "distill.teacher_kind": "auto", "distill.drop": [],
                                    "teacher.exclude_domain": ""})
 

@@ -1,4 +1,4 @@
-"""`hrkd distill --method meta-kd | mtn-kd`: the Meta-KD and multi-teacher baselines (SPEC sec. 6).
+"""`hrkd distill --method meta-kd | mtn-kd`: the Meta-KD and multi-teacher baselines (docs/method.md, Meta-KD).
 
 Both train one student per domain on that domain's data only (like method
 "tinybert") and save a group checkpoint and a run record with the same layout
@@ -30,7 +30,7 @@ mtn-kd (Meta-KD sec. 4.2, "Multi-teachers", after You et al. 2017), teachers: th
   per-teacher MSEs); its student is initialised from the first teacher's layers.
 
 distill.metakd.stages, for both methods:
-  "one" (default): every term at every step (the paper's formula, SPEC 8.6).
+  "one" (default): every term at every step (the formula of Meta-KD sec. 3.3).
   "two": intermediate layers (embd, attn, hidn and, for meta-kd, tkd) during the
     first half of the distill.epochs budget, then the prediction layer during the
     second half (TinyBERT; the released Meta-KD code; Meta-KD's MTN-KD). The

@@ -1,4 +1,4 @@
-"""`hrkd distill`: compress a teacher into a student (SPEC sec. 2-5, 8).
+"""`hrkd distill`: compress a teacher into a student (HRKD Eq. 1-17; docs/method.md).
 
 Methods:
 - tinybert: one student per domain from that domain's teacher (single-domain TinyBERT-KD)

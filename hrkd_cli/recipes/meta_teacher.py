@@ -1,4 +1,4 @@
-"""`hrkd teach --kind meta`: Meta-KD's meta-teacher (Pan et al., ACL 2021, sec. 3.2; SPEC sec. 6).
+"""`hrkd teach --kind meta`: Meta-KD's meta-teacher (Pan et al., ACL 2021, sec. 3.2; docs/method.md, Meta-KD).
 
 One BERT encoder with one classification head, fine-tuned on the training data
 of every domain pooled (like BERT-mix), with two additions:
@@ -27,7 +27,6 @@ encoder against its own class prototypes plus the seen domains' prototypes
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -48,6 +47,7 @@ from hrkd_cli.metakd import (
     TransferableKnowledge,
     class_prototypes,
     corrupt_domain_labels,
+    load_prototype_scores,
     mean_pooled_embedding,
     meta_teacher_loss,
     prototype_scores,

@@ -1,4 +1,4 @@
-"""`hrkd prepare`: read a source, split it per domain (SPEC sec. 7), tokenise once, save; with transfer settings
+"""`hrkd prepare`: read a source, split it per domain (docs/usage.md, Your own data), tokenise once, save; with transfer settings
 also the transfer set the students distil on (docs/transfer.md)."""
 
 from __future__ import annotations

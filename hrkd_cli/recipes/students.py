@@ -170,7 +170,7 @@ def setup(preset: Preset, runtime: Runtime, teacher_path: Path, domains: list[st
         relational = HierarchicalRelationalModule(
             **relational_settings(cfg, scfg.num_hidden_layers, len(domains), tcfg.hidden_size))
         if cfg.graph_mode != "joint":
-            # frozen: the released code never optimises the graph (SPEC 8.1). meta: updated only by
+            # frozen: the released code never optimises the graph (docs/method.md, Why the published graph is inert). meta: updated only by
             # MetaGraphUpdate, which switches gradients on inside its own passes.
             for p in relational.parameters():
                 p.requires_grad_(False)

@@ -1,4 +1,4 @@
-"""`hrkd teach`: fine-tune the teachers of HRKD Tables 2 and 3 (SPEC sec. 6).
+"""`hrkd teach`: fine-tune the teachers of HRKD Tables 2 and 3 (docs/method.md, Teachers).
 
 - single: one model per domain, trained on that domain alone (BERT-single)
 - mix: one model with one head on all domains pooled (BERT-mix)
@@ -105,7 +105,7 @@ def train_classifier(
         with runtime.autocast():
             logits = net(b.input_ids, b.attention_mask, b.token_type_ids, b.domain_sizes).logits
         per_domain = torch.stack([F.cross_entropy(logits[sl], b.labels[sl]) for _, sl in b.slices()])
-        # HRKD-teacher sums the per-domain losses (SPEC sec. 6); mtl averages them.
+        # HRKD-teacher sums the per-domain losses (docs/method.md, Teachers); mtl averages them.
         loss = per_domain.sum() if kind == "multi-domain" else per_domain.mean()
         logs = {"loss": float(all_reduce_mean_detached(loss, runtime))}
         logged = step % cfg.log_every == 0 or step == total - 1

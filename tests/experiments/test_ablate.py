@@ -7,7 +7,8 @@ import pytest
 from hrkd_cli.vocabulary import ABLATIONS
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.fsio import read_json_if_present
-from hrkd_cli.experiments.ablate import ablate, ablation_configs, ablation_results, parse_drop, preset_variant, progressive_configs
+from hrkd_cli.config import preset_variant
+from hrkd_cli.experiments.ablate import ablate, ablation_configs, ablation_results, parse_drop, progressive_configs
 
 PAPER_ORDER = [
     ("self-attention",),
@@ -39,14 +40,6 @@ def test_drop_parsing():
         ablation_configs(["attention"], False)
     with pytest.raises(HrkdError, match="nothing to ablate"):
         ablation_configs([], False)
-
-
-def test_preset_variant_revalidates_and_keeps_the_original(tiny_preset):
-    p = tiny_preset()
-    q = preset_variant(p, {"distill.drop": ["comp-agg"], "distill.method": "hrkd"})
-    assert q.distill.drop == ["comp-agg"] and p.distill.drop == []
-    with pytest.raises(HrkdError, match="unknown ablation"):
-        preset_variant(p, {"distill.drop": ["bogus"]})
 
 
 def test_progressive_runs_exactly_the_paper_configurations(tiny_preset, cpu_runtime):

@@ -10,7 +10,8 @@ import pytest
 
 from hrkd_cli.data.store import load_prepared
 from hrkd_cli.experiments import bench_students as BS
-from hrkd_cli.experiments.bench import alternating_medians, alternating_times, bench_distill, bench_table
+from hrkd_cli.experiments.bench import bench_distill, bench_table
+from hrkd_cli.experiments.benchkit import alternating_medians, alternating_times
 from hrkd_cli.runs import data_dir
 from hrkd_cli.recipes.prepare import ensure_prepared
 
