@@ -7,9 +7,9 @@ from pathlib import Path
 import torch
 
 from hrkd_cli.batches import Split, make_batch
-from hrkd_cli.checkpoint import load_classifier, members, read_meta
+from hrkd_cli.model.checkpoint import load_classifier, members, read_meta
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.models import DomainClassifier
+from hrkd_cli.model.classifier import DomainClassifier
 from hrkd_cli.runtime import Runtime, all_reduce_mean_detached
 
 

@@ -31,11 +31,11 @@ from torch import nn
 from transformers import (AutoConfig, AutoModelForSequenceClassification, AutoModelForTokenClassification,
                           BertForSequenceClassification, BertForTokenClassification, PreTrainedModel, pipeline)
 
-from hrkd_cli.checkpoint import load_classifier, members, replace_dir, staging_dir
+from hrkd_cli.model.checkpoint import load_classifier, members, replace_dir, staging_dir
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.fsio import read_json
-from hrkd_cli.models import DomainClassifier, weights_mismatch
-from hrkd_cli.pretrained import load_tokenizer
+from hrkd_cli.model.classifier import DomainClassifier, weights_mismatch
+from hrkd_cli.model.pretrained import load_tokenizer
 
 EXPORT_FORMAT = "hrkd-export/1"
 EXPORT_FILE = "hrkd_export.json"  # marks an exported folder; `hrkd predict` reads its settings from it

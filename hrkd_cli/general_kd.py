@@ -28,9 +28,9 @@ from torch import nn
 from hrkd_cli.batches import Batch, Split, make_batch
 from hrkd_cli.config import Preset
 from hrkd_cli.errors import RunError
-from hrkd_cli.losses import DomainLosses
-from hrkd_cli.models import DomainClassifier, Projections
-from hrkd_cli.kd_model import Teachers, domain_losses
+from hrkd_cli.model.losses import DomainLosses
+from hrkd_cli.model.classifier import DomainClassifier, Projections
+from hrkd_cli.model.kd_model import Teachers, domain_losses
 from hrkd_cli.runtime import Runtime
 from hrkd_cli.sampling import StepSchedule
 from hrkd_cli.trainer import adamw, console, linear_warmup_decay

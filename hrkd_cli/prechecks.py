@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from hrkd_cli.config import Preset
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.models import uniform_layer_map
-from hrkd_cli.pretrained import load_bert_config
+from hrkd_cli.model.classifier import uniform_layer_map
+from hrkd_cli.model.pretrained import load_bert_config
 from hrkd_cli.runs import check_seq_length
 
 

@@ -18,7 +18,7 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from hrkd_cli.checkpoint import optimizer_from_tensors, optimizer_to_tensors
+from hrkd_cli.model.checkpoint import optimizer_from_tensors, optimizer_to_tensors
 from hrkd_cli.errors import HrkdError, RunError
 from hrkd_cli.events import EventLog, opened
 from hrkd_cli.runtime import Runtime
@@ -124,7 +124,7 @@ def resume_parts(out, parts: list[str], resume: bool) -> dict[str, bool]:
     in its third domain continues there; with no checkpoint under ``out`` at all it is an error."""
     from pathlib import Path
 
-    from hrkd_cli.checkpoint import recover_dir
+    from hrkd_cli.model.checkpoint import recover_dir
 
     if not resume:
         return dict.fromkeys(parts, False)
@@ -143,7 +143,7 @@ def resume_from(out, optimizers: dict, schedulers: dict, load_weights: Callable)
     schedulers, RNG and the logged steps. A swap killed half-way is repaired first."""
     from pathlib import Path
 
-    from hrkd_cli.checkpoint import INCOMPLETE, read_json, read_tensors, recover_dir
+    from hrkd_cli.model.checkpoint import INCOMPLETE, read_json, read_tensors, recover_dir
 
     last = Path(out) / "last"
     recover_dir(last)

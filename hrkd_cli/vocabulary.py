@@ -17,7 +17,7 @@ TEACHER_KINDS = ("single", "mix", "mtl", "multi-domain", "meta")
 ABLATIONS = ("self-attention", "comp-agg", "hierarchical", "domain-rel")
 # The paper's cumulative order (HRKD Table 4).
 PROGRESSIVE_ABLATIONS = ABLATIONS
-# The relational read-outs (hrkd_cli/graph.py): "paper" is Eq. 7-12 as published, the others are this project's.
+# The relational read-outs (hrkd_cli/model/graph.py): "paper" is Eq. 7-12 as published, the others are this project's.
 GRAPHS = ("paper", "residual", "excess")
 
 # The method's name in a row: "<teacher> -(<method>)-> BERT_S".

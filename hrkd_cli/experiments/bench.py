@@ -28,7 +28,7 @@ from hrkd_cli.config import Preset
 from hrkd_cli.data.store import load_prepared
 from hrkd_cli.events import EventLog, train_scalars
 from hrkd_cli.experiments.benchkit import alternating_medians, alternating_times, teacher_for_bench
-from hrkd_cli.models import count_parameters
+from hrkd_cli.model.classifier import count_parameters
 from hrkd_cli.runs import Say, data_dir
 from hrkd_cli.recipes.distill import step_logs
 from hrkd_cli.recipes.students import distillation_loss, setup

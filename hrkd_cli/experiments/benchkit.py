@@ -8,10 +8,10 @@ from pathlib import Path
 
 import torch
 
-from hrkd_cli.checkpoint import save_checkpoint
+from hrkd_cli.model.checkpoint import save_checkpoint
 from hrkd_cli.config import Preset
-from hrkd_cli.models import DomainClassifier
-from hrkd_cli.pretrained import load_pretrained_encoder
+from hrkd_cli.model.classifier import DomainClassifier
+from hrkd_cli.model.pretrained import load_pretrained_encoder
 from hrkd_cli.recipes.teach import reusable_teacher
 from hrkd_cli.runs import Say
 from hrkd_cli.vocabulary import teacher_kind

@@ -90,7 +90,7 @@ def case_study_section(records: list[RunRecord], seed: int = 0) -> list[str]:
         return []
     lines = ["## Case study: ratios of one example per domain (HRKD Tables 5 and 6 layout)", ""]
     try:
-        from hrkd_cli.checkpoint import read_meta
+        from hrkd_cli.model.checkpoint import read_meta
         from hrkd_cli.data.store import load_prepared
         from hrkd_cli.recipes.inspect_ratios import example_ratios, ratio_log, resolve_checkpoint, sample_examples
 
@@ -117,7 +117,7 @@ def case_study_section(records: list[RunRecord], seed: int = 0) -> list[str]:
     uniform = float((rel.ratios - 1.0 / rel.ratios.shape[1]).abs().max()) < 5e-3
     if uniform:
         lines += ["In eval mode the domain-relational ratios are (nearly) uniform, as expected of a frozen random "
-                  "graph without dropout (see `hrkd_cli/graph.py`); the ratios logged during training are below.", ""]
+                  "graph without dropout (see `hrkd_cli/model/graph.py`); the ratios logged during training are below.", ""]
     if log:
         domains = meta["domains"]
         last, first = log[-1], log[0]

@@ -50,14 +50,14 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from hrkd_cli.batches import Batch, load_splits, make_batch
-from hrkd_cli.checkpoint import INCOMPLETE, load_extras, read_meta, read_tensors, save_checkpoint
+from hrkd_cli.model.checkpoint import INCOMPLETE, load_extras, read_meta, read_tensors, save_checkpoint
 from hrkd_cli.config import Preset
 from hrkd_cli.data.store import load_prepared
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.evaluation import evaluate_model
 from hrkd_cli.events import event_log
 from hrkd_cli.fsio import read_json, read_json_if_present
-from hrkd_cli.metakd import (
+from hrkd_cli.model.metakd import (
     TransferableKnowledge,
     domain_expertise_weight,
     gold_probability,
@@ -67,10 +67,10 @@ from hrkd_cli.metakd import (
     meta_distillation_loss,
     transferable_knowledge_loss,
 )
-from hrkd_cli.models import EncoderOutput
+from hrkd_cli.model.classifier import EncoderOutput
 from hrkd_cli import transfer_steps
 from hrkd_cli.runs import Say, data_dir, fit_record
-from hrkd_cli.kd_model import DistillationModel, Teachers, domain_losses
+from hrkd_cli.model.kd_model import DistillationModel, Teachers, domain_losses
 from hrkd_cli.recipes.students import (
     claim_student_dir,
     ensure_teacher,

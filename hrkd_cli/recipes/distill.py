@@ -22,14 +22,14 @@ import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from hrkd_cli.batches import Batch, load_splits
-from hrkd_cli.checkpoint import members, save_checkpoint
+from hrkd_cli.model.checkpoint import members, save_checkpoint
 from hrkd_cli.config import Preset
 from hrkd_cli.data.store import load_prepared
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.evaluation import evaluate_model
 from hrkd_cli.events import event_log
-from hrkd_cli.graph import layer_losses
-from hrkd_cli.losses import DomainLosses
+from hrkd_cli.model.graph import layer_losses
+from hrkd_cli.model.losses import DomainLosses
 from hrkd_cli import transfer_steps
 from hrkd_cli.recipes.baselines import distill_baseline
 from hrkd_cli.runs import Say, data_dir, fit_record
@@ -73,7 +73,7 @@ def train_student(preset: Preset, runtime: Runtime, out: Path, teacher_path: Pat
     optimizers, schedulers = {"main": optimizer}, {"main": scheduler}
     meta_graph = heldout_at = val_loss = None
     if model.relational is not None and cfg.graph_mode == "meta":
-        from hrkd_cli.meta_graph import MetaGraphUpdate
+        from hrkd_cli.model.meta_graph import MetaGraphUpdate
 
         meta_graph = MetaGraphUpdate(model, cfg.graph_lr)
         optimizers["graph"] = meta_graph.optimizer

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hrkd_cli.batches import load_splits
-from hrkd_cli.checkpoint import read_meta, write_json_atomic
+from hrkd_cli.model.checkpoint import read_meta, write_json_atomic
 from hrkd_cli.data.store import load_prepared
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.evaluation import evaluate_checkpoint

@@ -9,7 +9,7 @@
 
 The module runs in eval mode (no dropout), so (b) is deterministic. With the
 `frozen` graph mode the second GAT layer often yields exactly uniform ratios in
-eval mode (see hrkd_cli/graph.py); the log in (a) was recorded in train mode.
+eval mode (see hrkd_cli/model/graph.py); the log in (a) was recorded in train mode.
 """
 
 from __future__ import annotations
@@ -22,15 +22,15 @@ import torch
 from rich.table import Table
 
 from hrkd_cli.batches import Split, load_splits, make_batch
-from hrkd_cli.checkpoint import load_classifier, load_extras, read_meta
+from hrkd_cli.model.checkpoint import load_classifier, load_extras, read_meta
 from hrkd_cli.data.store import load_prepared
 from hrkd_cli.data.tabular import jsonl_objects
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.fsio import read_json_if_present
-from hrkd_cli.graph import HierarchicalRelationalModule, prototype_sum_and_count
-from hrkd_cli.models import Projections
+from hrkd_cli.model.graph import HierarchicalRelationalModule, prototype_sum_and_count
+from hrkd_cli.model.classifier import Projections
 from hrkd_cli.parsing import comma_items
-from hrkd_cli.pretrained import load_tokenizer
+from hrkd_cli.model.pretrained import load_tokenizer
 from hrkd_cli.runs import Say
 from hrkd_cli.runtime import requires_grad
 from hrkd_cli.tables import print_table

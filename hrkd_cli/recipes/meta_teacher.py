@@ -15,7 +15,7 @@ of every domain pooled (like BERT-mix), with two additions:
   ``extras.safetensors`` (prefix ``transferable.``) so that meta-distillation
   can compute the teacher's transferable-knowledge vector.
 
-Loss per step: (sum_i t_i CE_i) / N + gamma1 * L_DA (hrkd_cli.metakd.meta_teacher_loss).
+Loss per step: (sum_i t_i CE_i) / N + gamma1 * L_DA (hrkd_cli.model.metakd.meta_teacher_loss).
 
 With ``teacher.exclude_domain`` the teacher is trained on the other domains only:
 their scores use only their own prototypes (K - 1 domains), so nothing of the
@@ -35,13 +35,13 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from hrkd_cli.batches import Split, load_splits, make_batch
-from hrkd_cli.checkpoint import (load_classifier, load_extras, recover_dir,
+from hrkd_cli.model.checkpoint import (load_classifier, load_extras, recover_dir,
                                  save_checkpoint, save_group, weights_fingerprint)
 from hrkd_cli.config import Preset
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.evaluation import evaluate_checkpoint, evaluate_model
 from hrkd_cli.events import event_log
-from hrkd_cli.metakd import (
+from hrkd_cli.model.metakd import (
     EXTRAS_PREFIX,
     PROTOTYPE_FILE,
     TransferableKnowledge,
@@ -54,8 +54,8 @@ from hrkd_cli.metakd import (
     save_prototype_scores,
     transferable_extras,
 )
-from hrkd_cli.models import DomainClassifier, set_dropout
-from hrkd_cli.pretrained import load_pretrained_encoder, load_tokenizer
+from hrkd_cli.model.classifier import DomainClassifier, set_dropout
+from hrkd_cli.model.pretrained import load_pretrained_encoder, load_tokenizer
 from hrkd_cli.runs import (
     Say, check_seq_length, fit_record, meta_data_dir, resumed_time, score_test, teacher_dir,
     teacher_hash, write_run_record,

@@ -11,7 +11,7 @@ from hrkd_cli.data.augment import mark_replacements
 from hrkd_cli.data.unlabeled import file_sha256
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.fsio import read_json_if_present, write_json_atomic
-from hrkd_cli.pretrained import load_tokenizer
+from hrkd_cli.model.pretrained import load_tokenizer
 from hrkd_cli.runs import Say, data_dir
 from hrkd_cli.runtime import Runtime, barrier
 
@@ -40,7 +40,7 @@ def prepare(preset: Preset, say: Say = print) -> dict:
 def teacher_input_embeddings(preset: Preset):
     """The word-embedding matrix of the model the teacher starts from (teacher.model), which augmentation
     searches for neighbours: fine-tuning barely moves it, and the teacher need not exist yet."""
-    from hrkd_cli.pretrained import load_pretrained_encoder
+    from hrkd_cli.model.pretrained import load_pretrained_encoder
 
     return load_pretrained_encoder(preset.teacher.model).embeddings.word_embeddings.weight.detach()
 

@@ -17,19 +17,19 @@ import torch
 from torch import nn
 
 from hrkd_cli.batches import Batch, load_splits, make_batch
-from hrkd_cli.checkpoint import load_classifier, load_extras, save_group, weights_fingerprint
+from hrkd_cli.model.checkpoint import load_classifier, load_extras, save_group, weights_fingerprint
 from hrkd_cli.config import Preset
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.evaluation import evaluate_checkpoint
 from hrkd_cli.fsio import read_json_if_present
-from hrkd_cli.graph import HierarchicalRelationalModule
-from hrkd_cli.models import Projections, set_dropout, uniform_layer_map
-from hrkd_cli.pretrained import load_tokenizer
+from hrkd_cli.model.graph import HierarchicalRelationalModule
+from hrkd_cli.model.classifier import Projections, set_dropout, uniform_layer_map
+from hrkd_cli.model.pretrained import load_tokenizer
 from hrkd_cli import transfer_steps
 from hrkd_cli.runs import (Say, check_seq_length, resumed_time, run_dir, score_test,
                                     write_run_record)
 from hrkd_cli.general_kd import general_distillation
-from hrkd_cli.kd_model import (
+from hrkd_cli.model.kd_model import (
     DistillationModel,
     Teachers,
     build_student,

@@ -21,14 +21,14 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from hrkd_cli.batches import Split, load_splits, make_batch
-from hrkd_cli.checkpoint import load_classifier, read_meta, save_checkpoint, save_group, weights_fingerprint
+from hrkd_cli.model.checkpoint import load_classifier, read_meta, save_checkpoint, save_group, weights_fingerprint
 from hrkd_cli.config import Preset
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.evaluation import evaluate_checkpoint, evaluate_model
 from hrkd_cli.events import event_log
 from hrkd_cli.fsio import read_json_if_present
-from hrkd_cli.models import DomainClassifier, set_dropout
-from hrkd_cli.pretrained import load_pretrained_encoder, load_tokenizer
+from hrkd_cli.model.classifier import DomainClassifier, set_dropout
+from hrkd_cli.model.pretrained import load_pretrained_encoder, load_tokenizer
 from hrkd_cli.runs import (
     Say, fit_record, resumed_time, score_test, teacher_dir, write_run_record,
     check_seq_length, meta_data_dir, teacher_hash,

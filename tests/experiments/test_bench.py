@@ -125,7 +125,7 @@ def test_bench_students_leaves_out_onnx_without_onnxruntime(tiny_preset, cpu_run
 def test_shipped_shapes_build_on_a_minilm_shaped_teacher():
     """The shipped shapes are valid presets, and fit a 6-layer, 12-head teacher's layer map and heads."""
     from hrkd_cli.config import load_preset
-    from hrkd_cli.models import uniform_layer_map
+    from hrkd_cli.model.classifier import uniform_layer_map
 
     base = load_preset("amazon-cpu")
     assert [n for n, _ in BS.STUDENT_SHAPES] == ["preset", "2 layers", "1 layer", "narrow"]

@@ -4,14 +4,14 @@ import shutil
 import pytest
 import torch
 
-from hrkd_cli.checkpoint import load_extras, members, read_meta
+from hrkd_cli.model.checkpoint import load_extras, members, read_meta
 from hrkd_cli.data.store import load_prepared
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.evaluation import evaluate_checkpoint
 from hrkd_cli.batches import load_splits, make_batch
 from hrkd_cli.recipes import distill as D
-from hrkd_cli.losses import DomainLosses, hrkd_loss
-from hrkd_cli import kd_model
+from hrkd_cli.model.losses import DomainLosses, hrkd_loss
+from hrkd_cli.model import kd_model
 from hrkd_cli.recipes import students
 from hrkd_cli.runs import data_dir
 from hrkd_cli.vocabulary import run_names
@@ -45,7 +45,7 @@ def test_baseline_kd_methods(tiny_preset, cpu_runtime, method, row):
 
 def test_frozen_graph_never_changes_but_passes_gradient(tiny_preset, cpu_runtime):
     # GAT dropout on (the released code's 0.1): without it the second GAT layer of a random
-    # graph usually yields exactly uniform ratios with zero gradient (see hrkd_cli/graph.py).
+    # graph usually yields exactly uniform ratios with zero gradient (see hrkd_cli/model/graph.py).
     p = tiny_preset()
     out = D.distill(p, cpu_runtime, **quiet)
     data = load_prepared(data_dir(p))

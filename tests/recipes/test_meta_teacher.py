@@ -7,16 +7,16 @@ import torch
 import torch.nn.functional as F
 
 from tiny import tiny_preset_dict
-from hrkd_cli import metakd
+from hrkd_cli.model import metakd
 from hrkd_cli.batches import load_splits, make_batch
-from hrkd_cli.checkpoint import load_classifier, load_extras, members, read_meta
+from hrkd_cli.model.checkpoint import load_classifier, load_extras, members, read_meta
 from hrkd_cli.config import validate_preset
 from hrkd_cli.data.store import load_prepared
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.pretrained import load_pretrained_encoder
+from hrkd_cli.model.pretrained import load_pretrained_encoder
 from hrkd_cli.recipes import meta_teacher as MT
 from hrkd_cli.runs import data_dir, teacher_dir
-from hrkd_cli.kd_model import Teachers
+from hrkd_cli.model.kd_model import Teachers
 from hrkd_cli.recipes.teach import reusable_teacher, teach
 from hrkd_cli.runtime import setup
 

@@ -12,7 +12,7 @@ from hrkd_cli.data.store import load_prepared
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.fsio import read_json_if_present
 from hrkd_cli.recipes import distill as D
-from hrkd_cli import kd_model
+from hrkd_cli.model import kd_model
 from hrkd_cli.recipes import students
 from hrkd_cli.runs import data_dir
 from hrkd_cli.recipes.inspect_ratios import inspect_ratios
@@ -70,7 +70,7 @@ def test_new_graphs_respond_to_the_domains(tiny_preset, cpu_runtime, graph):
 
 
 def test_excess_running_loss_survives_a_resume(tiny_preset, cpu_runtime):
-    from hrkd_cli.checkpoint import load_extras
+    from hrkd_cli.model.checkpoint import load_extras
 
     run = D.distill(tiny_preset(distill={**EXACT, "graph": "excess"}), cpu_runtime, **quiet)
     extras = load_extras(run / "last")
@@ -114,7 +114,7 @@ def test_meta_run_with_dev_objective_trains_the_graph(tiny_preset, cpu_runtime):
     run = D.distill(tiny_preset(distill={"graph_mode": "meta", "graph": "residual"}), cpu_runtime, **quiet)
     log = log_of(run)
     assert all("meta_val_loss" in e for e in log)
-    from hrkd_cli.checkpoint import load_extras
+    from hrkd_cli.model.checkpoint import load_extras
 
     first = students.setup(tiny_preset(distill={"graph_mode": "meta", "graph": "residual"}), cpu_runtime,
                     read_json_if_present(run / "run.json")["teacher"], ["books", "films", "gadgets"],

@@ -11,14 +11,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from hrkd_cli import losses
+from hrkd_cli.model import losses
 from hrkd_cli.batches import Batch
-from hrkd_cli.checkpoint import load_classifier, members
+from hrkd_cli.model.checkpoint import load_classifier, members
 from hrkd_cli.config import Preset
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.graph import HierarchicalRelationalModule, prototype_sum_and_count
-from hrkd_cli.models import DomainClassifier, EncoderOutput, Projections, random_student, student_from_teacher_layers
-from hrkd_cli.pretrained import load_pretrained_encoder
+from hrkd_cli.model.graph import HierarchicalRelationalModule, prototype_sum_and_count
+from hrkd_cli.model.classifier import DomainClassifier, EncoderOutput, Projections, random_student, student_from_teacher_layers
+from hrkd_cli.model.pretrained import load_pretrained_encoder
 from hrkd_cli.runtime import Runtime, RngState, all_reduce_sum, requires_grad
 
 

@@ -26,7 +26,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from hrkd_cli.checkpoint import load_extras, members, read_meta, read_tensors
+from hrkd_cli.model.checkpoint import load_extras, members, read_meta, read_tensors
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.fsio import replacing
 

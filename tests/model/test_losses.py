@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from hrkd_cli.losses import (DomainLosses, attention_loss, embedding_loss, hidden_loss,
+from hrkd_cli.model.losses import (DomainLosses, attention_loss, embedding_loss, hidden_loss,
                              hrkd_loss, multi_domain_kd_loss, soft_cross_entropy)
 
 

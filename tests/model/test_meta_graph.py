@@ -1,4 +1,4 @@
-"""The `meta` graph mode (hrkd_cli/meta_graph.py) on a tiny stand-in for DistillationModel.
+"""The `meta` graph mode (hrkd_cli/model/meta_graph.py) on a tiny stand-in for DistillationModel.
 
 The stand-in has what MetaGraphUpdate relies on: `student` and `projections`
 (theta), `relational` (phi, producing softmax ratios over domains from
@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from hrkd_cli.meta_graph import MetaGraphUpdate, ParamList, all_reduce_mean_
+from hrkd_cli.model.meta_graph import MetaGraphUpdate, ParamList, all_reduce_mean_
 from hrkd_cli.runtime import Runtime
 
 D, B, IN, HID, FEAT = 3, 4, 3, 5, 4

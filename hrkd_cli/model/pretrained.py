@@ -13,10 +13,10 @@ from pathlib import Path
 
 from transformers import AutoConfig, AutoModel, AutoTokenizer, BertConfig, BertModel
 
-from hrkd_cli.checkpoint import load_classifier, members
+from hrkd_cli.model.checkpoint import load_classifier, members
 from hrkd_cli.config import EMBEDDED_TEACHER
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.models import SCORES_ATTENTION, weights_mismatch
+from hrkd_cli.model.classifier import SCORES_ATTENTION, weights_mismatch
 
 
 def resolve_model_source(name: str) -> str:

@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from hrkd_cli.checkpoint import (
+from hrkd_cli.model.checkpoint import (
     load_classifier,
     members,
     optimizer_from_tensors,
@@ -116,7 +116,7 @@ def test_a_damaged_checkpoint_is_one_line_naming_the_file(tmp_path, capsys, monk
     f = tmp_path / "ck" / name
     f.write_bytes(f.read_bytes()[: len(f.read_bytes()) // 2])
     if name == "extras.safetensors":
-        from hrkd_cli.checkpoint import load_extras
+        from hrkd_cli.model.checkpoint import load_extras
 
         with pytest.raises(HrkdError, match=f"{f}: damaged safetensors file"):
             load_extras(tmp_path / "ck")

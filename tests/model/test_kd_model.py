@@ -5,8 +5,8 @@ import pytest
 import torch
 from transformers import BertModel
 
-from hrkd_cli.models import DomainClassifier
-from hrkd_cli.kd_model import build_student
+from hrkd_cli.model.classifier import DomainClassifier
+from hrkd_cli.model.kd_model import build_student
 from tiny import tiny_bert_config
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.metakd import (
+from hrkd_cli.model.metakd import (
     TransferableKnowledge,
     class_prototypes,
     corrupt_domain_labels,

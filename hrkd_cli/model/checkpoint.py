@@ -27,7 +27,7 @@ from transformers import BertConfig
 
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.fsio import read_json, write_json_atomic
-from hrkd_cli.models import HEADS, DomainClassifier, encoder_from_config, weights_mismatch
+from hrkd_cli.model.classifier import HEADS, DomainClassifier, encoder_from_config, weights_mismatch
 
 FORMAT = "hrkd-checkpoint/1"
 META = "hrkd.json"

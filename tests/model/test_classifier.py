@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.models import (
+from hrkd_cli.model.classifier import (
     DomainClassifier,
     Projections,
     random_student,
@@ -46,7 +46,7 @@ def test_without_attentions_the_same_outputs_come_from_sdpa():
 
 def test_inference_without_attentions_runs_sdpa_on_the_cpu(monkeypatch):
     """No gradient and no attentions asked: SDPA (faster there); training keeps the explicit product."""
-    import hrkd_cli.models as models
+    import hrkd_cli.model.classifier as models
 
     calls = []
     real = models.sdpa_attention_forward
