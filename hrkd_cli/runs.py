@@ -54,7 +54,7 @@ def score_test(out: Path, data, domains: list[str], runtime) -> dict[str, float]
     Every finished teacher and student run scores test through here, so each also leaves its per-example
     predictions (argmax) beside run.json as predictions.json (hrkd_cli.predictions), written before run.json."""
     from hrkd_cli.batches import load_splits
-    from hrkd_cli.evaluation import checkpoint_predictions, scores_of
+    from hrkd_cli.train.evaluation import checkpoint_predictions, scores_of
     from hrkd_cli.predictions import PREDICTIONS, predictions_record
 
     splits = load_splits(data, "test", domains)

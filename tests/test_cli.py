@@ -317,7 +317,7 @@ def test_a_non_finite_loss_is_a_failed_run_exit_1(tmp_path, tiny_teacher_dir, ca
 
     from hrkd_cli.errors import RunError
     from hrkd_cli.runtime import setup
-    from hrkd_cli.trainer import fit
+    from hrkd_cli.train.trainer import fit
 
     w = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.SGD([w], lr=0.1)

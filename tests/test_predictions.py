@@ -7,7 +7,7 @@ import torch
 
 from hrkd_cli.batches import Split
 from hrkd_cli.model.checkpoint import save_checkpoint
-from hrkd_cli.evaluation import checkpoint_predictions, domain_accuracy, domain_predictions, evaluate_checkpoint
+from hrkd_cli.train.evaluation import checkpoint_predictions, domain_accuracy, domain_predictions, evaluate_checkpoint
 from hrkd_cli.predictions import PREDICTIONS, read_predictions
 from hrkd_cli.runs import score_test
 from tiny import tiny_classifier

@@ -11,7 +11,7 @@ from rich.console import Console
 
 from hrkd_cli.batches import load_splits
 from hrkd_cli.data.store import load_prepared
-from hrkd_cli.evaluation import evaluate_checkpoint
+from hrkd_cli.train.evaluation import evaluate_checkpoint
 from hrkd_cli.recipes import students
 from hrkd_cli.runs import data_dir
 from hrkd_cli.recipes.evaluate import soft_labels

@@ -34,7 +34,7 @@ from hrkd_cli.config import (
 )
 from hrkd_cli.data.store import load_prepared
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.evaluation import accuracy, domain_heads, scores_with_average
+from hrkd_cli.train.evaluation import accuracy, domain_heads, scores_with_average
 from hrkd_cli.fsio import read_json_if_present
 from hrkd_cli.model.classifier import DomainClassifier, count_parameters
 from hrkd_cli.experiments.benchkit import alternating_medians, teacher_for_bench

@@ -54,7 +54,7 @@ from hrkd_cli.model.checkpoint import INCOMPLETE, load_extras, read_meta, read_t
 from hrkd_cli.config import Preset
 from hrkd_cli.data.store import load_prepared
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.evaluation import evaluate_model
+from hrkd_cli.train.evaluation import evaluate_model
 from hrkd_cli.events import event_log
 from hrkd_cli.fsio import read_json, read_json_if_present
 from hrkd_cli.model.metakd import (
@@ -68,7 +68,7 @@ from hrkd_cli.model.metakd import (
     transferable_knowledge_loss,
 )
 from hrkd_cli.model.classifier import EncoderOutput
-from hrkd_cli import transfer_steps
+from hrkd_cli.train import transfer_steps
 from hrkd_cli.runs import Say, data_dir, fit_record
 from hrkd_cli.model.kd_model import DistillationModel, Teachers, domain_losses
 from hrkd_cli.recipes.students import (
@@ -82,7 +82,7 @@ from hrkd_cli.recipes.students import (
 from hrkd_cli.recipes.prepare import ensure_prepared
 from hrkd_cli.runtime import Runtime, all_reduce_mean_detached, barrier
 from hrkd_cli.sampling import StepSchedule, check_shardable, shard
-from hrkd_cli.trainer import FitState, adamw, fit, linear_warmup_decay, restore_training_state, resume_parts, training_state
+from hrkd_cli.train.trainer import FitState, adamw, fit, linear_warmup_decay, restore_training_state, resume_parts, training_state
 from hrkd_cli.vocabulary import run_names, teacher_kind, transfer_used
 
 REQUIRED_TEACHER = {"meta-kd": "meta", "mtn-kd": "single"}

@@ -9,7 +9,7 @@ Methods:
 
 Setup (hrkd_cli/recipes/students.py, shared with the baselines) builds the
 teacher(s) (reusing a matching one), the student, the projections and the
-relational module; train runs hrkd_cli.trainer.fit with the step below; save keeps
+relational module; train runs hrkd_cli.train.trainer.fit with the step below; save keeps
 the best-on-dev student, its ratio log and its run record.
 """
 
@@ -26,11 +26,11 @@ from hrkd_cli.model.checkpoint import members, save_checkpoint
 from hrkd_cli.config import Preset
 from hrkd_cli.data.store import load_prepared
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.evaluation import evaluate_model
+from hrkd_cli.train.evaluation import evaluate_model
 from hrkd_cli.events import event_log
 from hrkd_cli.model.graph import layer_losses
 from hrkd_cli.model.losses import DomainLosses
-from hrkd_cli import transfer_steps
+from hrkd_cli.train import transfer_steps
 from hrkd_cli.recipes.baselines import distill_baseline
 from hrkd_cli.runs import Say, data_dir, fit_record
 from hrkd_cli.prechecks import check_student_settings
@@ -49,7 +49,7 @@ from hrkd_cli.recipes.students import (
 )
 from hrkd_cli.runtime import Runtime, all_reduce_mean_detached, barrier
 from hrkd_cli.sampling import StepSchedule, check_shardable
-from hrkd_cli.trainer import FitState, adamw, fit, linear_warmup_decay, resume_from, resume_parts, training_state
+from hrkd_cli.train.trainer import FitState, adamw, fit, linear_warmup_decay, resume_from, resume_parts, training_state
 from hrkd_cli.vocabulary import run_names, transfer_used
 
 

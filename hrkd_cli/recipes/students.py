@@ -20,15 +20,15 @@ from hrkd_cli.batches import Batch, load_splits, make_batch
 from hrkd_cli.model.checkpoint import load_classifier, load_extras, save_group, weights_fingerprint
 from hrkd_cli.config import Preset
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.evaluation import evaluate_checkpoint
+from hrkd_cli.train.evaluation import evaluate_checkpoint
 from hrkd_cli.fsio import read_json_if_present
 from hrkd_cli.model.graph import HierarchicalRelationalModule
 from hrkd_cli.model.classifier import Projections, set_dropout, uniform_layer_map
 from hrkd_cli.model.pretrained import load_tokenizer
-from hrkd_cli import transfer_steps
+from hrkd_cli.train import transfer_steps
 from hrkd_cli.runs import (Say, check_seq_length, resumed_time, run_dir, score_test,
                                     write_run_record)
-from hrkd_cli.general_kd import general_distillation
+from hrkd_cli.train.general_kd import general_distillation
 from hrkd_cli.model.kd_model import (
     DistillationModel,
     Teachers,
@@ -178,7 +178,7 @@ def setup(preset: Preset, runtime: Runtime, teacher_path: Path, domains: list[st
     set_dropout(model, cfg.dropout)
     tokenizer = load_tokenizer(preset.teacher.model)
     if preset.student.init == "random" and preset.student.general_epochs > 0:
-        # TinyBERT's general stage on the task text (labels unused): hrkd_cli/general_kd.py
+        # TinyBERT's general stage on the task text (labels unused): hrkd_cli/train/general_kd.py
         general_distillation(preset, runtime, student, projections, teachers, transfer_steps.general_text(preset, data, domains), domains,
                              layer_map, dev=load_splits(data, "dev", domains), pad_id=tokenizer.pad_token_id or 0)
     return Setup(preset, data, domains, teachers, model, layer_map, tokenizer)

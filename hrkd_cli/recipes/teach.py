@@ -24,7 +24,7 @@ from hrkd_cli.batches import Split, load_splits, make_batch
 from hrkd_cli.model.checkpoint import load_classifier, read_meta, save_checkpoint, save_group, weights_fingerprint
 from hrkd_cli.config import Preset
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.evaluation import evaluate_checkpoint, evaluate_model
+from hrkd_cli.train.evaluation import evaluate_checkpoint, evaluate_model
 from hrkd_cli.events import event_log
 from hrkd_cli.fsio import read_json_if_present
 from hrkd_cli.model.classifier import DomainClassifier, set_dropout
@@ -38,7 +38,7 @@ from hrkd_cli.prechecks import check_teacher_settings
 from hrkd_cli.recipes.prepare import prepared_on_every_rank, teacher_domains
 from hrkd_cli.runtime import Runtime, all_reduce_mean_detached, barrier, seed_everything
 from hrkd_cli.sampling import StepSchedule, check_shardable, shard
-from hrkd_cli.trainer import FitState, adamw, fit, linear_warmup_decay, resume_from, resume_parts, training_state
+from hrkd_cli.train.trainer import FitState, adamw, fit, linear_warmup_decay, resume_from, resume_parts, training_state
 from hrkd_cli.vocabulary import TEACHER_ROW_NAMES
 
 def unwrap(model):

@@ -161,7 +161,7 @@ def test_bench_students_cli_writes_json(tmp_path, tiny_teacher_dir, capsys, monk
 def test_onnx_test_scores_reproduce_hrkd_eval_and_int8_scores_runs_with_weights(tiny_preset, cpu_runtime, tmp_path):
     ort = pytest.importorskip("onnxruntime")  # the onnx extra
     pytest.importorskip("onnx")
-    from hrkd_cli.evaluation import evaluate_checkpoint
+    from hrkd_cli.train.evaluation import evaluate_checkpoint
     from hrkd_cli.recipes.teach import teach
 
     p = tiny_preset()

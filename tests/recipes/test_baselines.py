@@ -12,7 +12,7 @@ from hrkd_cli.model.checkpoint import load_classifier, load_extras, members, rea
 from hrkd_cli.config import validate_preset
 from hrkd_cli.data.store import load_prepared
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.evaluation import evaluate_checkpoint
+from hrkd_cli.train.evaluation import evaluate_checkpoint
 from hrkd_cli.model.metakd import mean_pooled_embedding
 from hrkd_cli.recipes import baselines as B
 from hrkd_cli.runs import data_dir, teacher_dir

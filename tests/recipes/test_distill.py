@@ -7,7 +7,7 @@ import torch
 from hrkd_cli.model.checkpoint import load_extras, members, read_meta
 from hrkd_cli.data.store import load_prepared
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.evaluation import evaluate_checkpoint
+from hrkd_cli.train.evaluation import evaluate_checkpoint
 from hrkd_cli.batches import load_splits, make_batch
 from hrkd_cli.recipes import distill as D
 from hrkd_cli.model.losses import DomainLosses, hrkd_loss

@@ -1,4 +1,4 @@
-"""Students on a transfer set (hrkd_cli/transfer_steps.py): the step mix, labels never read, runs named apart,
+"""Students on a transfer set (hrkd_cli/train/transfer_steps.py): the step mix, labels never read, runs named apart,
 teachers untouched, every method and the general stage."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from hrkd_cli.data.corpus import NO_LABEL
 from hrkd_cli.config import preset_to_toml, validate_preset
 from hrkd_cli.data.store import load_prepared
 from hrkd_cli.errors import HrkdError
-from hrkd_cli import transfer_steps as T
+from hrkd_cli.train import transfer_steps as T
 from hrkd_cli.runs import data_dir
 from hrkd_cli.recipes.distill import distill
 from hrkd_cli.recipes.prepare import ensure_prepared

@@ -33,7 +33,7 @@ from hrkd_cli.model.classifier import DomainClassifier, Projections
 from hrkd_cli.model.kd_model import Teachers, domain_losses
 from hrkd_cli.runtime import Runtime
 from hrkd_cli.sampling import StepSchedule
-from hrkd_cli.trainer import adamw, console, linear_warmup_decay
+from hrkd_cli.train.trainer import adamw, console, linear_warmup_decay
 
 # The general stage draws its batches in an order of its own, not the task stage's.
 GENERAL_SEED_OFFSET = 104_729

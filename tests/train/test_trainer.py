@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.trainer import FitState, adamw, linear_warmup_decay, restore_training_state, resume_parts, training_state
+from hrkd_cli.train.trainer import FitState, adamw, linear_warmup_decay, restore_training_state, resume_parts, training_state
 
 
 def model_and_schedule(total=10, warmup=2):

@@ -14,7 +14,7 @@ from hrkd_cli.errors import HrkdError
 from hrkd_cli.recipes import distill as D
 from hrkd_cli.recipes import students
 from hrkd_cli.runs import data_dir
-from hrkd_cli.general_kd import heldout_loss
+from hrkd_cli.train.general_kd import heldout_loss
 from hrkd_cli.recipes.prepare import ensure_prepared
 from hrkd_cli.recipes.students import ensure_teacher
 
