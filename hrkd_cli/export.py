@@ -31,10 +31,11 @@ from torch import nn
 from transformers import (AutoConfig, AutoModelForSequenceClassification, AutoModelForTokenClassification,
                           BertForSequenceClassification, BertForTokenClassification, PreTrainedModel, pipeline)
 
-from hrkd_cli.checkpoint import load_classifier, members, read_json, replace_dir, staging_dir
+from hrkd_cli.model.checkpoint import load_classifier, members, replace_dir, staging_dir
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.models import DomainClassifier, weights_mismatch
-from hrkd_cli.pretrained import load_tokenizer
+from hrkd_cli.fsio import read_json
+from hrkd_cli.model.classifier import DomainClassifier, weights_mismatch
+from hrkd_cli.model.pretrained import load_tokenizer
 
 EXPORT_FORMAT = "hrkd-export/1"
 EXPORT_FILE = "hrkd_export.json"  # marks an exported folder; `hrkd predict` reads its settings from it
@@ -137,7 +138,7 @@ def model_domains(path: Path) -> list[str]:
 
 def _prepared_data(meta: dict):
     """The run's prepared data (for the sequence length, the label names, the probe examples), if still there."""
-    from hrkd_cli.data import load_prepared
+    from hrkd_cli.data.store import load_prepared
 
     where = meta.get("data_dir")
     if not where or not Path(where).is_dir():

@@ -8,6 +8,9 @@ directory is not writable, the disk is full, a parent is a file. Those are
         ...
     write_text_atomic(path, text)   # temporary sibling + rename, under writing()
     write_json_atomic(path, obj)
+    with replacing(path) as tmp: ...   # for writers that take a file name (safetensors)
+    read_json(path)                 # missing or damaged -> one-line HrkdError naming the file (exit 2)
+    read_json_if_present(path)      # None when the file is absent (an optional record); damaged -> HrkdError
     check_writable_dir(run_dir)     # before long work: create it and write a probe file
     check_outputs(("--json", path)) # before long work: a file (or, directory=True, a folder) the user named
 
@@ -74,9 +77,47 @@ def write_text_atomic(path, text: str) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def replacing(path):
+    """Yield a temporary sibling of ``path`` for a writer that takes a file name (safetensors); on success it
+    replaces ``path``, on failure it is removed and ``path`` is as it was. Write failures name ``path``."""
+    path = Path(path)
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            yield Path(tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+
 def write_json_atomic(path, obj) -> Path:
     """``obj`` as indented, key-sorted JSON (the layout of every record hrkd writes), atomically."""
     return write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path, missing: str = "missing"):
+    """The JSON value in ``path``; a missing file is ``"<path>: <missing>"``, a damaged one ``"<path>: damaged JSON
+    file (reason)"``, both one-line HrkdErrors (the user's files, exit 2)."""
+    path = Path(path)
+    if not path.is_file():
+        raise HrkdError(f"{path}: {missing}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        where = f"{err.msg}, line {err.lineno}" if isinstance(err, json.JSONDecodeError) else str(err)
+        raise HrkdError(f"{path}: damaged JSON file ({where})") from None
+    except OSError as err:
+        raise HrkdError(f"{path}: cannot read ({_reason(err)})") from None
+
+
+def read_json_if_present(path):
+    """:func:`read_json` of an optional file (a run's record, a log): None when there is no such file."""
+    return read_json(path) if Path(path).is_file() else None
 
 
 def check_writable_dir(path) -> Path:

@@ -1,6 +1,6 @@
 """``predictions.json``: the per-example test predictions a finished run leaves beside its run.json.
 
-Format ``hrkd-predictions/1`` (plain JSON, written through checkpoint.write_json_atomic)::
+Format ``hrkd-predictions/1`` (plain JSON, written through fsio.write_json_atomic)::
 
     {"format": "hrkd-predictions/1", "split": "test", "data_hash": <manifest hash>,
      "test_hashes": {domain: <manifest split hash of domain/test>},
@@ -16,8 +16,10 @@ Reading needs no torch: hrkd_cli.compare uses it.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from hrkd_cli.errors import HrkdError
+from hrkd_cli.fsio import read_json_if_present
 
 PREDICTIONS = "predictions.json"
 FORMAT = "hrkd-predictions/1"
@@ -37,8 +39,8 @@ def read_predictions(run_dir: Path) -> dict | None:
     """The predictions.json of a run directory, or None when it is missing, unreadable or malformed
     (runs finished before predictions were saved have none)."""
     try:
-        obj = json.loads((Path(run_dir) / PREDICTIONS).read_text())
-    except (OSError, json.JSONDecodeError):
+        obj = read_json_if_present(Path(run_dir) / PREDICTIONS)
+    except HrkdError:
         return None
     if not isinstance(obj, dict) or obj.get("format") != FORMAT or not isinstance(obj.get("domains"), dict):
         return None

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from hrkd_cli.batches import Split, make_batch
-from hrkd_cli.evaluation import domain_heads
+from hrkd_cli.train.evaluation import domain_heads
 from hrkd_cli.runtime import Runtime
 
 

@@ -26,7 +26,7 @@ def tiny_teacher_dir(tmp_path_factory) -> Path:
     import torch
     from transformers import AutoTokenizer, BertModel
 
-    from hrkd_cli.pretrained import resolve_model_source
+    from hrkd_cli.model.pretrained import resolve_model_source
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("tiny-bert")

@@ -218,7 +218,7 @@ def test_commands_after_prepare_reuse_the_source_it_was_given(tmp_path, tiny_tea
         seen.append((p.data.path, ensure_prepared(p, say).manifest["source_path"]))
         return []
 
-    monkeypatch.setattr("hrkd_cli.recipes.sweep.distill_seeds", recipe)
+    monkeypatch.setattr("hrkd_cli.experiments.sweep.distill_seeds", recipe)
     monkeypatch.setattr("hrkd_cli.recipes.teach.teach", recipe)
     code, _, err = run_main(["distill", "--preset", str(preset)], capsys, monkeypatch)
     assert code == 0, err
@@ -317,7 +317,7 @@ def test_a_non_finite_loss_is_a_failed_run_exit_1(tmp_path, tiny_teacher_dir, ca
 
     from hrkd_cli.errors import RunError
     from hrkd_cli.runtime import setup
-    from hrkd_cli.trainer import fit
+    from hrkd_cli.train.trainer import fit
 
     w = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.SGD([w], lr=0.1)

@@ -207,11 +207,16 @@ def test_ablation_table_delta_and_labels(tmp_path):
     assert full.marks["average"] == "best" and first.marks["average"] == "second"
 
 
-def test_default_teacher_copy_matches_distill():
-    from hrkd_cli import compare
-    from hrkd_cli.recipes.distill import DEFAULT_TEACHER
+def test_tables_and_recipes_read_one_default_teacher_map_without_torch():
+    import subprocess
+    import sys
 
-    assert compare.DEFAULT_TEACHER == DEFAULT_TEACHER
+    from hrkd_cli.compare import records
+    from hrkd_cli.vocabulary import DEFAULT_TEACHER, METHODS
+
+    assert records.DEFAULT_TEACHER is DEFAULT_TEACHER and set(DEFAULT_TEACHER) == set(METHODS)
+    code = "import sys, hrkd_cli.vocabulary, hrkd_cli.compare; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
 
 
 def test_printing_never_truncates_cells(results):

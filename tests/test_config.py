@@ -5,6 +5,7 @@ from hrkd_cli.config import (
     list_presets,
     load_preset,
     preset_to_toml,
+    preset_variant,
     shipped_presets,
     tomllib,
     validate_preset,
@@ -141,3 +142,11 @@ def test_a_mistyped_override_names_the_field_the_value_and_what_is_allowed(overr
     assert "\n" not in msg
     for n in needles:
         assert n in msg, (n, msg)
+
+
+def test_preset_variant_revalidates_and_keeps_the_original(tiny_preset):
+    p = tiny_preset()
+    q = preset_variant(p, {"distill.drop": ["comp-agg"], "distill.method": "hrkd"})
+    assert q.distill.drop == ["comp-agg"] and p.distill.drop == []
+    with pytest.raises(HrkdError, match="unknown ablation"):
+        preset_variant(p, {"distill.drop": ["bogus"]})

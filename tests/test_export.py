@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tiny import tiny_preset_dict
-from hrkd_cli.checkpoint import load_classifier, members
+from hrkd_cli.model.checkpoint import load_classifier, members
 from hrkd_cli.export import ONNX_TOLERANCE, open_domain
 from hrkd_cli.recipes.export import export
 from cli_run import run_main

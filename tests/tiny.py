@@ -39,7 +39,7 @@ def tiny_classifier(seed: int = 0):
     """A 2-layer, 16-wide DomainClassifier with 2 heads of 3 labels, random weights from ``seed``."""
     import torch
 
-    from hrkd_cli.models import DomainClassifier, encoder_from_config
+    from hrkd_cli.model.classifier import DomainClassifier, encoder_from_config
 
     torch.manual_seed(seed)
     cfg = tiny_bert_config(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
@@ -51,7 +51,7 @@ def tiny_encoder(layers: int = 4, hidden: int = 32, heads: int = 4):
     """A BertModel of the tiny shape (vocabulary 100), weights from seed 0, in eval mode."""
     import torch
 
-    from hrkd_cli.models import encoder_from_config
+    from hrkd_cli.model.classifier import encoder_from_config
 
     torch.manual_seed(0)
     cfg = tiny_bert_config(vocab_size=100, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,

@@ -22,7 +22,6 @@ from hrkd_cli.compare.ablation import (
 )
 from hrkd_cli.compare.records import (
     ABLATION_LABELS,
-    DEFAULT_TEACHER,
     METHOD_ORDER,
     NATURAL_TINYBERT,
     TEACHER_ORDER,
@@ -41,7 +40,6 @@ from hrkd_cli.compare.render import (
     to_csv,
     to_json_text,
     to_markdown,
-    write_text_atomic,
 )
 from hrkd_cli.compare.statistics import (
     EXAMPLE_TEST,
@@ -68,11 +66,11 @@ from hrkd_cli.compare.tables import (
 )
 
 __all__ = [
-    "ABLATION_LABELS", "DEFAULT_TEACHER", "FORMATS", "GRAPH_ONLY_FIELDS", "EXAMPLE_TEST", "MEAN_DIGITS", "METHOD_ORDER",
+    "ABLATION_LABELS", "FORMATS", "GRAPH_ONLY_FIELDS", "EXAMPLE_TEST", "MEAN_DIGITS", "METHOD_ORDER",
     "NATURAL_TINYBERT", "PAIRED_TTEST", "STD_DIGITS", "STD_NOTE", "TEACHER_ORDER", "TINYBERT_METHODS", "TTEST",
     "Paired", "ResultTable", "RunRecord", "Stat", "TableRow", "ablation_drop", "ablation_label", "ablation_tables",
     "check_same_data", "collect", "compare_table", "domains_of", "format_p", "group_rows", "mark_best",
     "paired_t_p", "per_seed_rich_table", "render", "require_partners",
     "results_records", "rich_table", "sign_flip_p", "stands_for_domain_rel", "tinybert_reference", "to_csv", "to_json_text",
-    "to_markdown", "variant_key", "welch_p", "write_text_atomic",
+    "to_markdown", "variant_key", "welch_p",
 ]

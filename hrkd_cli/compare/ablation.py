@@ -9,12 +9,11 @@ import json
 from hrkd_cli.compare.records import ABLATION_LABELS, RunRecord, check_same_data, domains_of
 from hrkd_cli.compare.statistics import STD_NOTE
 from hrkd_cli.compare.tables import ResultTable, compare_with, group_rows, legend_notes, mark_best, pairing_notes
+from hrkd_cli.vocabulary import ABLATIONS, PROGRESSIVE_ABLATIONS
 
 
 def ablation_label(drop: tuple[str, ...]) -> str:
     """Paper labels for the cumulative configurations; '(alone)' for single switches off that path."""
-    from hrkd_cli.config import PROGRESSIVE_ABLATIONS
-
     if not drop:
         return "HRKD"
     k = len(drop)
@@ -44,7 +43,7 @@ GRAPH_ONLY_FIELDS = ("method", "drop", "graph_mode", "graph_lr", "gat_heads", "g
 
 
 def stands_for_domain_rel(r: RunRecord, family: list[RunRecord]) -> bool:
-    """A multi-domain TinyBERT-KD run is HRKD with every switch dropped at the released code's scale (SPEC 5, 8.5):
+    """A multi-domain TinyBERT-KD run is HRKD with every switch dropped at the released code's scale (docs/method.md, Ablations):
     no graph, Eq. 5 with unit weights. It serves an HRKD family whose other settings it shares."""
     ref = family[0]
     return (r.role == "student" and r.method == "multi-domain" and not r.drop and r.data_hash == ref.data_hash
@@ -54,15 +53,11 @@ def stands_for_domain_rel(r: RunRecord, family: list[RunRecord]) -> bool:
 
 def ablation_drop(r: RunRecord) -> tuple[str, ...]:
     """The switches a run has off, as Table 4 counts them: a multi-domain run has all of them off."""
-    from hrkd_cli.config import ABLATIONS
-
     return tuple(ABLATIONS) if r.method == "multi-domain" else r.drop
 
 
 def ablation_tables(records: list[RunRecord], split: str = "test") -> list[ResultTable]:
     """Table 4 for every HRKD configuration that has a full run and at least one ablation beside it."""
-    from hrkd_cli.config import ABLATIONS
-
     hrkd = [r for r in records if r.role == "student" and r.method == "hrkd"]
     if not hrkd:
         return []

@@ -9,21 +9,20 @@ i.e. the same data, teacher, student and distill sections). Records of different
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 from hrkd_cli.errors import HrkdError
+from hrkd_cli.fsio import read_json_if_present
 from hrkd_cli.predictions import read_predictions
+from hrkd_cli.vocabulary import DEFAULT_TEACHER
 
 # Paper order of the rows (HRKD Tables 2 and 3).
 TEACHER_ORDER = ["single", "mix", "mtl", "meta", "multi-domain"]
 METHOD_ORDER = ["tinybert", "multi-domain", "mtn-kd", "meta-kd", "hrkd"]
 TINYBERT_METHODS = ("tinybert", "multi-domain")
-# hrkd_cli.recipes.distill.DEFAULT_TEACHER, copied so that reading tables never imports torch (a test keeps them equal).
-DEFAULT_TEACHER = {"tinybert": "single", "multi-domain": "multi-domain", "hrkd": "multi-domain", "meta-kd": "meta", "mtn-kd": "single"}
-# Which TinyBERT-KD method is the natural one for a teacher kind (distill.DEFAULT_TEACHER reversed).
+# Which TinyBERT-KD method is the natural one for a teacher kind (vocabulary.DEFAULT_TEACHER reversed).
 NATURAL_TINYBERT = {"single": "tinybert", "multi-domain": "multi-domain"}
 
 ABLATION_LABELS = {
@@ -92,9 +91,10 @@ class RunRecord:
 
 
 def _read(path: Path) -> dict | None:
+    """A run.json, or None when it is absent or damaged: a table lists the runs it can read."""
     try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError):
+        return read_json_if_present(path)
+    except HrkdError:
         return None
 
 

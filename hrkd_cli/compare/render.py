@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-from pathlib import Path
 
 from hrkd_cli.compare.tables import ResultTable, TableRow
 from hrkd_cli.errors import HrkdError
@@ -156,10 +155,3 @@ def render(tables: list[ResultTable], fmt: str) -> str:
         return to_json_text(tables)
     raise HrkdError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
 
-
-def write_text_atomic(path: Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)

@@ -12,7 +12,6 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hrkd_cli.data.tabular import jsonl_objects  # noqa: F401  (the JSON-lines reader; re-exported for readers)
 from hrkd_cli.errors import HrkdError
 
 SPLITS = ("train", "dev", "test")

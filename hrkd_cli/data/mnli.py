@@ -17,7 +17,8 @@ import csv
 import sys
 from pathlib import Path
 
-from hrkd_cli.data.corpus import Example, RawCorpus, jsonl_objects, source_path
+from hrkd_cli.data.corpus import Example, RawCorpus, source_path
+from hrkd_cli.data.tabular import jsonl_objects
 from hrkd_cli.errors import HrkdError
 
 LABELS = ["entailment", "neutral", "contradiction"]

@@ -1,4 +1,4 @@
-"""Seeded train/dev/test splits per domain (SPEC sec. 7).
+"""Seeded train/dev/test splits per domain (docs/usage.md, The paper's data).
 
 Each domain's pool is shuffled with ``random.Random`` seeded by ``split_seed``
 and the domain name (through sha256, never ``hash()``), so a split depends only

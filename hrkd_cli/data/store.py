@@ -9,7 +9,7 @@ Layout of a prepared directory::
                             columns (label NO_LABEL) plus origin and source_row; described by
                             the manifest's "transfer" entry, outside "hash" (teachers never see it)
 
-No padding is stored (the trainer pads per batch, see ``collate``). The
+No padding is stored (the trainer pads per batch, see ``hrkd_cli.batches.make_batch``). The
 directory is written atomically: everything is built in a temporary sibling
 and swapped in at the end, so a failure never damages an existing dataset.
 """
@@ -26,54 +26,18 @@ from pathlib import Path
 
 import datasets
 
-from hrkd_cli.data.corpus import SPLITS, Example, RawCorpus
+from hrkd_cli.data.corpus import SPLITS, RawCorpus
+from hrkd_cli.data.reading import read_source
 from hrkd_cli.data.splits import Splits, make_splits
+from hrkd_cli.data.tokens import FEATURES, tokenize
 from hrkd_cli.data.transfer import TRANSFER, build_transfer, transfer_hash
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.fsio import writing
 
 FORMAT = "hrkd-data/1"
 MANIFEST = "manifest.json"
-FEATURES = datasets.Features(
-    {
-        "input_ids": datasets.List(datasets.Value("int32")),
-        "token_type_ids": datasets.List(datasets.Value("int8")),
-        "attention_mask": datasets.List(datasets.Value("int8")),
-        "label": datasets.Value("int64"),
-        "text": datasets.Value("string"),
-        "text_b": datasets.Value("string"),
-        "idx": datasets.Value("int32"),
-    }
-)
 TRANSFER_FEATURES = datasets.Features(
     {**FEATURES, "origin": datasets.Value("string"), "source_row": datasets.Value("int32")})
-BATCH = 1024  # examples per tokenizer call
-
-
-def tokenize(tokenizer, examples: list[Example], max_seq_length: int, text_pair: bool) -> dict[str, list]:
-    """Columns for one split: token ids truncated to ``max_seq_length``, unpadded."""
-    cols: dict[str, list] = {k: [] for k in FEATURES}
-    for start in range(0, len(examples), BATCH):
-        chunk = examples[start : start + BATCH]
-        texts = [e.text for e in chunk]
-        pairs = [e.text_b or "" for e in chunk] if text_pair else None
-        enc = tokenizer(
-            texts,
-            pairs,
-            truncation="longest_first" if text_pair else True,
-            max_length=max_seq_length,
-            padding=False,
-            return_token_type_ids=True,
-            return_attention_mask=True,
-        )
-        cols["input_ids"] += enc["input_ids"]
-        cols["token_type_ids"] += enc["token_type_ids"]
-        cols["attention_mask"] += enc["attention_mask"]
-    cols["label"] = [e.label for e in examples]
-    cols["text"] = [e.text for e in examples]
-    cols["text_b"] = [e.text_b or "" for e in examples]
-    cols["idx"] = list(range(len(examples)))
-    return cols
 
 
 def split_hash(cols: dict[str, list]) -> str:
@@ -198,8 +162,6 @@ def prepare_dataset(cfg, tokenizer, out_dir: Path, tokenizer_name: str, corpus: 
     ``corpus`` skips reading the source (for callers that already hold one). ``embeddings`` returns the
     teacher's input-embedding matrix, which data.augment_copies needs.
     """
-    from hrkd_cli.data import read_source  # the dispatcher lives in the package
-
     out_dir = Path(out_dir).expanduser().absolute()
     if out_dir.exists() and not out_dir.is_dir():
         raise HrkdError(f"{out_dir}: exists and is not a directory")

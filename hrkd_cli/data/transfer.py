@@ -25,6 +25,7 @@ import torch
 
 from hrkd_cli.data.augment import Neighbours, augment_copies
 from hrkd_cli.data.corpus import NO_LABEL, Example, RawCorpus
+from hrkd_cli.data.tokens import tokenize
 from hrkd_cli.data.unlabeled import file_sha256, read_unlabeled, unlabeled_file
 from hrkd_cli.errors import HrkdError
 
@@ -63,8 +64,6 @@ class Rows:
         self.examples.append((text, text_b, origin, source_row, ids, types))
 
     def columns(self, tokenizer, max_seq_length: int, text_pair: bool) -> dict[str, list]:
-        from hrkd_cli.data.store import tokenize  # store imports this module
-
         todo = [i for i, e in enumerate(self.examples) if e[4] is None]
         enc = tokenize(tokenizer, [Example(self.examples[i][0], NO_LABEL, self.examples[i][1]) for i in todo],
                        max_seq_length, text_pair)

@@ -1,4 +1,4 @@
-"""`hrkd distill --method meta-kd | mtn-kd`: the Meta-KD and multi-teacher baselines (SPEC sec. 6).
+"""`hrkd distill --method meta-kd | mtn-kd`: the Meta-KD and multi-teacher baselines (docs/method.md, Meta-KD).
 
 Both train one student per domain on that domain's data only (like method
 "tinybert") and save a group checkpoint and a run record with the same layout
@@ -30,7 +30,7 @@ mtn-kd (Meta-KD sec. 4.2, "Multi-teachers", after You et al. 2017), teachers: th
   per-teacher MSEs); its student is initialised from the first teacher's layers.
 
 distill.metakd.stages, for both methods:
-  "one" (default): every term at every step (the paper's formula, SPEC 8.6).
+  "one" (default): every term at every step (the formula of Meta-KD sec. 3.3).
   "two": intermediate layers (embd, attn, hidn and, for meta-kd, tkd) during the
     first half of the distill.epochs budget, then the prediction layer during the
     second half (TinyBERT; the released Meta-KD code; Meta-KD's MTN-KD). The
@@ -50,42 +50,40 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from hrkd_cli.batches import Batch, load_splits, make_batch
-from hrkd_cli.checkpoint import load_extras, read_meta, read_tensors, save_checkpoint
-from hrkd_cli.checkpoint import read_json as read_checkpoint_json
+from hrkd_cli.model.checkpoint import INCOMPLETE, load_extras, read_meta, read_tensors, save_checkpoint
 from hrkd_cli.config import Preset
-from hrkd_cli.data import load_prepared
+from hrkd_cli.data.store import load_prepared
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.evaluation import evaluate_model
+from hrkd_cli.train.evaluation import evaluate_model
 from hrkd_cli.events import event_log
-from hrkd_cli.metakd import (
+from hrkd_cli.fsio import read_json, read_json_if_present
+from hrkd_cli.model.metakd import (
     TransferableKnowledge,
     domain_expertise_weight,
     gold_probability,
+    load_prototype_scores,
+    load_transferable,
     mean_pooled_embedding,
     meta_distillation_loss,
     transferable_knowledge_loss,
 )
-from hrkd_cli.models import EncoderOutput
-from hrkd_cli.recipes import transfer
-from hrkd_cli.recipes.common import Say, data_dir, fit_record, read_json
+from hrkd_cli.model.classifier import EncoderOutput
+from hrkd_cli.train import transfer_steps
+from hrkd_cli.runs import Say, data_dir, fit_record
+from hrkd_cli.model.kd_model import DistillationModel, Teachers, domain_losses
 from hrkd_cli.recipes.students import (
-    DistillationModel,
-    Teachers,
     claim_student_dir,
-    domain_losses,
     ensure_teacher,
     finish_student,
     load_distillation_weights,
-    row_name,
     setup,
     student_dir,
-    teacher_kind,
 )
-from hrkd_cli.recipes.meta_teacher import load_prototype_scores, load_transferable
 from hrkd_cli.recipes.prepare import ensure_prepared
 from hrkd_cli.runtime import Runtime, all_reduce_mean_detached, barrier
 from hrkd_cli.sampling import StepSchedule, check_shardable, shard
-from hrkd_cli.trainer import FitState, adamw, fit, linear_warmup_decay, restore_training_state, resume_parts, training_state
+from hrkd_cli.train.trainer import FitState, adamw, fit, linear_warmup_decay, restore_training_state, resume_parts, training_state
+from hrkd_cli.vocabulary import run_names, teacher_kind, transfer_used
 
 REQUIRED_TEACHER = {"meta-kd": "meta", "mtn-kd": "single"}
 TK_PREFIX = "tk_projection."
@@ -250,7 +248,7 @@ def train_domain_student(preset: Preset, runtime: Runtime, out: Path, teacher_pa
 
     check_shardable(cfg.batch_per_domain, runtime.world_size, [len(train)], "distill.batch_per_domain")
     schedule = StepSchedule([len(train)], cfg.batch_per_domain, preset.seed, cfg.epochs)
-    (train,), schedule = transfer.mix(preset, data, [domain], [train], schedule)  # as they are without transfer data
+    (train,), schedule = transfer_steps.mix(preset, data, [domain], [train], schedule)  # as they are without transfer data
     if scores is not None and train.first_transfer is not None:
         # t_i of a transfer row (the meta-teacher scored training rows only): the domain's mean prototype score
         scores = torch.cat([scores, scores.mean().expand(len(train) - train.first_transfer)])
@@ -269,8 +267,8 @@ def train_domain_student(preset: Preset, runtime: Runtime, out: Path, teacher_pa
         load_distillation_weights(model, last)
         if tk_projection is not None:
             tk_projection.load_state_dict({k[len(TK_PREFIX):]: v for k, v in load_extras(last).items() if k.startswith(TK_PREFIX)})
-        state = restore_training_state(read_tensors(last / "train_state.safetensors"), read_checkpoint_json(last / "train_state.json"),
-                                       {"main": optimizer}, {"main": scheduler}, read_json(last / "train_log.json") or [])
+        state = restore_training_state(read_tensors(last / "train_state.safetensors"), read_json(last / "train_state.json", INCOMPLETE),
+                                       {"main": optimizer}, {"main": scheduler}, read_json_if_present(last / "train_log.json") or [])
         say(f"resuming {out} at step {state.step}/{total}")
 
     def batch_at(step: int) -> tuple[Batch, list[int]]:
@@ -312,12 +310,12 @@ def train_domain_student(preset: Preset, runtime: Runtime, out: Path, teacher_pa
         "data_hash": data.hash, "data_dir": str(Path(data.path).resolve()), "preset": preset.name,
         "student_hash": preset.section_hash("data", "teacher", "student", "distill"), "seed": preset.seed,
         "teacher": str(teacher_path), "layer_map": s.layer_map, "drop": [], "graph_mode": cfg.graph_mode,
-        "row": row_name(preset), "prototype_tokens": cfg.prototype_tokens, "projections": preset.student.projections,
+        "row": run_names(preset).row, "prototype_tokens": cfg.prototype_tokens, "projections": preset.student.projections,
         "teacher_width": s.teachers.config.hidden_size, "relational": None, "stages": cfg.metakd.stages,
         "switch_step": switch if two else None,
         **({"gamma2": cfg.metakd.gamma2, "transferable_domain": domain if tk_index is not None else None}
            if method == "meta-kd" else {"teachers": teacher_domains}),
-        **({"transfer": transfer.record(preset, data)} if transfer.used(preset) else {}),
+        **({"transfer": transfer_steps.record(preset, data)} if transfer_used(preset) else {}),
     }
 
     def save_fn(tag: str, st: FitState):
@@ -359,7 +357,7 @@ def distill_baseline(preset: Preset, runtime: Runtime, resume: bool = False, say
         ensure_prepared(preset, say)
     barrier(runtime)
     data = load_prepared(data_dir(preset))
-    transfer.check(preset, data, list(data.domains), runtime.world_size)  # before a teacher trains
+    transfer_steps.check(preset, data, list(data.domains), runtime.world_size)  # before a teacher trains
     teacher_path = ensure_teacher(preset, runtime, data, say)
     teacher_domains = list(read_meta(teacher_path)["domains"])
     domains = list(data.domains)
@@ -377,4 +375,4 @@ def distill_baseline(preset: Preset, runtime: Runtime, resume: bool = False, say
         group_members[d] = f"{d}/best"
     return finish_student(preset, runtime, out, data, group_members, teacher_path, records, t0, say,
                           teacher_domains=teacher_domains, excluded_domain=preset.teacher.exclude_domain or None,
-                          stages=cfg.metakd.stages, transfer=transfer.record(preset, data))
+                          stages=cfg.metakd.stages, transfer=transfer_steps.record(preset, data))

@@ -1,4 +1,4 @@
-"""`hrkd distill`: compress a teacher into a student (SPEC sec. 2-5, 8).
+"""`hrkd distill`: compress a teacher into a student (HRKD Eq. 1-17; docs/method.md).
 
 Methods:
 - tinybert: one student per domain from that domain's teacher (single-domain TinyBERT-KD)
@@ -9,7 +9,7 @@ Methods:
 
 Setup (hrkd_cli/recipes/students.py, shared with the baselines) builds the
 teacher(s) (reusing a matching one), the student, the projections and the
-relational module; train runs hrkd_cli.trainer.fit with the step below; save keeps
+relational module; train runs hrkd_cli.train.trainer.fit with the step below; save keeps
 the best-on-dev student, its ratio log and its run record.
 """
 
@@ -22,49 +22,36 @@ import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from hrkd_cli.batches import Batch, load_splits
-from hrkd_cli.checkpoint import members, save_checkpoint
+from hrkd_cli.model.checkpoint import members, save_checkpoint
 from hrkd_cli.config import Preset
-from hrkd_cli.data import load_prepared
+from hrkd_cli.data.store import load_prepared
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.evaluation import evaluate_model
+from hrkd_cli.train.evaluation import evaluate_model
 from hrkd_cli.events import event_log
-from hrkd_cli.graph import layer_losses
-from hrkd_cli.losses import DomainLosses
-from hrkd_cli.recipes import transfer
+from hrkd_cli.model.graph import layer_losses
+from hrkd_cli.model.losses import DomainLosses
+from hrkd_cli.train import transfer_steps
 from hrkd_cli.recipes.baselines import distill_baseline
-from hrkd_cli.recipes.common import Say, data_dir, fit_record
-from hrkd_cli.recipes.prechecks import check_student_settings
+from hrkd_cli.runs import Say, data_dir, fit_record
+from hrkd_cli.prechecks import check_student_settings
 from hrkd_cli.recipes.prepare import ensure_prepared
-from hrkd_cli.runtime import Runtime, all_reduce_mean_detached, barrier
-from hrkd_cli.sampling import StepSchedule, check_shardable
-from hrkd_cli.trainer import FitState, adamw, fit, linear_warmup_decay, resume_from, resume_parts, training_state
-
-# Re-exported: callers and tests name the shared student pieces through this module.
-from hrkd_cli.recipes.students import (  # noqa: E402,F401,I001
-    DEFAULT_TEACHER,
-    METHOD_NAMES,
-    RELATIONAL_CHOICES,
-    DistillationModel,
-    Setup,
-    Teachers,
-    build_student,
+from hrkd_cli.recipes.students import (
     claim_student_dir,
     distillation_loss,
-    domain_losses,
     ensure_teacher,
     finish_student,
     load_distillation_weights,
     meta_objective,
-    relational_choices,
     relational_settings,
-    row_name,
     setup,
     step_batch,
     student_dir,
-    student_tag,
-    teacher_kind,
-    total_loss,
 )
+from hrkd_cli.runtime import Runtime, all_reduce_mean_detached, barrier
+from hrkd_cli.sampling import StepSchedule, check_shardable
+from hrkd_cli.train.trainer import FitState, adamw, fit, linear_warmup_decay, resume_from, resume_parts, training_state
+from hrkd_cli.vocabulary import run_names, transfer_used
+
 
 
 def train_student(preset: Preset, runtime: Runtime, out: Path, teacher_path: Path, domains: list[str], data, resume: bool, say: Say) -> dict:
@@ -75,7 +62,7 @@ def train_student(preset: Preset, runtime: Runtime, out: Path, teacher_path: Pat
     dev = load_splits(data, "dev", domains)
     check_shardable(cfg.batch_per_domain, runtime.world_size, [len(x) for x in train], "distill.batch_per_domain")
     schedule = StepSchedule([len(x) for x in train], cfg.batch_per_domain, preset.seed, cfg.epochs)
-    train, schedule = transfer.mix(preset, data, domains, train, schedule)  # as they are without transfer data
+    train, schedule = transfer_steps.mix(preset, data, domains, train, schedule)  # as they are without transfer data
     total = schedule.total_steps
     lr = cfg.fewshot_lr if preset.data.sampled else cfg.lr  # few-shot samples, by share or by count
     groups = [{"named_params": [(n, p) for n, p in model.named_parameters() if not n.startswith("relational.")], "lr": lr}]
@@ -86,7 +73,7 @@ def train_student(preset: Preset, runtime: Runtime, out: Path, teacher_path: Pat
     optimizers, schedulers = {"main": optimizer}, {"main": scheduler}
     meta_graph = heldout_at = val_loss = None
     if model.relational is not None and cfg.graph_mode == "meta":
-        from hrkd_cli.meta_graph import MetaGraphUpdate
+        from hrkd_cli.model.meta_graph import MetaGraphUpdate
 
         meta_graph = MetaGraphUpdate(model, cfg.graph_lr)
         optimizers["graph"] = meta_graph.optimizer
@@ -132,12 +119,12 @@ def train_student(preset: Preset, runtime: Runtime, out: Path, teacher_path: Pat
         "data_hash": data.hash, "data_dir": str(Path(data.path).resolve()), "preset": preset.name,
         "student_hash": preset.section_hash("data", "teacher", "student", "distill"), "seed": preset.seed,
         "teacher": str(teacher_path), "layer_map": s.layer_map, "drop": cfg.drop, "graph_mode": cfg.graph_mode,
-        "row": row_name(preset), "prototype_tokens": cfg.prototype_tokens,
+        "row": run_names(preset).row, "prototype_tokens": cfg.prototype_tokens,
         "projections": preset.student.projections, "teacher_width": s.teachers.config.hidden_size,
         "relational": None if model.relational is None else relational_settings(
             cfg, model.relational.num_student_layers, len(domains), model.relational.feature_dim),
         "graph": cfg.graph, "meta_objective": cfg.meta_objective if cfg.graph_mode == "meta" else None,
-        **({"transfer": transfer.record(preset, data)} if transfer.used(preset) else {}),
+        **({"transfer": transfer_steps.record(preset, data)} if transfer_used(preset) else {}),
     }
 
     def save_fn(tag: str, st: FitState):
@@ -197,7 +184,7 @@ def distill(preset: Preset, runtime: Runtime, resume: bool = False, say: Say = p
         ensure_prepared(preset, say)
     barrier(runtime)
     data = load_prepared(data_dir(preset))
-    transfer.check(preset, data, list(data.domains), runtime.world_size)  # before a teacher trains
+    transfer_steps.check(preset, data, list(data.domains), runtime.world_size)  # before a teacher trains
     teacher_path = ensure_teacher(preset, runtime, data, say)
     out = student_dir(preset)
     claim_student_dir(preset, out, resume)
@@ -220,4 +207,4 @@ def distill(preset: Preset, runtime: Runtime, resume: bool = False, say: Say = p
         records = {"all": train_student(preset, runtime, out, teacher_path, domains, data, resume, say)}
         group_members = {d: (f"best-{d}" if cfg.per_domain_best and (out / f"best-{d}").is_dir() else "best") for d in domains}
     return finish_student(preset, runtime, out, data, group_members, teacher_path, records, t0, say,
-                          transfer=transfer.record(preset, data))
+                          transfer=transfer_steps.record(preset, data))

@@ -5,17 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from hrkd_cli.batches import load_splits
-from hrkd_cli.checkpoint import read_meta, write_json_atomic
-from hrkd_cli.data import load_prepared
+from hrkd_cli.model.checkpoint import read_meta, write_json_atomic
+from hrkd_cli.data.store import load_prepared
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.evaluation import evaluate_checkpoint
-from hrkd_cli.recipes.common import Say, read_json
+from hrkd_cli.train.evaluation import evaluate_checkpoint
+from hrkd_cli.fsio import read_json_if_present
+from hrkd_cli.runs import Say
 from hrkd_cli.runtime import Runtime
 from hrkd_cli.tables import print_table, results_table
 
 
 def row_name(path: Path, meta: dict) -> str:
-    record = read_json(Path(path) / "run.json") or {}
+    record = read_json_if_present(Path(path) / "run.json") or {}
     return record.get("row") or meta.get("row") or str(path)
 
 

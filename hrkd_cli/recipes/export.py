@@ -25,7 +25,7 @@ from hrkd_cli.export import (
     write_hf,
     write_onnx,
 )
-from hrkd_cli.recipes.common import Say
+from hrkd_cli.runs import Say
 
 FORMATS = ("hf", "onnx")
 QUANTIZE = ("int8",)

@@ -9,12 +9,11 @@
 
 The module runs in eval mode (no dropout), so (b) is deterministic. With the
 `frozen` graph mode the second GAT layer often yields exactly uniform ratios in
-eval mode (see hrkd_cli/graph.py); the log in (a) was recorded in train mode.
+eval mode (see hrkd_cli/model/graph.py); the log in (a) was recorded in train mode.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import random
 from pathlib import Path
@@ -23,13 +22,16 @@ import torch
 from rich.table import Table
 
 from hrkd_cli.batches import Split, load_splits, make_batch
-from hrkd_cli.checkpoint import load_classifier, load_extras, read_meta
-from hrkd_cli.data import load_prepared
+from hrkd_cli.model.checkpoint import load_classifier, load_extras, read_meta
+from hrkd_cli.data.store import load_prepared
+from hrkd_cli.data.tabular import jsonl_objects
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.graph import HierarchicalRelationalModule, prototype_sum_and_count
-from hrkd_cli.models import Projections
-from hrkd_cli.pretrained import load_tokenizer
-from hrkd_cli.recipes.common import Say, read_json
+from hrkd_cli.fsio import read_json_if_present
+from hrkd_cli.model.graph import HierarchicalRelationalModule, prototype_sum_and_count
+from hrkd_cli.model.classifier import Projections
+from hrkd_cli.parsing import comma_items
+from hrkd_cli.model.pretrained import load_tokenizer
+from hrkd_cli.runs import Say
 from hrkd_cli.runtime import requires_grad
 from hrkd_cli.tables import print_table
 
@@ -52,8 +54,8 @@ def ratio_log(ckpt: Path) -> list[dict]:
 
     best/ holds the log up to the best dev score; the sibling last/ holds it to the end of training.
     """
-    log = read_json(ckpt / "ratio_log.json") or []
-    full = read_json(ckpt.parent / "last" / "ratio_log.json") or []
+    log = read_json_if_present(ckpt / "ratio_log.json") or []
+    full = read_json_if_present(ckpt.parent / "last" / "ratio_log.json") or []
     if len(full) > len(log) and full[: len(log)] == log:
         log = full
     return [e for e in log if "ratios" in e]
@@ -219,16 +221,10 @@ def diagnostics_table(train: list[dict], evals: list[dict] | None) -> Table:
 def read_examples(path: Path, domains: list[str], label_names: list[str]) -> list[dict]:
     rows = []
     try:
-        lines = Path(path).read_text().splitlines()
+        objects = list(jsonl_objects(path))
     except OSError as err:
         raise HrkdError(f"{path}: cannot read ({err.strerror})") from None
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            raise HrkdError(f"{path}:{n}: not a JSON object") from None
+    for n, row in objects:
         for key in ("domain", "text"):
             if key not in row:
                 raise HrkdError(f"{path}:{n}: missing field {key!r}")
@@ -243,7 +239,7 @@ def read_examples(path: Path, domains: list[str], label_names: list[str]) -> lis
 
 
 def sample_examples(data, domains: list[str], labels: str | None, seed: int) -> list[dict]:
-    wanted = [x.strip() for x in labels.split(",")] if labels else [None] * len(domains)
+    wanted = comma_items(labels) if labels else [None] * len(domains)
     if len(wanted) != len(domains):
         raise HrkdError(f"--labels {labels!r}: give one label per domain ({len(domains)})")
     rng = random.Random(seed)

@@ -1,4 +1,4 @@
-"""`hrkd teach --kind meta`: Meta-KD's meta-teacher (Pan et al., ACL 2021, sec. 3.2; SPEC sec. 6).
+"""`hrkd teach --kind meta`: Meta-KD's meta-teacher (Pan et al., ACL 2021, sec. 3.2; docs/method.md, Meta-KD).
 
 One BERT encoder with one classification head, fine-tuned on the training data
 of every domain pooled (like BERT-mix), with two additions:
@@ -15,7 +15,7 @@ of every domain pooled (like BERT-mix), with two additions:
   ``extras.safetensors`` (prefix ``transferable.``) so that meta-distillation
   can compute the teacher's transferable-knowledge vector.
 
-Loss per step: (sum_i t_i CE_i) / N + gamma1 * L_DA (hrkd_cli.metakd.meta_teacher_loss).
+Loss per step: (sum_i t_i CE_i) / N + gamma1 * L_DA (hrkd_cli.model.metakd.meta_teacher_loss).
 
 With ``teacher.exclude_domain`` the teacher is trained on the other domains only:
 their scores use only their own prototypes (K - 1 domains), so nothing of the
@@ -27,45 +27,45 @@ encoder against its own class prototypes plus the seen domains' prototypes
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from hrkd_cli.batches import Split, load_splits, make_batch
-from hrkd_cli.checkpoint import (load_classifier, load_extras, members, read_meta, read_tensors, recover_dir,
+from hrkd_cli.model.checkpoint import (load_classifier, load_extras, recover_dir,
                                  save_checkpoint, save_group, weights_fingerprint)
 from hrkd_cli.config import Preset
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.evaluation import evaluate_checkpoint, evaluate_model
+from hrkd_cli.train.evaluation import evaluate_checkpoint, evaluate_model
 from hrkd_cli.events import event_log
-from hrkd_cli.metakd import (
+from hrkd_cli.model.metakd import (
+    EXTRAS_PREFIX,
+    PROTOTYPE_FILE,
     TransferableKnowledge,
     class_prototypes,
     corrupt_domain_labels,
+    load_prototype_scores,
     mean_pooled_embedding,
     meta_teacher_loss,
     prototype_scores,
+    save_prototype_scores,
+    transferable_extras,
 )
-from hrkd_cli.models import DomainClassifier, set_dropout
-from hrkd_cli.pretrained import load_pretrained_encoder, load_tokenizer
-from hrkd_cli.recipes.common import (
-    TEACHER_ROW_NAMES, Say, check_seq_length, fit_record, meta_data_dir, resumed_time, score_test, teacher_dir,
+from hrkd_cli.model.classifier import DomainClassifier, set_dropout
+from hrkd_cli.model.pretrained import load_pretrained_encoder, load_tokenizer
+from hrkd_cli.runs import (
+    Say, check_seq_length, fit_record, meta_data_dir, resumed_time, score_test, teacher_dir,
     teacher_hash, write_run_record,
 )
 from hrkd_cli.recipes.prepare import prepared_on_every_rank, teacher_domains
 from hrkd_cli.runtime import Runtime, all_reduce_mean_detached, barrier, seed_everything
 from hrkd_cli.sampling import StepSchedule, check_shardable, shard
-from hrkd_cli.trainer import FitState, adamw, fit, linear_warmup_decay, resume_from, training_state
+from hrkd_cli.train.trainer import FitState, adamw, fit, linear_warmup_decay, resume_from, training_state
+from hrkd_cli.vocabulary import TEACHER_ROW_NAMES
 
-PROTOTYPE_FILE = "prototype_scores.safetensors"
-PROTOTYPE_FORMAT = "hrkd-prototype-scores/1"
-EXTRAS_PREFIX = "transferable."
 
 
 # ---------------------------------------------------------------- prototype scores (sec. 3.2, instance level)
@@ -114,32 +114,6 @@ def compute_prototype_scores(embeddings: dict[str, torch.Tensor], labels: dict[s
     return scores, protos
 
 
-def save_prototype_scores(path: Path, scores: dict[str, torch.Tensor], prototypes: torch.Tensor, info: dict) -> None:
-    tensors = {f"score.{d}": t.float().contiguous() for d, t in scores.items()}
-    tensors["prototypes"] = prototypes.float().contiguous()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(tmp), metadata={"format": PROTOTYPE_FORMAT, "info": json.dumps(info, sort_keys=True)})
-    tmp.replace(path)
-
-
-def load_prototype_scores(teacher_path: Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """({domain: t [N_d]}, info) stored by a meta-teacher run; index i is the i-th example of the domain's train split."""
-    path = Path(teacher_path) / PROTOTYPE_FILE
-    if not path.is_file():
-        raise HrkdError(f"{teacher_path}: no {PROTOTYPE_FILE}; it is not a meta-teacher (hrkd teach --kind meta)")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-    except (SafetensorError, OSError) as err:
-        raise HrkdError(f"{path}: damaged safetensors file ({type(err).__name__}); train the meta-teacher again") from None
-    if meta.get("format") != PROTOTYPE_FORMAT:
-        raise HrkdError(f"{path}: not a prototype-score file (format {meta.get('format')!r})")
-    tensors = read_tensors(path)
-    scores = {k[len("score."):]: v for k, v in tensors.items() if k.startswith("score.")}
-    return scores, json.loads(meta["info"])
-
-
 def prototype_scores_for(preset: Preset, runtime: Runtime, data, seen: list[str], out: Path, say: Say) -> dict[str, torch.Tensor]:
     """Compute (rank 0) and store the scores of every domain of the data; every rank then reads the file."""
     path = out / PROTOTYPE_FILE
@@ -186,25 +160,6 @@ class MetaTeacherModel(nn.Module):
             out = self.classifier(batch.input_ids, batch.attention_mask, batch.token_type_ids, batch.domain_sizes)
         h = mean_pooled_embedding(out.last_hidden.float(), batch.attention_mask)
         return out.logits, self.transferable.domain_logits(self.transferable(h, domain_ids))
-
-
-def transferable_extras(module: TransferableKnowledge) -> dict[str, torch.Tensor]:
-    return {EXTRAS_PREFIX + k: v for k, v in module.state_dict().items()}
-
-
-def load_transferable(teacher_path: Path, device="cpu") -> tuple[TransferableKnowledge, list[str]]:
-    """The meta-teacher's TransferableKnowledge module (frozen) and the domains its embedding rows stand for."""
-    member = next(iter(members(teacher_path).values()))
-    meta = read_meta(member)
-    extras = {k[len(EXTRAS_PREFIX):]: v for k, v in load_extras(member).items() if k.startswith(EXTRAS_PREFIX)}
-    if not extras:
-        raise HrkdError(f"{member}: no transferable-knowledge weights; it is not a meta-teacher checkpoint")
-    module = TransferableKnowledge(extras["dense.weight"].shape[1], extras["domain_embedding.weight"].shape[0])
-    module.load_state_dict(extras)
-    module.eval()
-    for p in module.parameters():
-        p.requires_grad_(False)
-    return module.to(device), list(meta["domains"])
 
 
 # ---------------------------------------------------------------- the recipe

@@ -26,7 +26,7 @@ from hrkd_cli.data.tabular import csv_table, json_lines, read_utf8, text_lines
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.export import DomainModel, model_domains, open_domain
 from hrkd_cli.fsio import write_text_atomic
-from hrkd_cli.recipes.common import Say
+from hrkd_cli.runs import Say
 
 OUTPUT_FORMATS = ("jsonl", "csv")
 JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")

@@ -1,4 +1,4 @@
-"""`hrkd prepare`: read a source, split it per domain (SPEC sec. 7), tokenise once, save; with transfer settings
+"""`hrkd prepare`: read a source, split it per domain (docs/usage.md, Your own data), tokenise once, save; with transfer settings
 also the transfer set the students distil on (docs/transfer.md)."""
 
 from __future__ import annotations
@@ -6,13 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from hrkd_cli.config import Preset
-from hrkd_cli.data import load_prepared, prepare_dataset
+from hrkd_cli.data.store import load_prepared, prepare_dataset
 from hrkd_cli.data.augment import mark_replacements
 from hrkd_cli.data.unlabeled import file_sha256
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.fsio import write_json_atomic
-from hrkd_cli.pretrained import load_tokenizer
-from hrkd_cli.recipes.common import Say, data_dir, read_json
+from hrkd_cli.fsio import read_json_if_present, write_json_atomic
+from hrkd_cli.model.pretrained import load_tokenizer
+from hrkd_cli.runs import Say, data_dir
 from hrkd_cli.runtime import Runtime, barrier
 
 FINGERPRINT = "preset-fingerprint.json"
@@ -40,7 +40,7 @@ def prepare(preset: Preset, say: Say = print) -> dict:
 def teacher_input_embeddings(preset: Preset):
     """The word-embedding matrix of the model the teacher starts from (teacher.model), which augmentation
     searches for neighbours: fine-tuning barely moves it, and the teacher need not exist yet."""
-    from hrkd_cli.pretrained import load_pretrained_encoder
+    from hrkd_cli.model.pretrained import load_pretrained_encoder
 
     return load_pretrained_encoder(preset.teacher.model).embeddings.word_embeddings.weight.detach()
 
@@ -104,7 +104,7 @@ def show_augmented(data, n: int, say: Say) -> None:
 def ensure_prepared(preset: Preset, say: Say = print):
     """Reuse <run_dir>/data when it was built from the same data section and tokenizer."""
     out = data_dir(preset)
-    recorded = read_json(out.parent / FINGERPRINT)
+    recorded = read_json_if_present(out.parent / FINGERPRINT)
     if (out / "manifest.json").is_file() and recorded == fingerprint(preset):
         data = load_prepared(out)
         if unlabeled_unchanged(data, say):

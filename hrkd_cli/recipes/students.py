@@ -17,76 +17,29 @@ import torch
 from torch import nn
 
 from hrkd_cli.batches import Batch, load_splits, make_batch
-from hrkd_cli.checkpoint import load_classifier, load_extras, save_group, weights_fingerprint
+from hrkd_cli.model.checkpoint import load_classifier, load_extras, save_group, weights_fingerprint
 from hrkd_cli.config import Preset
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.evaluation import evaluate_checkpoint
-from hrkd_cli.graph import HierarchicalRelationalModule
-from hrkd_cli.models import Projections, set_dropout, uniform_layer_map
-from hrkd_cli.pretrained import load_tokenizer
-from hrkd_cli.recipes import transfer
-from hrkd_cli.recipes.common import (Say, read_json, resumed_time, run_dir, score_test,
+from hrkd_cli.train.evaluation import evaluate_checkpoint
+from hrkd_cli.fsio import read_json_if_present
+from hrkd_cli.model.graph import HierarchicalRelationalModule
+from hrkd_cli.model.classifier import Projections, set_dropout, uniform_layer_map
+from hrkd_cli.model.pretrained import load_tokenizer
+from hrkd_cli.train import transfer_steps
+from hrkd_cli.runs import (Say, check_seq_length, resumed_time, run_dir, score_test,
                                     write_run_record)
-from hrkd_cli.recipes.general_kd import general_distillation
-from hrkd_cli.recipes.kd_model import (  # noqa: F401 - the recipes import these from here too
+from hrkd_cli.train.general_kd import general_distillation
+from hrkd_cli.model.kd_model import (
     DistillationModel,
     Teachers,
     build_student,
     domain_losses,
     total_loss,
 )
-from hrkd_cli.recipes.teach import TEACHER_ROW_NAMES, check_seq_length, reusable_teacher, teach
+from hrkd_cli.recipes.teach import reusable_teacher, teach
 from hrkd_cli.runtime import Runtime, barrier, seed_everything
 from hrkd_cli.sampling import StepSchedule, shard
-
-METHOD_NAMES = {
-    "tinybert": "TinyBERT-KD",
-    "multi-domain": "TinyBERT-KD",
-    "hrkd": "HRKD",
-    "meta-kd": "Meta-distillation",
-    "mtn-kd": "MTN-KD",
-}
-DEFAULT_TEACHER = {"tinybert": "single", "multi-domain": "multi-domain", "hrkd": "multi-domain", "meta-kd": "meta", "mtn-kd": "single"}
-
-
-def teacher_kind(preset: Preset) -> str:
-    cfg = preset.distill
-    return DEFAULT_TEACHER[cfg.method] if cfg.teacher_kind == "auto" else cfg.teacher_kind
-
-
-def student_tag(preset: Preset) -> str:
-    cfg = preset.distill
-    tag = cfg.method
-    if teacher_kind(preset) != DEFAULT_TEACHER[cfg.method]:
-        tag += f"-from-{teacher_kind(preset)}"
-    if cfg.method == "hrkd" and cfg.graph != "paper":
-        tag += f"-{cfg.graph}"
-    if cfg.method == "hrkd" and cfg.graph_mode != "frozen":
-        tag += f"-{cfg.graph_mode}"
-    if cfg.method == "hrkd":
-        tag += "".join(f"-{short}{value}" for short, value in relational_choices(cfg))
-    if cfg.drop:
-        tag += "-drop-" + "+".join(cfg.drop)
-    if cfg.method in ("meta-kd", "mtn-kd") and cfg.metakd.stages == "two":
-        tag += "-two-stage"
-    if preset.teacher.exclude_domain:
-        tag += f"-teacher-without-{preset.teacher.exclude_domain}"
-    tag += transfer.tag_suffix(preset)
-    if cfg.tag:
-        tag += f"-{cfg.tag}"
-    return tag
-
-
-# Relational settings that name a run when they differ from their defaults (short name, field).
-RELATIONAL_CHOICES = (("tau", "ratio_temperature"), ("floor", "ratio_floor"), ("beta", "excess_beta"),
-                      ("decay", "excess_decay"), ("outer-", "meta_objective"), ("kl", "ratio_kl"))
-
-
-def relational_choices(cfg) -> list[tuple[str, object]]:
-    """The relational settings away from their defaults, for run names and row names."""
-    fields = type(cfg).model_fields
-    return [(short, getattr(cfg, name)) for short, name in RELATIONAL_CHOICES if getattr(cfg, name) != fields[name].default]
-
+from hrkd_cli.vocabulary import run_names, teacher_kind
 
 def relational_settings(cfg, num_student_layers: int, num_domains: int, feature_dim: int) -> dict:
     """The relational module's constructor arguments; saved in the checkpoint's meta to rebuild it."""
@@ -97,26 +50,7 @@ def relational_settings(cfg, num_student_layers: int, num_domains: int, feature_
 
 
 def student_dir(preset: Preset) -> Path:
-    return run_dir(preset) / "student" / student_tag(preset) / f"seed-{preset.seed}"
-
-
-def row_name(preset: Preset) -> str:
-    kind = teacher_kind(preset)
-    teacher = "Multi-teachers" if preset.distill.method == "mtn-kd" else TEACHER_ROW_NAMES[kind]
-    method = METHOD_NAMES[preset.distill.method]
-    cfg = preset.distill
-    if cfg.method == "hrkd" and (cfg.graph != "paper" or relational_choices(cfg)):
-        settings = [cfg.graph, cfg.graph_mode] + [f"{short}={value}" for short, value in relational_choices(cfg)]
-        method += "[" + ", ".join(settings) + "]"
-    name = f"{teacher} -({method})-> BERT_S"
-    if preset.distill.drop:
-        name += " - " + ", ".join(preset.distill.drop)
-    if preset.distill.method in ("meta-kd", "mtn-kd") and preset.distill.metakd.stages == "two":
-        name += " (two-stage)"
-    name += transfer.row_suffix(preset)
-    if cfg.tag:
-        name += f" ({cfg.tag})"
-    return name
+    return run_dir(preset) / "student" / run_names(preset).tag / f"seed-{preset.seed}"
 
 
 def claim_student_dir(preset: Preset, out: Path, resume: bool) -> None:
@@ -129,7 +63,7 @@ def claim_student_dir(preset: Preset, out: Path, resume: bool) -> None:
     sections = ("data", "teacher", "student", "distill")
     found = None
     for meta_file in (out / "run.json", out / "last" / "hrkd.json"):
-        record = read_json(meta_file)
+        record = read_json_if_present(meta_file)
         if record:
             found = record
             break
@@ -236,7 +170,7 @@ def setup(preset: Preset, runtime: Runtime, teacher_path: Path, domains: list[st
         relational = HierarchicalRelationalModule(
             **relational_settings(cfg, scfg.num_hidden_layers, len(domains), tcfg.hidden_size))
         if cfg.graph_mode != "joint":
-            # frozen: the released code never optimises the graph (SPEC 8.1). meta: updated only by
+            # frozen: the released code never optimises the graph (docs/method.md, Why the published graph is inert). meta: updated only by
             # MetaGraphUpdate, which switches gradients on inside its own passes.
             for p in relational.parameters():
                 p.requires_grad_(False)
@@ -244,8 +178,8 @@ def setup(preset: Preset, runtime: Runtime, teacher_path: Path, domains: list[st
     set_dropout(model, cfg.dropout)
     tokenizer = load_tokenizer(preset.teacher.model)
     if preset.student.init == "random" and preset.student.general_epochs > 0:
-        # TinyBERT's general stage on the task text (labels unused): hrkd_cli/recipes/general_kd.py
-        general_distillation(preset, runtime, student, projections, teachers, transfer.general_text(preset, data, domains), domains,
+        # TinyBERT's general stage on the task text (labels unused): hrkd_cli/train/general_kd.py
+        general_distillation(preset, runtime, student, projections, teachers, transfer_steps.general_text(preset, data, domains), domains,
                              layer_map, dev=load_splits(data, "dev", domains), pad_id=tokenizer.pad_token_id or 0)
     return Setup(preset, data, domains, teachers, model, layer_map, tokenizer)
 
@@ -278,14 +212,14 @@ def finish_student(preset: Preset, runtime: Runtime, out: Path, data, group_memb
     if runtime.is_main:
         save_group(out, group_members, {"role": "student", "method": cfg.method, "domains": domains,
                                          "label_names": data.label_names, "data_hash": data.hash,
-                                         "data_dir": str(Path(data.path).resolve()), "row": row_name(preset),
+                                         "data_dir": str(Path(data.path).resolve()), "row": run_names(preset).row,
                                          "seed": preset.seed, "preset": preset.name})
     barrier(runtime)
     test = score_test(out, data, domains, runtime)  # also writes predictions.json
     dev = evaluate_checkpoint(out, load_splits(data, "dev", domains), runtime, data.hash)
     if runtime.is_main:
         write_run_record(out / "run.json", {
-            "role": "student", "method": cfg.method, "row": row_name(preset), "preset": preset.model_dump(mode="json"),
+            "role": "student", "method": cfg.method, "row": run_names(preset).row, "preset": preset.model_dump(mode="json"),
             "preset_hash": preset.section_hash("data", "teacher", "student", "distill"), "seed": preset.seed,
             "data_hash": data.hash, "teacher": str(teacher_path), "teacher_sha256": weights_fingerprint(teacher_path),
             **extra, "dev": dev, "test": test,

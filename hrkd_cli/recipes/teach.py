@@ -1,4 +1,4 @@
-"""`hrkd teach`: fine-tune the teachers of HRKD Tables 2 and 3 (SPEC sec. 6).
+"""`hrkd teach`: fine-tune the teachers of HRKD Tables 2 and 3 (docs/method.md, Teachers).
 
 - single: one model per domain, trained on that domain alone (BERT-single)
 - mix: one model with one head on all domains pooled (BERT-mix)
@@ -21,23 +21,25 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from hrkd_cli.batches import Split, load_splits, make_batch
-from hrkd_cli.checkpoint import load_classifier, read_meta, save_checkpoint, save_group, weights_fingerprint
+from hrkd_cli.model.checkpoint import load_classifier, read_meta, save_checkpoint, save_group, weights_fingerprint
 from hrkd_cli.config import Preset
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.evaluation import evaluate_checkpoint, evaluate_model
+from hrkd_cli.train.evaluation import evaluate_checkpoint, evaluate_model
 from hrkd_cli.events import event_log
-from hrkd_cli.models import DomainClassifier, set_dropout
-from hrkd_cli.pretrained import load_pretrained_encoder, load_tokenizer
-from hrkd_cli.recipes.common import (  # noqa: F401  (the last four are re-exported for callers of this module)
-    Say, fit_record, read_json, resumed_time, score_test, teacher_dir, write_run_record,
-    TEACHER_ROW_NAMES, check_seq_length, meta_data_dir, teacher_hash,
+from hrkd_cli.fsio import read_json_if_present
+from hrkd_cli.model.classifier import DomainClassifier, set_dropout
+from hrkd_cli.model.pretrained import load_pretrained_encoder, load_tokenizer
+from hrkd_cli.runs import (
+    Say, fit_record, resumed_time, score_test, teacher_dir, write_run_record,
+    check_seq_length, meta_data_dir, teacher_hash,
 )
 from hrkd_cli.recipes.meta_teacher import teach_meta
-from hrkd_cli.recipes.prechecks import check_teacher_settings
+from hrkd_cli.prechecks import check_teacher_settings
 from hrkd_cli.recipes.prepare import prepared_on_every_rank, teacher_domains
 from hrkd_cli.runtime import Runtime, all_reduce_mean_detached, barrier, seed_everything
 from hrkd_cli.sampling import StepSchedule, check_shardable, shard
-from hrkd_cli.trainer import FitState, adamw, fit, linear_warmup_decay, resume_from, resume_parts, training_state
+from hrkd_cli.train.trainer import FitState, adamw, fit, linear_warmup_decay, resume_from, resume_parts, training_state
+from hrkd_cli.vocabulary import TEACHER_ROW_NAMES
 
 def unwrap(model):
     return model.module if isinstance(model, DDP) else model
@@ -103,7 +105,7 @@ def train_classifier(
         with runtime.autocast():
             logits = net(b.input_ids, b.attention_mask, b.token_type_ids, b.domain_sizes).logits
         per_domain = torch.stack([F.cross_entropy(logits[sl], b.labels[sl]) for _, sl in b.slices()])
-        # HRKD-teacher sums the per-domain losses (SPEC sec. 6); mtl averages them.
+        # HRKD-teacher sums the per-domain losses (docs/method.md, Teachers); mtl averages them.
         loss = per_domain.sum() if kind == "multi-domain" else per_domain.mean()
         logs = {"loss": float(all_reduce_mean_detached(loss, runtime))}
         logged = step % cfg.log_every == 0 or step == total - 1
@@ -204,7 +206,7 @@ def reusable_teacher(preset: Preset, kind: str, data_hash: str) -> Path | None:
         meta = read_meta(out)
     except HrkdError:
         return None
-    record = read_json(out / "run.json")
+    record = read_json_if_present(out / "run.json")
     if record is None or meta.get("data_hash") != data_hash:
         return None
     if meta.get("teacher_hash") != teacher_hash(preset):

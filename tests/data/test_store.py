@@ -7,7 +7,8 @@ import json
 import pytest
 
 from hrkd_cli.config import DataConfig, SyntheticConfig
-from hrkd_cli.data import collate, load_prepared, prepare_dataset
+from hrkd_cli.batches import Split, make_batch
+from hrkd_cli.data.store import load_prepared, prepare_dataset
 from hrkd_cli.errors import HrkdError
 
 SMALL = dict(num_domains=2, train_per_domain=24, dev_per_domain=6, test_per_domain=8, label_noise=0.0)
@@ -36,8 +37,8 @@ def test_layout_manifest_and_roundtrip(tmp_path, tokenizer):
     assert row["input_ids"] == tokenizer(row["text"])["input_ids"]  # unpadded, same tokens
     lengths = {len(r) for r in ds["input_ids"]}
     assert len(lengths) > 1  # no padding stored
-    batch = collate(ds[0:4], tokenizer.pad_token_id)
-    assert batch["input_ids"].shape == (4, max(len(r) for r in ds[0:4]["input_ids"]))
+    batch = make_batch([(0, Split.from_dataset("films", ds), [0, 1, 2, 3])], pad_id=tokenizer.pad_token_id)
+    assert batch.input_ids.shape == (4, max(len(r) for r in ds[0:4]["input_ids"]))
 
 
 def test_truncation_and_pairs(tmp_path, tokenizer):

@@ -8,17 +8,19 @@ import torch.nn.functional as F
 
 from tiny import tiny_preset_dict
 from hrkd_cli.batches import load_splits, make_batch
-from hrkd_cli.checkpoint import load_classifier, load_extras, members, read_meta
+from hrkd_cli.model.checkpoint import load_classifier, load_extras, members, read_meta
 from hrkd_cli.config import validate_preset
-from hrkd_cli.data import load_prepared
+from hrkd_cli.data.store import load_prepared
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.evaluation import evaluate_checkpoint
-from hrkd_cli.metakd import mean_pooled_embedding
+from hrkd_cli.train.evaluation import evaluate_checkpoint
+from hrkd_cli.model.metakd import mean_pooled_embedding
 from hrkd_cli.recipes import baselines as B
-from hrkd_cli.recipes.common import data_dir, teacher_dir
-from hrkd_cli.recipes.distill import Teachers, distill, domain_losses, setup, student_dir
-from hrkd_cli.recipes.meta_teacher import load_prototype_scores, load_transferable
-from hrkd_cli.recipes.sweep import finished_run
+from hrkd_cli.runs import data_dir, teacher_dir
+from hrkd_cli.recipes.distill import distill
+from hrkd_cli.model.kd_model import Teachers, domain_losses
+from hrkd_cli.recipes.students import setup, student_dir
+from hrkd_cli.model.metakd import load_prototype_scores, load_transferable
+from hrkd_cli.experiments.sweep import finished_run
 from hrkd_cli.runtime import setup as runtime_setup
 
 quiet = {"say": lambda m: None}

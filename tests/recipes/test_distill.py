@@ -4,14 +4,17 @@ import shutil
 import pytest
 import torch
 
-from hrkd_cli.checkpoint import load_extras, members, read_meta
-from hrkd_cli.data import load_prepared
+from hrkd_cli.model.checkpoint import load_extras, members, read_meta
+from hrkd_cli.data.store import load_prepared
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.evaluation import evaluate_checkpoint
+from hrkd_cli.train.evaluation import evaluate_checkpoint
 from hrkd_cli.batches import load_splits, make_batch
 from hrkd_cli.recipes import distill as D
-from hrkd_cli.losses import DomainLosses, hrkd_loss
-from hrkd_cli.recipes.common import data_dir
+from hrkd_cli.model.losses import DomainLosses, hrkd_loss
+from hrkd_cli.model import kd_model
+from hrkd_cli.recipes import students
+from hrkd_cli.runs import data_dir
+from hrkd_cli.vocabulary import run_names
 
 quiet = {"say": lambda m: None}
 
@@ -42,11 +45,11 @@ def test_baseline_kd_methods(tiny_preset, cpu_runtime, method, row):
 
 def test_frozen_graph_never_changes_but_passes_gradient(tiny_preset, cpu_runtime):
     # GAT dropout on (the released code's 0.1): without it the second GAT layer of a random
-    # graph usually yields exactly uniform ratios with zero gradient (see hrkd_cli/graph.py).
+    # graph usually yields exactly uniform ratios with zero gradient (see hrkd_cli/model/graph.py).
     p = tiny_preset()
     out = D.distill(p, cpu_runtime, **quiet)
     data = load_prepared(data_dir(p))
-    s = D.setup(p, cpu_runtime, out.parent.parent.parent / "teacher" / "multi-domain", list(data.domains), data)
+    s = students.setup(p, cpu_runtime, out.parent.parent.parent / "teacher" / "multi-domain", list(data.domains), data)
     initial = {k: v.clone() for k, v in s.model.relational.state_dict().items()}
     trained = {k[len("relational."):]: v for k, v in load_extras(members(out)["books"]).items() if k.startswith("relational.")}
     assert initial.keys() == trained.keys() and all(torch.equal(initial[k], trained[k]) for k in initial)
@@ -60,7 +63,7 @@ def test_frozen_graph_never_changes_but_passes_gradient(tiny_preset, cpu_runtime
     for seed in range(8):  # GAT dropout draws differ per seed; some draws give exactly uniform ratios
         torch.manual_seed(seed)
         out_, projected, rel = s.model(batch)
-        terms = D.domain_losses(p, out_, projected, t, batch, s.layer_map)
+        terms = kd_model.domain_losses(p, out_, projected, t, batch, s.layer_map)
         # the loss with the per-domain terms held fixed: its gradient can only come through the ratios
         loss = hrkd_loss(terms.embd.detach(), terms.attn.detach(), terms.hidn.detach(), terms.pred.detach(), rel.ratios)
         grad = torch.autograd.grad(loss, word, allow_unused=True)[0]
@@ -72,7 +75,7 @@ def test_joint_graph_is_optimised(tiny_preset, cpu_runtime):
     p = tiny_preset(distill={"graph_mode": "joint", "graph_lr": 1e-2})
     out = D.distill(p, cpu_runtime, **quiet)
     data = load_prepared(data_dir(p))
-    s = D.setup(p, cpu_runtime, out.parent.parent.parent / "teacher" / "multi-domain", list(data.domains), data)
+    s = students.setup(p, cpu_runtime, out.parent.parent.parent / "teacher" / "multi-domain", list(data.domains), data)
     trained = {k[len("relational."):]: v for k, v in load_extras(members(out)["books"]).items() if k.startswith("relational.")}
     initial = s.model.relational.state_dict()
     assert any(not torch.equal(initial[k], trained[k]) for k in initial)
@@ -89,8 +92,8 @@ def test_ablations_run_and_are_recorded(tiny_preset, cpu_runtime, drop):
 def test_domain_rel_loss_scale_setting(tiny_preset):
     terms = DomainLosses(torch.ones(3), torch.ones(3, 2), torch.ones(3, 2), torch.ones(3))
     rel = type("R", (), {"ratios": torch.full((3, 3), 1 / 3)})()
-    eq5 = D.total_loss(tiny_preset(distill={"drop": ["domain-rel"], "domain_rel_scale": "eq5"}), terms, rel)
-    uniform = D.total_loss(tiny_preset(distill={"drop": ["domain-rel"], "domain_rel_scale": "uniform"}), terms, rel)
+    eq5 = kd_model.total_loss(tiny_preset(distill={"drop": ["domain-rel"], "domain_rel_scale": "eq5"}), terms, rel)
+    uniform = kd_model.total_loss(tiny_preset(distill={"drop": ["domain-rel"], "domain_rel_scale": "uniform"}), terms, rel)
     assert float(eq5) == pytest.approx(3 * (1 + 2 + 2) + 3)
     assert float(uniform) == pytest.approx(float(eq5) / 3)
 
@@ -126,8 +129,6 @@ def test_resume_without_checkpoint(tiny_preset, cpu_runtime):
 
 def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tiny_preset, cpu_runtime, monkeypatch):
     p = tiny_preset(distill={"eval_every": 2, "epochs": 2})
-    from hrkd_cli.recipes import students
-
     real = students.total_loss
     calls = {"n": 0}
 
@@ -139,7 +140,7 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoin
     monkeypatch.setattr(students, "total_loss", poisoned)  # where distillation_loss looks it up
     with pytest.raises(HrkdError, match="at step 4"):
         D.distill(p, cpu_runtime, **quiet)
-    last = D.student_dir(p) / "last"
+    last = students.student_dir(p) / "last"
     assert read_meta(last)["step"] == 4  # evaluated and saved after steps 2 and 4, before the bad step
 
 
@@ -153,7 +154,7 @@ def test_a_run_of_another_configuration_is_not_overwritten(tiny_preset, cpu_runt
     assert (first / "run.json").read_bytes() == before
     tagged = tiny_preset(distill={"method": "multi-domain", "temperature": 4.0, "tag": "T4"})
     out = D.distill(tagged, cpu_runtime, **quiet)
-    assert out.parent.name == "multi-domain-T4" and D.row_name(tagged).endswith("(T4)")
+    assert out.parent.name == "multi-domain-T4" and run_names(tagged).row.endswith("(T4)")
     again = D.distill(tiny_preset(distill={"method": "multi-domain"}), cpu_runtime, **quiet)  # same configuration: fine
     assert again == first
 

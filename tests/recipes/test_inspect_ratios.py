@@ -10,8 +10,8 @@ import torch
 from rich.console import Console
 
 from hrkd_cli.errors import HrkdError
+from hrkd_cli.fsio import read_json_if_present
 from hrkd_cli.recipes import distill as D
-from hrkd_cli.recipes.common import read_json
 from hrkd_cli.recipes.inspect_ratios import inspect_ratios
 
 quiet = {"say": lambda m: None}
@@ -29,7 +29,7 @@ def hrkd_run(tiny_preset, cpu_runtime):
 
 
 def test_log_reaches_the_last_step_and_plots(hrkd_run, tmp_path):
-    total = read_json(hrkd_run / "run.json")["runs"]["all"]["steps"]
+    total = read_json_if_present(hrkd_run / "run.json")["runs"]["all"]["steps"]
     printed = io.StringIO()  # a log file: 80 columns, no terminal
     result = run(hrkd_run, console=Console(file=printed, width=80), plot=tmp_path / "ratios.png")
     text = printed.getvalue()

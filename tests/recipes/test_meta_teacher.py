@@ -7,15 +7,16 @@ import torch
 import torch.nn.functional as F
 
 from tiny import tiny_preset_dict
+from hrkd_cli.model import metakd
 from hrkd_cli.batches import load_splits, make_batch
-from hrkd_cli.checkpoint import load_classifier, load_extras, members, read_meta
+from hrkd_cli.model.checkpoint import load_classifier, load_extras, members, read_meta
 from hrkd_cli.config import validate_preset
-from hrkd_cli.data import load_prepared
+from hrkd_cli.data.store import load_prepared
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.pretrained import load_pretrained_encoder
+from hrkd_cli.model.pretrained import load_pretrained_encoder
 from hrkd_cli.recipes import meta_teacher as MT
-from hrkd_cli.recipes.common import data_dir, teacher_dir
-from hrkd_cli.recipes.distill import Teachers
+from hrkd_cli.runs import data_dir, teacher_dir
+from hrkd_cli.model.kd_model import Teachers
 from hrkd_cli.recipes.teach import reusable_teacher, teach
 from hrkd_cli.runtime import setup
 
@@ -65,7 +66,7 @@ def direct_scores(preset, domains, alpha):
 
 def test_stored_prototype_scores_equal_a_direct_recomputation(meta_run):
     preset, out = meta_run
-    scores, info = MT.load_prototype_scores(out)
+    scores, info = metakd.load_prototype_scores(out)
     assert info["seen_domains"] == DOMAINS and info["alpha"] == preset.teacher.meta.alpha
     expected = direct_scores(preset, DOMAINS, preset.teacher.meta.alpha)
     for d in DOMAINS:
@@ -86,7 +87,7 @@ def test_meta_teacher_checkpoint_is_a_one_head_teacher_with_transferable_weights
     extras = load_extras(group["books"])
     assert extras["transferable.domain_embedding.weight"].shape == (3, 32)
     assert extras["transferable.domain_classifier.weight"].shape == (3, 32)
-    tk, tk_domains = MT.load_transferable(out)
+    tk, tk_domains = metakd.load_transferable(out)
     assert tk_domains == DOMAINS and not any(p.requires_grad for p in tk.parameters())
     # the distillation side loads it like any one-head teacher
     teachers = Teachers(out, DOMAINS, runtime)
@@ -120,10 +121,10 @@ def test_pooled_steps_and_adversarial_gradient(meta_run, runtime):
 def test_resume_of_a_finished_run_keeps_its_scores(meta_run, runtime):
     preset, out = meta_run
     before = json.loads((out / "run.json").read_text())["test"]
-    stored = MT.load_prototype_scores(out)[0]
+    stored = metakd.load_prototype_scores(out)[0]
     MT.teach_meta(preset, runtime, resume=True, **quiet)
     assert json.loads((out / "run.json").read_text())["test"] == before
-    after = MT.load_prototype_scores(out)[0]
+    after = metakd.load_prototype_scores(out)[0]
     assert all(torch.equal(stored[d], after[d]) for d in DOMAINS)  # computed once, not again on resume
 
 
@@ -148,8 +149,8 @@ def test_exclusion_keeps_the_domain_out_of_the_teacher(tiny_preset, runtime):
     assert read_meta(out)["domains"] == seen and read_meta(members(out)["books"])["domains"] == seen
     record = json.loads((out / "run.json").read_text())
     assert record["domains"] == seen and set(record["test"]) == {*seen, "average"}
-    assert MT.load_transferable(out)[0].domain_embedding.weight.shape[0] == 2
-    scores, info = MT.load_prototype_scores(out)
+    assert metakd.load_transferable(out)[0].domain_embedding.weight.shape[0] == 2
+    scores, info = metakd.load_prototype_scores(out)
     assert info["seen_domains"] == seen and info["excluded_domain"] == "films"
     # seen domains: scored against the seen prototypes only (zeta = 1 - alpha over one other domain)
     expected = direct_scores(p, seen, p.teacher.meta.alpha)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tiny import tiny_preset_dict
-from hrkd_cli.checkpoint import load_classifier, members
+from hrkd_cli.model.checkpoint import load_classifier, members
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.export import open_domain
 from hrkd_cli.recipes.predict import predict

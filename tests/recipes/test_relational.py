@@ -8,18 +8,22 @@ from rich.console import Console
 
 from hrkd_cli.batches import load_splits
 from hrkd_cli.config import load_preset
-from hrkd_cli.data import load_prepared
+from hrkd_cli.data.store import load_prepared
 from hrkd_cli.errors import HrkdError
+from hrkd_cli.fsio import read_json_if_present
 from hrkd_cli.recipes import distill as D
-from hrkd_cli.recipes.common import data_dir, read_json
+from hrkd_cli.model import kd_model
+from hrkd_cli.recipes import students
+from hrkd_cli.runs import data_dir
 from hrkd_cli.recipes.inspect_ratios import inspect_ratios
+from hrkd_cli.vocabulary import run_names
 
 quiet = {"say": lambda m: None}
 EXACT = {"dropout": False, "gat_dropout": 0.0, "epochs": 2}
 
 
 def log_of(run):
-    return read_json(run / "last" / "ratio_log.json")
+    return read_json_if_present(run / "last" / "ratio_log.json")
 
 
 def inspect(run):
@@ -61,16 +65,16 @@ def test_new_graphs_respond_to_the_domains(tiny_preset, cpu_runtime, graph):
     diag = inspect(run)["diagnostics"]
     assert diag["verdict"].startswith("verdict: ACTIVE") or diag["verdict"].startswith("verdict: NEAR-UNIFORM")
     assert all(e["grad_graph"] > 0 for e in diag["eval"])
-    meta = read_json(run / "best" / "hrkd.json") if (run / "best" / "hrkd.json").exists() else None
+    meta = read_json_if_present(run / "best" / "hrkd.json") if (run / "best" / "hrkd.json").exists() else None
     assert graph in run.parent.name and (meta is None or meta["relational"]["graph"] == graph)
 
 
 def test_excess_running_loss_survives_a_resume(tiny_preset, cpu_runtime):
-    from hrkd_cli.checkpoint import load_extras
+    from hrkd_cli.model.checkpoint import load_extras
 
     run = D.distill(tiny_preset(distill={**EXACT, "graph": "excess"}), cpu_runtime, **quiet)
     extras = load_extras(run / "last")
-    assert int(extras["relational.loss_ema_steps"]) == read_json(run / "run.json")["runs"]["all"]["steps"]
+    assert int(extras["relational.loss_ema_steps"]) == read_json_if_present(run / "run.json")["runs"]["all"]["steps"]
     assert (extras["relational.loss_ema"] > 0).all()
 
 
@@ -80,40 +84,40 @@ def test_meta_outer_objective_is_unweighted_eq5_on_a_dev_batch(tiny_preset, cpu_
 
     ensure_prepared(preset, quiet["say"])
     data = load_prepared(data_dir(preset))
-    teacher = D.ensure_teacher(preset, cpu_runtime, data, quiet["say"])
+    teacher = students.ensure_teacher(preset, cpu_runtime, data, quiet["say"])
     domains = list(data.domains)
-    s = D.setup(preset, cpu_runtime, teacher, domains, data)
+    s = students.setup(preset, cpu_runtime, teacher, domains, data)
     dev = load_splits(data, "dev", domains)
-    heldout_at, val_loss = D.meta_objective(s, dev, cpu_runtime)
+    heldout_at, val_loss = students.meta_objective(s, dev, cpu_runtime)
     batch = heldout_at(0)
     dev_ids = {tuple(x.input_ids[i]) for x in dev for i in range(len(x))}
     for row, mask in zip(batch.input_ids.tolist(), batch.attention_mask.tolist()):
         assert tuple(row[: sum(mask)]) in dev_ids  # every held-out row is a dev example
     t = s.teachers(batch, domains, cpu_runtime, attentions=True)
     out, projected, rel = s.model(batch)
-    terms = D.domain_losses(preset, out, projected, t, batch, s.layer_map)
+    terms = kd_model.domain_losses(preset, out, projected, t, batch, s.layer_map)
     expected = terms.total(None, gamma=preset.distill.gamma)  # Eq. 5: no ratios
     assert val_loss(batch, s.model).item() == pytest.approx(expected.item(), rel=1e-6)
     assert expected.item() != pytest.approx(terms.total(rel.ratios, gamma=preset.distill.gamma).item(), rel=1e-3)
     # the task objective: cross-entropy against the dev batch's gold labels
     task = tiny_preset(distill={"graph_mode": "meta", "graph": "residual", "meta_objective": "dev-task"})
     s.preset = task
-    _, val_task = D.meta_objective(s, dev, cpu_runtime)
+    _, val_task = students.meta_objective(s, dev, cpu_runtime)
     ce = torch.nn.functional.cross_entropy(out.logits.float(), batch.labels)
     assert val_task(batch, s.model).item() == pytest.approx(ce.item(), rel=1e-5)
     # empty dev data is refused with the domain's name
     with pytest.raises(HrkdError, match="needs dev data.*books"):
-        D.meta_objective(s, [[]] + dev[1:], cpu_runtime)
+        students.meta_objective(s, [[]] + dev[1:], cpu_runtime)
 
 
 def test_meta_run_with_dev_objective_trains_the_graph(tiny_preset, cpu_runtime):
     run = D.distill(tiny_preset(distill={"graph_mode": "meta", "graph": "residual"}), cpu_runtime, **quiet)
     log = log_of(run)
     assert all("meta_val_loss" in e for e in log)
-    from hrkd_cli.checkpoint import load_extras
+    from hrkd_cli.model.checkpoint import load_extras
 
-    first = D.setup(tiny_preset(distill={"graph_mode": "meta", "graph": "residual"}), cpu_runtime,
-                    read_json(run / "run.json")["teacher"], ["books", "films", "gadgets"],
+    first = students.setup(tiny_preset(distill={"graph_mode": "meta", "graph": "residual"}), cpu_runtime,
+                    read_json_if_present(run / "run.json")["teacher"], ["books", "films", "gadgets"],
                     load_prepared(data_dir(tiny_preset()))).model.relational.state_dict()
     trained = load_extras(run / "last")
     moved = [k for k, v in first.items() if not torch.equal(v, trained[f"relational.{k}"])]
@@ -133,6 +137,6 @@ def test_settings_that_the_graph_would_ignore_are_refused(override, message):
 
 def test_run_names_carry_the_relational_choices(tiny_preset):
     p = tiny_preset(distill={"graph": "excess", "graph_mode": "meta", "excess_beta": 10.0})
-    assert D.student_tag(p) == "hrkd-excess-meta-beta10.0"
-    assert D.row_name(p) == "HRKD-teacher -(HRKD[excess, meta, beta=10.0])-> BERT_S"
-    assert D.student_tag(tiny_preset()) == "hrkd"
+    assert run_names(p).tag == "hrkd-excess-meta-beta10.0"
+    assert run_names(p).row == "HRKD-teacher -(HRKD[excess, meta, beta=10.0])-> BERT_S"
+    assert run_names(tiny_preset()).tag == "hrkd"

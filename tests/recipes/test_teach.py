@@ -3,7 +3,7 @@ import shutil
 
 import pytest
 
-from hrkd_cli.checkpoint import members, read_meta
+from hrkd_cli.model.checkpoint import members, read_meta
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.recipes.teach import reusable_teacher, teach
 
