@@ -58,10 +58,10 @@ def test_sampling_takes_the_front_of_each_seeded_training_split(tiny_preset):
                 assert load_splits(few, split, [d])[0].text == load_splits(full, split, [d])[0].text
 
 
-def test_fewshot_trains_per_rate_with_fewshot_lr_and_reuses_seeds(tiny_preset, cpu_runtime, monkeypatch):
+def optimiser_lrs(monkeypatch) -> list:
+    """The learning rate of every parameter group the students' optimisers are built with, as they are built."""
     import hrkd_cli.recipes.distill as distill_mod
 
-    p = tiny_preset(distill={"lr": 1e-3, "fewshot_lr": 3e-4}, data={"synthetic": TWO_DOMAINS})
     lrs = []
     real_adamw = distill_mod.adamw
 
@@ -70,6 +70,12 @@ def test_fewshot_trains_per_rate_with_fewshot_lr_and_reuses_seeds(tiny_preset, c
         return real_adamw(groups, *args, **kwargs)
 
     monkeypatch.setattr(distill_mod, "adamw", spy)
+    return lrs
+
+
+def test_fewshot_trains_per_rate_with_fewshot_lr_and_reuses_seeds(tiny_preset, cpu_runtime, monkeypatch):
+    p = tiny_preset(distill={"lr": 1e-3, "fewshot_lr": 3e-4}, data={"synthetic": TWO_DOMAINS})
+    lrs = optimiser_lrs(monkeypatch)
     runs = fewshot(p, cpu_runtime, [50.0], [1, 2], say=quiet)
     assert set(runs[50.0]) == {"tinybert", "hrkd"}
     for method, paths in runs[50.0].items():
@@ -82,6 +88,8 @@ def test_fewshot_trains_per_rate_with_fewshot_lr_and_reuses_seeds(tiny_preset, c
         rec = json.loads((rate_dir(p.run_dir, 50) / "teacher" / kind / "run.json").read_text())
         assert rec["preset"]["data"]["sample_rate"] == 0.5
     assert not (Path(p.run_dir) / "student").exists()  # the full-data run directory is untouched
+
+    import hrkd_cli.recipes.distill as distill_mod
 
     monkeypatch.setattr(distill_mod, "distill", lambda *a, **k: pytest.fail("a finished seed was distilled again"))
     assert fewshot(p, cpu_runtime, [50.0], [1, 2], say=quiet) == runs
@@ -113,6 +121,8 @@ def test_arms_run_apart_train_only_their_own_teacher_and_add_up_to_the_whole_poi
     assert fewshot_results(Path(p.run_dir), rates=[point]).points == []  # no baseline yet: no row
     base_runs = fewshot(p, cpu_runtime, [point], [1, 2], methods=["tinybert"], say=quiet)
     assert sorted(d.name for d in teachers.iterdir()) == ["multi-domain", "single"]
+
+    import hrkd_cli.recipes.distill as distill_mod
 
     monkeypatch.setattr(distill_mod, "distill", lambda *a, **k: pytest.fail("a finished seed was distilled again"))
     whole = fewshot(p, cpu_runtime, [point], [1, 2], say=quiet)
@@ -178,17 +188,8 @@ def test_a_count_above_a_domains_training_split_stops_fewshot_before_any_trainin
 
 
 def test_fewshot_by_count_trains_on_that_many_examples_per_domain_at_the_fewshot_lr(tiny_preset, cpu_runtime, monkeypatch):
-    import hrkd_cli.recipes.distill as distill_mod
-
     p = tiny_preset(distill={"lr": 1e-3, "fewshot_lr": 3e-4}, data={"synthetic": TWO_DOMAINS})
-    lrs = []
-    real_adamw = distill_mod.adamw
-
-    def spy(groups, *args, **kwargs):
-        lrs.extend(g["lr"] for g in groups)
-        return real_adamw(groups, *args, **kwargs)
-
-    monkeypatch.setattr(distill_mod, "adamw", spy)
+    lrs = optimiser_lrs(monkeypatch)
     point = Sample(per_domain=12)
     runs = fewshot(p, cpu_runtime, [point], [1], say=quiet)
     for path in runs[point]["hrkd"] + runs[point]["tinybert"]:
