@@ -267,9 +267,9 @@ def stock_classifier(model: DomainClassifier, domain_index: int, names: list[str
     return stock.eval()
 
 
-def stock_description(model: PreTrainedModel) -> str:
+def stock_description(cls: type[PreTrainedModel]) -> str:
     """How hrkd's logits are read from an exported class, for hrkd_export.json."""
-    if isinstance(model, BertForTokenClassification):
+    if cls is BertForTokenClassification:
         return "logits[:, 0] of BertForTokenClassification (dropout + linear on [CLS], no pooler)"
     return "logits of BertForSequenceClassification (pooler, dropout + linear)"
 
@@ -309,7 +309,7 @@ def _export_meta(dm: DomainModel, fmt: str, checks: dict, extra: dict) -> dict:
     return {
         "format": EXPORT_FORMAT, "as": fmt, "domain": dm.domain, "labels": dm.label_names,
         "max_seq_length": dm.max_seq_length, "text_pair": dm.text_pair, "source": str(dm.source),
-        "data_hash": dm.meta.get("data_hash"), "head": stock_description(domain_stock(dm)),
+        "data_hash": dm.meta.get("data_hash"), "head": stock_description(stock_class(dm.module.model)),
         "checks": checks, **extra,
     }
 
