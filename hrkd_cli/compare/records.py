@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from hrkd_cli.config import TRANSFER_FIELDS
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.fsio import read_json_if_present
 from hrkd_cli.predictions import read_predictions
@@ -73,6 +74,20 @@ class RunRecord:
             return self.record.get("kind", "")
         kind = (self.preset.get("distill") or {}).get("teacher_kind", "auto")
         return DEFAULT_TEACHER.get(self.method, "") if kind == "auto" else kind
+
+    @property
+    def uses_transfer(self) -> bool:
+        """True when the student distilled on transfer examples (its row name says which)."""
+        return self.role == "student" and " +transfer[" in (self.record.get("row") or "")
+
+    @property
+    def configuration_without_transfer(self) -> dict:
+        """The record's data, teacher, student and distill settings with every transfer setting left out: two
+        student rows with equal values differ only in the transfer data they saw."""
+        p = self.preset
+        data = {k: v for k, v in (p.get("data") or {}).items() if k not in TRANSFER_FIELDS}
+        distill = {k: v for k, v in (p.get("distill") or {}).items() if k != "transfer_ratio"}
+        return {"data": data, "teacher": p.get("teacher"), "student": p.get("student"), "distill": distill}
 
     @property
     def group_key(self) -> str:

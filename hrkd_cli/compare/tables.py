@@ -271,6 +271,23 @@ def tinybert_reference(row: TableRow, rows: list[TableRow]) -> TableRow | None:
     return cands[0]
 
 
+def transfer_reference(row: TableRow, rows: list[TableRow]) -> TableRow | None:
+    """For a row distilled on transfer data: the row of the same configuration without it (same teacher, same
+    student, method and settings), the comparison that says what the transfer data bought. None otherwise."""
+    if not row.first.uses_transfer:
+        return None
+    same = row.first.configuration_without_transfer
+    cands = [x for x in rows if x.role == "student" and not x.first.uses_transfer
+             and _teacher_id(x.first) == _teacher_id(row.first) and x.first.configuration_without_transfer == same]
+    return max(cands, key=lambda x: len(x.runs)) if cands else None
+
+
+def reference_row(row: TableRow, rows: list[TableRow]) -> TableRow | None:
+    """The row ``row`` is tested against: its configuration without transfer data where it used some and that
+    row is there, else the TinyBERT-KD row distilled from the same teacher."""
+    return transfer_reference(row, rows) or tinybert_reference(row, rows)
+
+
 def mark_best(rows: list[TableRow], columns: list[str]) -> None:
     """Bold (best) and underline (second best) per column among student rows (all rows if there are none)."""
     pool = [r for r in rows if r.role == "student"] or rows
@@ -352,7 +369,7 @@ def compare_table(records: list[RunRecord], split: str = "test", title: str | No
     for row in rows:
         if row.role != "student":
             continue
-        ref = tinybert_reference(row, rows)
+        ref = reference_row(row, rows)
         if ref is row:
             row.p_note = "ref"
         elif ref is None:
@@ -360,6 +377,9 @@ def compare_table(records: list[RunRecord], split: str = "test", title: str | No
         else:
             compare_with(row, ref, split, domains)
     mark_best(rows, [*domains, "average"])
-    notes = [STD_NOTE, *legend_notes("the TinyBERT-KD row distilled from the same teacher"), *pairing_notes(rows),
+    against = "the TinyBERT-KD row distilled from the same teacher"
+    if any(transfer_reference(row, rows) for row in rows if row.role == "student"):
+        against += " (a row distilled on transfer data: the same configuration without it)"
+    notes = [STD_NOTE, *legend_notes(against), *pairing_notes(rows),
              "bold: best, underlined: second best among the student rows"]
     return ResultTable(title or f"Accuracy (%) on {split}", split, domains, rows, data_hash, notes=notes)

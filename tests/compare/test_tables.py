@@ -143,3 +143,48 @@ def test_ablation_rows_are_paired_with_full_hrkd(tmp_path):
     assert domain_rel.paired.differing == forward.differing == 6
     assert domain_rel.paired.example_p == pytest.approx(forward.example_p)
     assert domain_rel.paired.interval[0] == pytest.approx(-forward.interval[0])
+
+
+def as_transfer_run(run_dir, tag: str, row_suffix: str, data: dict, ratio: float | None = None):
+    """Copy a fabricated student run to student/<tag>/ as if it had distilled on transfer data."""
+    for f in sorted(run_dir.glob("seed-*/run.json")):
+        rec = json.loads(f.read_text())
+        rec["row"] += row_suffix
+        rec["preset_hash"] += "+transfer"
+        rec["preset"]["data"].update(data)
+        if ratio is not None:
+            rec["preset"]["distill"]["transfer_ratio"] = ratio
+        out = run_dir.parent / tag / f.parent.name
+        out.mkdir(parents=True)
+        (out / "run.json").write_text(json.dumps(rec))
+        (out / "predictions.json").write_text((f.parent / "predictions.json").read_text())
+
+
+def test_a_transfer_row_is_paired_with_its_configuration_without_transfer(paired_runs):
+    # HRKD-on-transfer-data rows: the same configuration as HRKD plus transfer settings. Its reference is the HRKD
+    # row (identical predictions here: a difference of exactly 0), not TinyBERT-KD.
+    students = paired_runs / "student"
+    as_transfer_run(students / "hrkd", "hrkd+transfer-unlabeled", " +transfer[unlabeled]", {"unlabeled": "u.jsonl"})
+    as_transfer_run(students / "multi-domain", "multi-domain+transfer-windows4-ratio2", " +transfer[windows4, ratio2]",
+                    {"windows": 4}, ratio=2.0)
+    table = compare_table(collect([paired_runs]))
+    hrkd_t = row(table, HRKD_ROW + " +transfer[unlabeled]")
+    assert hrkd_t.reference == HRKD_ROW
+    assert hrkd_t.paired.mean_diff == pytest.approx(0.0) and hrkd_t.paired.differing == 0
+    tiny_t = row(table, TINY_ROW + " +transfer[windows4, ratio2]")
+    assert tiny_t.reference == TINY_ROW and tiny_t.paired.differing == 0
+    # rows without transfer data keep TinyBERT-KD as their reference
+    assert row(table, HRKD_ROW).reference == TINY_ROW
+    assert any("the same configuration without it" in n for n in table.notes)
+
+
+def test_a_transfer_row_without_its_plain_configuration_falls_back_to_tinybert(paired_runs):
+    students = paired_runs / "student"
+    as_transfer_run(students / "hrkd", "hrkd+transfer-unlabeled", " +transfer[unlabeled]", {"unlabeled": "u.jsonl"})
+    for f in (students / "hrkd").glob("seed-*/run.json"):  # the plain HRKD row now has another setting
+        rec = json.loads(f.read_text())
+        rec["preset"]["distill"]["epochs"] = 9.0
+        rec["preset_hash"] += "-9"
+        f.write_text(json.dumps(rec))
+    table = compare_table(collect([paired_runs]))
+    assert row(table, HRKD_ROW + " +transfer[unlabeled]").reference == TINY_ROW
