@@ -105,7 +105,7 @@ def teach(
     set_: Optional[List[str]] = SetOpt,
 ) -> None:
     """Fine-tune a teacher (prepares the data first if needed)."""
-    from hrkd_cli.recipes.teach import teach as run
+    from hrkd_cli.pipeline import teach as run
 
     overrides = _option_overrides(set_, {"teacher.kind": kind, "teacher.exclude_domain": exclude_domain})
     p = _load(preset, overrides, precision, nproc, source=source, tensorboard=tensorboard)

@@ -166,7 +166,8 @@ def fewshot(
     set_: Optional[List[str]] = SetOpt,
 ) -> None:
     """Teach and distil on the front of each training split per sample (a rate, or a count per domain); print the improvement of HRKD (and Meta-KD) over BERT-single -(TinyBERT-KD)-> BERT_S with its 90% CI (HRKD Figure 2)."""
-    from hrkd_cli.experiments.fewshot import Sample, fewshot as run, parse_counts, parse_methods, parse_rates
+    from hrkd_cli.experiments.fewshot import fewshot as run, parse_counts, parse_methods, parse_rates
+    from hrkd_cli.experiments.samples import Sample
     from hrkd_cli.experiments.fewshot_results import fewshot_results, plot_fewshot
     from hrkd_cli.experiments.sweep import parse_seeds
 

@@ -210,7 +210,7 @@ def test_commands_after_prepare_reuse_the_source_it_was_given(tmp_path, tiny_tea
     manifest = json.loads((tmp_path / "run" / "data" / "manifest.json").read_text())
     assert manifest["source_path"] == str(src.resolve()) and manifest["source_arg"] == str(src)
 
-    from hrkd_cli.recipes.prepare import ensure_prepared
+    from hrkd_cli.pipeline import ensure_prepared
 
     seen = []
 
@@ -219,7 +219,7 @@ def test_commands_after_prepare_reuse_the_source_it_was_given(tmp_path, tiny_tea
         return []
 
     monkeypatch.setattr("hrkd_cli.experiments.sweep.distill_seeds", recipe)
-    monkeypatch.setattr("hrkd_cli.recipes.teach.teach", recipe)
+    monkeypatch.setattr("hrkd_cli.pipeline.teach", recipe)
     code, _, err = run_main(["distill", "--preset", str(preset)], capsys, monkeypatch)
     assert code == 0, err
     assert seen[-1] == (str(src), str(src.resolve()))
@@ -275,7 +275,7 @@ def test_any_other_os_error_is_one_line_naming_its_path(tmp_path, tiny_teacher_d
     def denied(*args, **kwargs):
         raise PermissionError(13, "Permission denied", "/somewhere/teacher/best")
 
-    monkeypatch.setattr("hrkd_cli.recipes.teach.teach", denied)
+    monkeypatch.setattr("hrkd_cli.pipeline.teach", denied)
     code, _, err = run_main(["teach", "--preset", str(tiny_toml(tmp_path, tiny_teacher_dir))], capsys, monkeypatch)
     assert_one_line_error(code, err, "/somewhere/teacher/best: Permission denied")
     assert code == 1
@@ -331,7 +331,7 @@ def test_a_non_finite_loss_is_a_failed_run_exit_1(tmp_path, tiny_teacher_dir, ca
     def fails(*args, **kwargs):
         raise caught.value
 
-    monkeypatch.setattr("hrkd_cli.recipes.teach.teach", fails)
+    monkeypatch.setattr("hrkd_cli.pipeline.teach", fails)
     code, _, err = run_main(["teach", "--preset", str(tiny_toml(tmp_path, tiny_teacher_dir))], capsys, monkeypatch)
     assert_one_line_error(code, err, "loss is nan")
     assert code == 1

@@ -119,7 +119,7 @@ def test_ablate_command_two_seeds_then_reuse(tiny_preset, tmp_path, monkeypatch)
     assert [r["seeds"] for r in table["rows"]] == [[1, 2], [1, 2]]
     assert "Table 4" in result.output
 
-    monkeypatch.setattr("hrkd_cli.recipes.distill.distill", lambda *a, **k: pytest.fail("a finished seed was distilled again"))
+    monkeypatch.setattr("hrkd_cli.experiments.sweep.distill", lambda *a, **k: pytest.fail("a finished seed was distilled again"))
     again = runner.invoke(app, args)
     assert again.exit_code == 0, again.output
     assert json.loads(out.read_text())["rows"] == table["rows"]

@@ -13,8 +13,8 @@ from tiny import tiny_preset_dict
 from hrkd_cli.config import preset_to_toml, validate_preset
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.events import EVENTS_DIR, EventLog, event_log, require_tensorboard, train_scalars
-from hrkd_cli.recipes import distill as D
-from hrkd_cli.recipes.students import student_dir
+from hrkd_cli import pipeline
+from hrkd_cli.train.students import student_dir
 
 accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")  # the extra
 
@@ -32,7 +32,7 @@ def test_distillation_writes_every_scalar_and_changes_no_number(tmp_path, tiny_t
     def run(name, on):
         raw = tiny_preset_dict(tmp_path / name, tiny_teacher_dir, runtime={"tensorboard": on}, distill={"log_every": 3})
         p = validate_preset(raw, "tiny")
-        return p, D.distill(p, cpu_runtime, say=lambda m: None)
+        return p, pipeline.distill(p, cpu_runtime, say=lambda m: None)
 
     p_off, off = run("off", False)
     p_on, on = run("on", True)
@@ -81,7 +81,7 @@ def test_distillation_writes_every_scalar_and_changes_no_number(tmp_path, tiny_t
 
 
 def test_a_per_domain_method_writes_one_directory_per_domain(tiny_preset, cpu_runtime):
-    out = D.distill(tiny_preset(distill={"method": "tinybert"}, runtime={"tensorboard": True}), cpu_runtime,
+    out = pipeline.distill(tiny_preset(distill={"method": "tinybert"}, runtime={"tensorboard": True}), cpu_runtime,
                     say=lambda m: None)
     for d in DOMAINS:
         got = scalars(out / d / EVENTS_DIR)

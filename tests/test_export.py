@@ -21,7 +21,7 @@ quiet = {"say": lambda m: None}
 def student_run(tmp_path_factory, tiny_teacher_dir):
     """A tiny HRKD student (and its multi-domain teacher), trained once for this module."""
     from hrkd_cli.config import validate_preset
-    from hrkd_cli.recipes.distill import distill
+    from hrkd_cli.pipeline import distill
     from hrkd_cli.runtime import setup
 
     root = tmp_path_factory.mktemp("export")
@@ -32,7 +32,7 @@ def student_run(tmp_path_factory, tiny_teacher_dir):
 def cls_run(tmp_path_factory, tiny_teacher_dir):
     """The same, with the "cls" head (no pooler) for teacher and student."""
     from hrkd_cli.config import validate_preset
-    from hrkd_cli.recipes.distill import distill
+    from hrkd_cli.pipeline import distill
     from hrkd_cli.runtime import setup
 
     root = tmp_path_factory.mktemp("export-cls")

@@ -1,7 +1,7 @@
 """The package's floor plan, read from the source (the ``ast`` of every module, nothing imported):
 no import cycle, counting the ``__init__`` of every package an import passes through; recipes import no
-other recipe (beyond the listed edges still to untangle); experiments sit above the recipes and the CLI
-above both; the vocabulary imports no torch."""
+other recipe; the pipeline composes the recipes, experiments sit above it and the CLI on top; at most
+MAX_LEVELS import levels among the recipes, the pipeline and the experiments; the vocabulary imports no torch."""
 
 from __future__ import annotations
 
@@ -12,20 +12,10 @@ import hrkd_cli
 
 PACKAGE = Path(hrkd_cli.__file__).parent
 
-# Recipe -> recipe imports that remain (issue 30): each one is a prerequisite a recipe runs itself
-# (prepare, teach) or a part shared between two recipes. The test fails on any edge not listed here and on a
-# listed edge that is gone, so this list only shrinks.
-KNOWN_RECIPE_EDGES = {
-    ("baselines", "prepare"),
-    ("baselines", "students"),
-    ("distill", "baselines"),
-    ("distill", "prepare"),
-    ("distill", "students"),
-    ("meta_teacher", "prepare"),
-    ("students", "teach"),
-    ("teach", "meta_teacher"),
-    ("teach", "prepare"),
-}
+# The most modules on one chain of imports among recipes/, experiments/ and pipeline.py (issue 30's bound;
+# today the longest is 4, e.g. fewshot -> sweep -> pipeline -> distill).
+MAX_LEVELS = 6
+PIPELINE = "hrkd_cli.pipeline"
 
 
 def modules() -> dict[str, tuple[Path, bool]]:
@@ -107,7 +97,7 @@ def in_package(module: str, package: str) -> bool:
 def test_the_graph_is_read_whole():
     graph = import_graph()
     assert {"hrkd_cli.cli", "hrkd_cli.vocabulary", "hrkd_cli.recipes.distill", "hrkd_cli.experiments.sweep"} <= set(graph)
-    assert "hrkd_cli.recipes.students" in graph["hrkd_cli.recipes.distill"]
+    assert "hrkd_cli.train.students" in graph["hrkd_cli.recipes.distill"]
     # prepare imports hrkd_cli.data.store, which runs hrkd_cli.data's __init__ first
     assert {"hrkd_cli.data.store", "hrkd_cli.data"} <= graph["hrkd_cli.recipes.prepare"]
 
@@ -121,22 +111,54 @@ def test_cycle_finder_finds_a_cycle_through_an_init():
     assert cycles(toy) == [["p", "p.a", "p.b"]]
 
 
-def test_recipes_import_no_other_recipe_beyond_the_listed_edges():
+def test_recipes_import_no_other_recipe():
     graph = import_graph()
     edges = {(a.rpartition(".")[2], b.rpartition(".")[2]) for a, targets in graph.items() if in_package(a, "recipes")
              for b in targets if in_package(b, "recipes")}
-    assert edges - KNOWN_RECIPE_EDGES == set(), "a recipe imports another recipe: move the shared part below recipes/"
-    assert KNOWN_RECIPE_EDGES - edges == set(), "an edge is gone: take it off KNOWN_RECIPE_EDGES"
+    assert edges == set(), "a recipe imports another recipe: move the shared part below recipes/ or into the pipeline"
+
+
+def longest_chain(graph: dict[str, set[str]], members: set[str]) -> list[str]:
+    """The longest path of imports that stays among ``members`` (the graph restricted to them has no cycle)."""
+    best: dict[str, list[str]] = {}
+
+    def chain(m: str) -> list[str]:
+        if m not in best:
+            best[m] = [m] + max((chain(t) for t in graph[m] if t in members), key=len, default=[])
+        return best[m]
+
+    return max((chain(m) for m in members), key=len, default=[])
+
+
+def upper_floors(graph: dict[str, set[str]]) -> set[str]:
+    return {m for m in graph if in_package(m, "recipes") or in_package(m, "experiments") or m == PIPELINE}
+
+
+def test_chain_finder_counts_modules_along_the_longest_path():
+    toy = {"a": {"b", "x"}, "b": set(), "x": {"y"}, "y": {"z"}, "z": set()}
+    assert longest_chain(toy, {"a", "b", "x", "y"}) == ["a", "x", "y"]  # z is outside: not counted
+    assert longest_chain(toy, set(toy)) == ["a", "x", "y", "z"]
+
+
+def test_recipes_pipeline_and_experiments_stand_on_at_most_six_levels():
+    graph = import_graph()
+    chain = longest_chain(graph, upper_floors(graph))
+    assert len(chain) >= 3, chain  # experiments -> pipeline -> a recipe, at least: the walk found the floors
+    assert len(chain) <= MAX_LEVELS, " -> ".join(chain)
 
 
 def test_layers_point_down():
-    """Only the CLI imports experiments; only experiments and the CLI import recipes; nothing imports the CLI."""
+    """Only the CLI imports experiments; only the CLI and experiments import the pipeline; only those and the
+    pipeline import recipes; nothing imports the CLI."""
     cli = {"hrkd_cli.cli", "hrkd_cli.cli_common", "hrkd_cli.cli_experiments", "hrkd_cli.__main__"}
     for module, targets in import_graph().items():
         for target in targets:
             if in_package(target, "experiments") and not in_package(module, "experiments"):
                 assert module in cli, f"{module} imports {target}"
-            if in_package(target, "recipes") and not (in_package(module, "recipes") or in_package(module, "experiments")):
+            if target == PIPELINE and not in_package(module, "experiments"):
+                assert module in cli, f"{module} imports {target}"
+            if in_package(target, "recipes") and not (in_package(module, "recipes") or in_package(module, "experiments")
+                                                      or module == PIPELINE):
                 assert module in cli, f"{module} imports {target}"
             if target in cli - {"hrkd_cli.__main__"}:
                 assert module in cli, f"{module} imports {target}"

@@ -73,29 +73,29 @@ def test_kill_and_resume_gives_the_same_final_metrics(tmp_path, tiny_teacher_dir
 def test_a_damaged_training_state_is_one_line_naming_it(tiny_preset, cpu_runtime):
     """--resume reads the optimiser state through checkpoint's readers: a truncated file is named, not a traceback."""
     from hrkd_cli.errors import HrkdError
-    from hrkd_cli.recipes import distill as D
+    from hrkd_cli import pipeline
 
     p = tiny_preset(distill={"method": "multi-domain"})
-    out = D.distill(p, cpu_runtime, say=lambda m: None)
+    out = pipeline.distill(p, cpu_runtime, say=lambda m: None)
     state = out / "last" / "train_state.safetensors"
     state.write_bytes(state.read_bytes()[:100])
     with pytest.raises(HrkdError, match=r"train_state\.safetensors: damaged safetensors file"):
-        D.distill(p, cpu_runtime, resume=True, say=lambda m: None)
+        pipeline.distill(p, cpu_runtime, resume=True, say=lambda m: None)
 
 
 class _Stop(Exception):
     """Stands in for a kill right after a step checkpoint."""
 
 
-@pytest.mark.parametrize("method,module", [("hrkd", "hrkd_cli.recipes.distill"), ("meta-kd", "hrkd_cli.recipes.baselines")])
+@pytest.mark.parametrize("method,module", [("hrkd", "hrkd_cli.train.setup"), ("meta-kd", "hrkd_cli.train.setup")])
 def test_runtime_checkpoint_every_resumes_between_evaluations(method, module, tmp_path, tiny_teacher_dir, cpu_runtime, monkeypatch):
     """runtime.checkpoint_every saves last/ between dev evaluations (here before the first one), and a run
     stopped there and resumed ends exactly as an uninterrupted run."""
-    from hrkd_cli.recipes import distill as D
+    from hrkd_cli import pipeline
 
     sections = dict(distill={"method": method, "epochs": 2}, runtime={"precision": "fp32", "threads": 1, "checkpoint_every": 3})
     a, p = (validate_preset(tiny_preset_dict(tmp_path / run, tiny_teacher_dir, **sections), "tiny") for run in "ab")
-    full = json.loads((D.distill(a, cpu_runtime, say=lambda m: None) / "run.json").read_text())
+    full = json.loads((pipeline.distill(a, cpu_runtime, say=lambda m: None) / "run.json").read_text())
 
     mod = importlib.import_module(module)
     original, saved = mod.save_checkpoint, []
@@ -110,11 +110,11 @@ def test_runtime_checkpoint_every_resumes_between_evaluations(method, module, tm
 
     monkeypatch.setattr(mod, "save_checkpoint", stop_after_step_6)
     with pytest.raises(_Stop):
-        D.distill(p, cpu_runtime, say=lambda m: None)
+        pipeline.distill(p, cpu_runtime, say=lambda m: None)
     # 8 steps an epoch: steps 3 and 6 are step checkpoints, before any dev evaluation
     assert saved == [(3, {}), (6, {})]
     monkeypatch.setattr(mod, "save_checkpoint", original)
-    resumed = json.loads((D.distill(p, cpu_runtime, resume=True, say=lambda m: None) / "run.json").read_text())
+    resumed = json.loads((pipeline.distill(p, cpu_runtime, resume=True, say=lambda m: None) / "run.json").read_text())
     assert resumed["test"] == full["test"] and resumed["dev"] == full["dev"]
     runs = list(full["runs"])
     assert runs and all(resumed["runs"][k]["fit"]["history"] == full["runs"][k]["fit"]["history"] for k in runs)

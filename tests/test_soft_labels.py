@@ -12,10 +12,10 @@ from rich.console import Console
 from hrkd_cli.batches import load_splits
 from hrkd_cli.data.store import load_prepared
 from hrkd_cli.train.evaluation import evaluate_checkpoint
-from hrkd_cli.recipes import students
+from hrkd_cli import pipeline
 from hrkd_cli.runs import data_dir
 from hrkd_cli.recipes.evaluate import soft_labels
-from hrkd_cli.recipes.prepare import ensure_prepared
+from hrkd_cli.pipeline import ensure_prepared
 from hrkd_cli.soft_labels import checkpoint_soft_labels, soft_label_entropy
 
 quiet = lambda m: None  # noqa: E731
@@ -32,7 +32,7 @@ def test_teacher_soft_labels_match_eval_and_soften_with_temperature(tiny_preset,
     preset = tiny_preset()
     ensure_prepared(preset, quiet)
     data = load_prepared(data_dir(preset))
-    teacher = students.ensure_teacher(preset, cpu_runtime, data, quiet)
+    teacher = pipeline.ensure_teacher(preset, cpu_runtime, data, quiet)
     dev = load_splits(data, "dev", list(data.domains))
     t1 = checkpoint_soft_labels(teacher, dev, cpu_runtime, 1.0)
     t4 = checkpoint_soft_labels(teacher, dev, cpu_runtime, 4.0)

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hrkd_cli.compare import ablation_tables, collect
 from hrkd_cli.config import Preset, preset_variant
 from hrkd_cli.errors import HrkdError
+from hrkd_cli.experiments.sweep import distill_seeds
 from hrkd_cli.runs import Say
 from hrkd_cli.runtime import Runtime
 from hrkd_cli.vocabulary import ABLATIONS, PROGRESSIVE_ABLATIONS
@@ -59,8 +61,6 @@ def ablation_configs(drops: list[str] | None, progressive: bool) -> list[tuple[s
 def ablate(preset: Preset, runtime: Runtime, configs: list[tuple[str, ...]], seeds: list[int], resume: bool = False,
            say: Say = print) -> dict[tuple[str, ...], list[Path]]:
     """Distil full HRKD and every configuration for every seed; returns {drop: [student run dirs]}."""
-    from hrkd_cli.experiments.sweep import distill_seeds
-
     base = {"distill.method": "hrkd"}
     if preset.distill.method != "hrkd":
         say(f"ablate: distill.method={preset.distill.method!r} replaced by 'hrkd' (ablations are of HRKD)")
@@ -88,8 +88,6 @@ def is_multi_domain_kd(preset: Preset) -> bool:
 
 def ablation_results(runs: dict[tuple[str, ...], list[Path]], split: str = "test"):
     """Table 4 from the run directories of one `ablate` call."""
-    from hrkd_cli.compare import ablation_tables, collect
-
     records = collect([p for paths in runs.values() for p in paths])
     tables = ablation_tables(records, split)
     if not tables:

@@ -30,10 +30,10 @@ from hrkd_cli.events import EventLog, train_scalars
 from hrkd_cli.experiments.benchkit import alternating_medians, alternating_times, teacher_for_bench
 from hrkd_cli.model.classifier import count_parameters
 from hrkd_cli.runs import Say, data_dir
-from hrkd_cli.recipes.distill import step_logs
-from hrkd_cli.recipes.students import distillation_loss, setup
-from hrkd_cli.recipes.prepare import ensure_prepared
+from hrkd_cli.pipeline import ensure_prepared
 from hrkd_cli.runtime import Runtime
+from hrkd_cli.train.distill import step_logs
+from hrkd_cli.train.students import distillation_loss, setup
 
 
 def matmul_rate(runtime: Runtime, n: int = 1024, repeats: int = 10) -> float:

@@ -38,10 +38,10 @@ from hrkd_cli.train.evaluation import accuracy, domain_heads, scores_with_averag
 from hrkd_cli.fsio import read_json_if_present
 from hrkd_cli.model.classifier import DomainClassifier, count_parameters
 from hrkd_cli.experiments.benchkit import alternating_medians, teacher_for_bench
+from hrkd_cli.pipeline import ensure_prepared
 from hrkd_cli.runs import Say, data_dir, run_dir
-from hrkd_cli.recipes.prepare import ensure_prepared
-from hrkd_cli.recipes.students import setup
 from hrkd_cli.runtime import Runtime
+from hrkd_cli.train.students import setup
 
 # (name, --set overrides): the student shapes compared with the teacher, defined for a 6-layer, 12-head teacher
 # such as the embedded MiniLM-L6 (width 384). Each distils with `hrkd distill --preset P --set ...`; distill.tag

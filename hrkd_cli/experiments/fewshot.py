@@ -1,6 +1,6 @@
 """`hrkd fewshot`: the few-shot study of HRKD sec. 3.5 (Figure 2); docs/usage.md, Few-shot.
 
-Each point of the study is a :class:`Sample`: a rate r (percent of each
+Each point of the study is a :class:`hrkd_cli.experiments.samples.Sample`: a rate r (percent of each
 domain's seeded training split, ``--rates``) or a count N (training examples per
 domain, ``--counts``; the paper's MNLI 2 % is 2 % of each genre's *full*
 training split, about 1,390 pairs, which a count reproduces on a subset). Each
@@ -22,14 +22,15 @@ separate machines into one directory. Reading the results back as Figure 2 is
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from pathlib import Path
 
 from hrkd_cli.config import Preset, preset_variant
 from hrkd_cli.errors import HrkdError
+from hrkd_cli.experiments.samples import as_sample, rate_dir
+from hrkd_cli.experiments.sweep import distill_seeds
 from hrkd_cli.parsing import comma_items
-from hrkd_cli.runs import Say
+from hrkd_cli.pipeline import prepared_on_every_rank
 from hrkd_cli.prechecks import check_student_settings
+from hrkd_cli.runs import Say
 from hrkd_cli.runtime import Runtime
 
 
@@ -96,51 +97,6 @@ def _domain_count(text: str, item: str) -> tuple[str, int]:
     return domain.strip(), _whole(text, n.strip())
 
 
-def rate_name(rate: float) -> str:
-    return f"{rate:g}"
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One point of the few-shot study: ``percent`` of each domain's training split, ``per_domain`` examples of
-    every domain, or ``counts`` ((domain, examples) pairs: each domain's own absolute training size)."""
-
-    percent: float | None = None
-    per_domain: int | None = None
-    counts: tuple[tuple[str, int], ...] | None = None
-
-    def __post_init__(self):
-        if sum(x is not None for x in (self.percent, self.per_domain, self.counts)) != 1:
-            raise ValueError("a Sample is a percent, a count per domain, or one count for each domain")
-
-    @property
-    def label(self) -> str:
-        if self.counts is not None:
-            return "+".join(f"{d}:{n}" for d, n in self.counts)
-        return f"{rate_name(self.percent)}%" if self.per_domain is None else f"{self.per_domain}/domain"
-
-    @property
-    def dirname(self) -> str:
-        if self.counts is not None:
-            return "count-" + "-".join(f"{d}{n}" for d, n in self.counts)
-        return f"rate-{rate_name(self.percent)}" if self.per_domain is None else f"count-{self.per_domain}"
-
-    def sort_key(self) -> tuple:
-        if self.counts is not None:
-            return (2, sum(n for _, n in self.counts), self.label)
-        return (self.per_domain is not None, self.per_domain if self.per_domain is not None else self.percent, "")
-
-
-def as_sample(point) -> Sample:
-    """A Sample; a plain number is a rate in percent (as ``--rates`` gives them)."""
-    return point if isinstance(point, Sample) else Sample(percent=float(point))
-
-
-def rate_dir(run_dir: Path | str, rate) -> Path:
-    """The results directory of one point (a rate in percent, or a Sample)."""
-    return Path(run_dir) / "fewshot" / as_sample(rate).dirname
-
-
 def rate_preset(preset: Preset, rate) -> Preset:
     """The preset of one point (a rate in percent, or a Sample): its sample of the data, its own run directory."""
     sample = as_sample(rate)
@@ -181,9 +137,6 @@ def fewshot(preset: Preset, runtime: Runtime, rates: list, seeds: list[int], met
     ``methods`` (default: the baseline and HRKD, plus Meta-KD with ``meta_kd``) picks the arms to run.
     Every point's data is prepared (or reused) first, so that a sample a domain cannot provide is refused
     before anything trains."""
-    from hrkd_cli.recipes.prepare import prepared_on_every_rank
-    from hrkd_cli.experiments.sweep import distill_seeds
-
     methods = list(methods or METHODS[:2])  # default: the baseline and HRKD
     if meta_kd and "meta-kd" not in methods:
         methods.append("meta-kd")

@@ -20,7 +20,7 @@ from hrkd_cli.compare import (STD_NOTE, TTEST, check_same_data, collect, domains
                               results_records, welch_p)
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.fsio import read_json_if_present, writing
-from hrkd_cli.experiments.fewshot import Sample, as_sample, rate_dir
+from hrkd_cli.experiments.samples import Sample, as_sample, rate_dir
 from hrkd_cli.vocabulary import TEACHER_ROW_NAMES
 
 BASELINE = "BERT-single -(TinyBERT-KD)-> BERT_S"

@@ -9,8 +9,10 @@ from hrkd_cli.config import Preset
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.fsio import read_json_if_present
 from hrkd_cli.parsing import comma_items
+from hrkd_cli.pipeline import distill
 from hrkd_cli.runs import Say
 from hrkd_cli.runtime import Runtime
+from hrkd_cli.train.students import student_dir
 
 
 def parse_seeds(text: str | None, default: int) -> list[int]:
@@ -49,8 +51,6 @@ def finished_run(out: Path, preset: Preset) -> dict | None:
 def distill_seeds(preset: Preset, runtime: Runtime, seeds: list[int], resume: bool = False, reuse: bool = True,
                   say: Say = print) -> list[Path]:
     """Distil one student per seed; with ``reuse``, seeds that already finished are skipped."""
-    from hrkd_cli.recipes.distill import distill, student_dir
-
     outs = []
     for seed in seeds:
         p = with_seed(preset, seed)

@@ -1,8 +1,9 @@
 """The distillation model: the frozen teacher(s), the student with its projections and relational module,
 and the per-domain terms of Eq. 1-4 with their totals (Eq. 5 / Eq. 17).
 
-Shared by every student recipe (students.py's setup, general_kd.py's general stage, distill.py and
-baselines.py's loops); it imports no recipe.
+Shared by every student trainer (hrkd_cli/train/: students.py's setup, general_kd.py's general stage, the
+distill.py and baselines.py loops). Each function takes the settings it reads (``DistillConfig``,
+``StudentConfig``), never the whole preset.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from torch import nn
 from hrkd_cli.model import losses
 from hrkd_cli.batches import Batch
 from hrkd_cli.model.checkpoint import load_classifier, members
-from hrkd_cli.config import Preset
+from hrkd_cli.config import DistillConfig, StudentConfig
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.model.graph import HierarchicalRelationalModule, prototype_sum_and_count
 from hrkd_cli.model.classifier import DomainClassifier, EncoderOutput, Projections, random_student, student_from_teacher_layers
@@ -89,15 +90,16 @@ def _merge(outs, n: int) -> EncoderOutput:
     return EncoderOutput(logits=scatter(lambda o: o.logits), hidden_states=hidden, attentions=attn)
 
 
-def build_student(preset: Preset, teacher: DomainClassifier, num_domains: int, num_labels: int) -> DomainClassifier:
+def build_student(s: StudentConfig, teacher_model: str, teacher: DomainClassifier, num_domains: int,
+                  num_labels: int) -> DomainClassifier:
     """The student before distillation (student.init): the same general start for every method and teacher,
-    the distilling teacher's fine-tuned layers, a whole pre-trained model, or a random encoder."""
-    s = preset.student
+    the distilling teacher's fine-tuned layers, a whole pre-trained model, or a random encoder.
+    ``teacher_model`` is teacher.model, the general start when student.model is empty."""
     pooler = s.head == "pooler"
     if s.init == "general":
         # The paper starts every student from one general model (TinyBERT's general distillation); here the
         # pre-trained model before fine-tuning, so no teacher's fine-tuning reaches the student through its start.
-        name = s.model or preset.teacher.model
+        name = s.model or teacher_model
         encoder = student_from_teacher_layers(load_pretrained_encoder(name, pooler=pooler), s.teacher_layers,
                                               f"student.init = 'general' ({name}):", pooler=pooler)
     elif s.init == "teacher-layers":
@@ -117,6 +119,31 @@ def build_student(preset: Preset, teacher: DomainClassifier, num_domains: int, n
     if encoder.config.vocab_size != teacher.config.vocab_size:
         raise HrkdError(f"student vocabulary ({encoder.config.vocab_size}) differs from the teacher's ({teacher.config.vocab_size})")
     return DomainClassifier(encoder, num_domains, num_labels)
+
+
+def relational_settings(cfg: DistillConfig, num_student_layers: int, num_domains: int, feature_dim: int) -> dict:
+    """The relational module's constructor arguments; saved in the checkpoint's meta to rebuild it."""
+    return {"num_student_layers": num_student_layers, "num_domains": num_domains, "feature_dim": feature_dim,
+            "gat_heads": cfg.gat_heads, "dropout": cfg.gat_dropout, "drop": list(cfg.drop), "graph": cfg.graph,
+            "temperature": cfg.ratio_temperature, "floor": cfg.ratio_floor, "excess_beta": cfg.excess_beta,
+            "excess_decay": cfg.excess_decay}
+
+
+def relational_student(cfg: DistillConfig, num_student_layers: int, num_domains: int,
+                       feature_dim: int) -> HierarchicalRelationalModule:
+    """HRKD's part of the student side: the hierarchical relational module (Eq. 6-16). Frozen unless
+    distill.graph_mode = joint: the released code never optimises the graph (docs/method.md, Why the published
+    graph is inert); in meta mode MetaGraphUpdate switches its gradients on inside its own passes."""
+    relational = HierarchicalRelationalModule(**relational_settings(cfg, num_student_layers, num_domains, feature_dim))
+    if cfg.graph_mode != "joint":
+        for p in relational.parameters():
+            p.requires_grad_(False)
+    return relational
+
+
+def plain_student(cfg: DistillConfig, num_student_layers: int, num_domains: int, feature_dim: int) -> None:
+    """The student side of a method without a relational module: the student and its projections only."""
+    return None
 
 
 class DistillationModel(nn.Module):
@@ -193,10 +220,9 @@ class DistillationModel(nn.Module):
         return torch.stack(protos, dim=1)  # [M+1, D, F]
 
 
-def domain_losses(preset: Preset, out: EncoderOutput, projected: list[torch.Tensor], t: EncoderOutput,
+def domain_losses(cfg: DistillConfig, out: EncoderOutput, projected: list[torch.Tensor], t: EncoderOutput,
                   batch: Batch, layer_map: list[int], reduction: str = "mean") -> losses.DomainLosses:
     """The per-domain terms of Eq. 1-4 for one step: embd [D], attn [D, M], hidn [D, M], pred [D]."""
-    cfg = preset.distill
     M = len(layer_map)
     embd, attn, hidn, pred = [], [], [], []
     zero = projected[0].new_zeros((), dtype=torch.float32)
@@ -221,13 +247,19 @@ def domain_losses(preset: Preset, out: EncoderOutput, projected: list[torch.Tens
     return losses.DomainLosses(torch.stack(embd), torch.stack(attn), torch.stack(hidn), torch.stack(pred))
 
 
-def total_loss(preset: Preset, terms: losses.DomainLosses, rel) -> torch.Tensor:
-    """Eq. 17 for HRKD (plus Eq. R5's KL term in joint mode when distill.ratio_kl > 0); Eq. 5 for plain
-    multi-domain KD and for '- Domain Rel.' at the released code's scale."""
-    cfg = preset.distill
-    if cfg.method == "hrkd" and not ("domain-rel" in cfg.drop and cfg.domain_rel_scale == "eq5"):
-        loss = terms.total(rel.ratios, gamma=cfg.gamma)
-        if cfg.graph_mode == "joint" and cfg.ratio_kl > 0:
-            loss = loss + cfg.ratio_kl * losses.kl_uniform_to_ratios(rel.ratios)
-        return loss
+def eq5_loss(cfg: DistillConfig, terms: losses.DomainLosses, rel) -> torch.Tensor:
+    """Eq. 5: the terms summed over layers and domains, the prediction term weighted by distill.gamma
+    (multi-domain TinyBERT-KD; per domain, single-domain TinyBERT-KD). ``rel`` is unused."""
     return terms.total(None, gamma=cfg.gamma)
+
+
+def eq17_loss(cfg: DistillConfig, terms: losses.DomainLosses, rel) -> torch.Tensor:
+    """Eq. 17 for HRKD: each layer's per-domain terms weighted by the relational ratios (plus Eq. R5's KL term
+    in joint mode when distill.ratio_kl > 0); Eq. 5 for '- Domain Rel.' at the released code's scale
+    (docs/method.md, Ablations)."""
+    if "domain-rel" in cfg.drop and cfg.domain_rel_scale == "eq5":
+        return eq5_loss(cfg, terms, rel)
+    loss = terms.total(rel.ratios, gamma=cfg.gamma)
+    if cfg.graph_mode == "joint" and cfg.ratio_kl > 0:
+        loss = loss + cfg.ratio_kl * losses.kl_uniform_to_ratios(rel.ratios)
+    return loss

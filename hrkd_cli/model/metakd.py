@@ -26,9 +26,11 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from hrkd_cli.model.checkpoint import load_extras, members, read_meta, read_tensors
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.fsio import replacing
+from hrkd_cli.model.checkpoint import load_extras, members, read_meta, read_tensors
+from hrkd_cli.model.classifier import DomainClassifier
+from hrkd_cli.runtime import Runtime
 
 STAGES = ("one", "intermediate", "prediction")
 # What a meta-teacher run leaves for the students (read by the Meta-KD baseline).
@@ -130,6 +132,22 @@ class TransferableKnowledge(nn.Module):
     def domain_logits(self, h_d):
         """Logits of the K-way domain classifier on h_d(x): [B, K]."""
         return self.domain_classifier(h_d)
+
+
+class MetaTeacherModel(nn.Module):
+    """The classifier (one head) and the transferable-knowledge module, trained together."""
+
+    def __init__(self, classifier: DomainClassifier, num_domains: int):
+        super().__init__()
+        self.classifier = classifier
+        self.transferable = TransferableKnowledge(classifier.config.hidden_size, num_domains)
+
+    def forward(self, batch, domain_ids: torch.Tensor, runtime: Runtime):
+        """-> (class logits [B, C], domain logits [B, K]); h(x) and h_d(x) are computed in float32."""
+        with runtime.autocast():
+            out = self.classifier(batch.input_ids, batch.attention_mask, batch.token_type_ids, batch.domain_sizes)
+        h = mean_pooled_embedding(out.last_hidden.float(), batch.attention_mask)
+        return out.logits, self.transferable.domain_logits(self.transferable(h, domain_ids))
 
 
 def domain_adversarial_loss(domain_logits, corrupted_domains, reduction="mean"):

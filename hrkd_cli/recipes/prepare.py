@@ -1,19 +1,16 @@
 """`hrkd prepare`: read a source, split it per domain (docs/usage.md, Your own data), tokenise once, save; with transfer settings
-also the transfer set the students distil on (docs/transfer.md)."""
+also the transfer set the students distil on (docs/transfer.md). Reusing data prepared before is
+hrkd_cli/pipeline.py's (ensure_prepared)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from hrkd_cli.config import Preset
-from hrkd_cli.data.store import load_prepared, prepare_dataset
 from hrkd_cli.data.augment import mark_replacements
-from hrkd_cli.data.unlabeled import file_sha256
+from hrkd_cli.data.store import prepare_dataset
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.fsio import read_json_if_present, write_json_atomic
-from hrkd_cli.model.pretrained import load_tokenizer
+from hrkd_cli.fsio import write_json_atomic
+from hrkd_cli.model.pretrained import load_pretrained_encoder, load_tokenizer
 from hrkd_cli.runs import Say, data_dir
-from hrkd_cli.runtime import Runtime, barrier
 
 FINGERPRINT = "preset-fingerprint.json"
 
@@ -40,8 +37,6 @@ def prepare(preset: Preset, say: Say = print) -> dict:
 def teacher_input_embeddings(preset: Preset):
     """The word-embedding matrix of the model the teacher starts from (teacher.model), which augmentation
     searches for neighbours: fine-tuning barely moves it, and the teacher need not exist yet."""
-    from hrkd_cli.model.pretrained import load_pretrained_encoder
-
     return load_pretrained_encoder(preset.teacher.model).embeddings.word_embeddings.weight.detach()
 
 
@@ -99,46 +94,3 @@ def show_augmented(data, n: int, say: Say) -> None:
         say("no augmented examples: set data.augment_copies")
     for e in examples:
         say(f"{e['domain']}, train row {e['train_row']}: {e['marked']}")
-
-
-def ensure_prepared(preset: Preset, say: Say = print):
-    """Reuse <run_dir>/data when it was built from the same data section and tokenizer."""
-    out = data_dir(preset)
-    recorded = read_json_if_present(out.parent / FINGERPRINT)
-    if (out / "manifest.json").is_file() and recorded == fingerprint(preset):
-        data = load_prepared(out)
-        if unlabeled_unchanged(data, say):
-            say(f"reusing prepared data {out} (hash {data.hash[:12]})")
-            return data
-    say(f"preparing data into {out}")
-    prepare(preset, say)
-    return load_prepared(out)
-
-
-def unlabeled_unchanged(data, say: Say) -> bool:
-    """False (and a line saying so) when the data.unlabeled file has changed since the data was prepared."""
-    u = (data.transfer or {}).get("unlabeled")
-    if not u:
-        return True
-    try:
-        same = file_sha256(Path(u["path"])) == u["sha256"]
-    except OSError:
-        same = False
-    if not same:
-        say(f"{u['path']} changed (or is gone) since {data.path} was prepared")
-    return same
-
-
-def prepared_on_every_rank(preset: Preset, runtime: Runtime, say: Say = print):
-    """Rank 0 prepares (or reuses) the data while the other ranks wait; then every rank loads it."""
-    data = ensure_prepared(preset, say) if runtime.is_main else None
-    barrier(runtime)
-    return data if data is not None else load_prepared(data_dir(preset))
-
-
-def teacher_domains(preset: Preset, domains: list[str]) -> list[str]:
-    """The domains a teacher learns from: all of the data's but ``teacher.exclude_domain`` (Meta-KD Table 4)."""
-    excluded = preset.teacher.exclude_domain
-    if excluded and excluded not in domains:
-        raise HrkdError(f"teacher.exclude_domain={excluded!r} is not a domain of the data ({', '.join(domains)})")
-    return [d for d in domains if d != excluded]

@@ -5,10 +5,11 @@
 - mtl: shared encoder, one head per domain, mean of the per-domain losses (BERT-mtl)
 - multi-domain: shared encoder, one head per domain, sum of the per-domain
   losses (HRKD-teacher); optionally keeps each domain's best-dev snapshot
-- meta: Meta-KD's meta-teacher (hrkd_cli/recipes/meta_teacher.py)
+- meta: Meta-KD's meta-teacher (trained by hrkd_cli/train/meta_teacher.py)
 
 Every step of mtl and multi-domain holds one sub-batch from every domain.
 Model selection uses dev only; test is scored once, on the selected model.
+The recipe takes the prepared data directory; hrkd_cli/pipeline.py prepares it first for `hrkd teach`.
 """
 
 from __future__ import annotations
@@ -18,31 +19,27 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.nn.parallel import DistributedDataParallel as DDP
 
 from hrkd_cli.batches import Split, load_splits, make_batch
-from hrkd_cli.model.checkpoint import load_classifier, read_meta, save_checkpoint, save_group, weights_fingerprint
 from hrkd_cli.config import Preset
+from hrkd_cli.data.store import load_prepared
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.train.evaluation import evaluate_checkpoint, evaluate_model
 from hrkd_cli.events import event_log
 from hrkd_cli.fsio import read_json_if_present
+from hrkd_cli.model.checkpoint import load_classifier, read_meta, save_group, weights_fingerprint
 from hrkd_cli.model.classifier import DomainClassifier, set_dropout
+from hrkd_cli.model.metakd import PROTOTYPE_FILE
 from hrkd_cli.model.pretrained import load_pretrained_encoder, load_tokenizer
-from hrkd_cli.runs import (
-    Say, fit_record, resumed_time, score_test, teacher_dir, write_run_record,
-    check_seq_length, meta_data_dir, teacher_hash,
-)
-from hrkd_cli.recipes.meta_teacher import teach_meta
 from hrkd_cli.prechecks import check_teacher_settings
-from hrkd_cli.recipes.prepare import prepared_on_every_rank, teacher_domains
+from hrkd_cli.runs import (Say, check_seq_length, fit_record, meta_data_dir, resumed_time, score_test, teacher_dir,
+                           teacher_hash, write_run_record)
 from hrkd_cli.runtime import Runtime, all_reduce_mean_detached, barrier, seed_everything
-from hrkd_cli.sampling import StepSchedule, check_shardable, shard
-from hrkd_cli.train.trainer import FitState, adamw, fit, linear_warmup_decay, resume_from, resume_parts, training_state
+from hrkd_cli.sampling import shard
+from hrkd_cli.train import setup as training
+from hrkd_cli.train.evaluation import evaluate_checkpoint, evaluate_model
+from hrkd_cli.train.meta_teacher import train_meta_teacher
+from hrkd_cli.train.trainer import resume_parts
 from hrkd_cli.vocabulary import TEACHER_ROW_NAMES
-
-def unwrap(model):
-    return model.module if isinstance(model, DDP) else model
 
 
 def pooled(splits: list[Split]) -> Split:
@@ -83,27 +80,20 @@ def train_classifier(
     streams = [pooled(train)] if kind in ("mix",) else train
     stream_domain = [0] if kind == "mix" else list(range(len(train)))
     batch = cfg.batch_per_domain * (len(domains) if kind in ("mix", "single") else 1)
-    check_shardable(batch, runtime.world_size, [len(s) for s in streams], "teacher.batch_per_domain")
-    schedule = StepSchedule([len(s) for s in streams], batch, cfg.seed, cfg.epochs)
-    total = schedule.total_steps
-    optimizer = adamw([{"named_params": list(model.named_parameters()), "lr": cfg.lr}], cfg.weight_decay)
-    scheduler = linear_warmup_decay(optimizer, int(cfg.warmup * total), total)
-    net = DDP(model) if runtime.distributed else model
-
-    state = None
-    if resume:
-        state = resume_from(out, {"main": optimizer}, {"main": scheduler},
-                            lambda last: model.load_state_dict(load_classifier(last)[0].state_dict()))
-        say(f"resuming {out} at step {state.step}/{total}")
+    schedule = training.step_schedule([len(s) for s in streams], batch, cfg.seed, cfg.epochs, runtime,
+                                      "teacher.batch_per_domain")
+    t = training.start(model, [(list(model.named_parameters()), cfg.lr)], cfg, schedule, runtime, out, resume=resume,
+                       say=say, load_weights=lambda last: model.load_state_dict(load_classifier(last)[0].state_dict()))
+    total = t.total
 
     def step_fn(step: int):
-        net.train()
+        t.net.train()
         rows = schedule.global_indices(step)
         pad_to = max(max(s.lengths(r)) for s, r in zip(streams, rows))
         parts = [(stream_domain[i], s, shard(r, runtime.rank, runtime.world_size)) for i, (s, r) in enumerate(zip(streams, rows))]
         b = make_batch(parts, pad_to=pad_to, pad_id=tokenizer.pad_token_id or 0).to(runtime.device)
         with runtime.autocast():
-            logits = net(b.input_ids, b.attention_mask, b.token_type_ids, b.domain_sizes).logits
+            logits = t.net(b.input_ids, b.attention_mask, b.token_type_ids, b.domain_sizes).logits
         per_domain = torch.stack([F.cross_entropy(logits[sl], b.labels[sl]) for _, sl in b.slices()])
         # HRKD-teacher sums the per-domain losses (docs/method.md, Teachers); mtl averages them.
         loss = per_domain.sum() if kind == "multi-domain" else per_domain.mean()
@@ -129,42 +119,22 @@ def train_classifier(
         "source_model": cfg.model,
     }
 
-    def save_fn(tag: str, st: FitState):
-        if runtime.is_main:
-            ts = training_state({"main": optimizer}, {"main": scheduler}, st) if tag == "last" else None
-            save_checkpoint(out / tag, model, {**meta, "tag": tag, "step": st.step, "dev": st.last_dev}, tokenizer, train_state=ts)
-        barrier(runtime)
-
-    state = fit(
-        params=[p for p in model.parameters() if p.requires_grad],
-        optimizers={"main": optimizer},
-        schedulers={"main": scheduler},
-        step_fn=step_fn,
-        eval_fn=eval_fn,
-        save_fn=save_fn,
-        total_steps=total,
-        eval_every=cfg.eval_every or schedule.steps_per_epoch,
-        log_every=cfg.log_every,
-        max_grad_norm=cfg.max_grad_norm,
-        runtime=runtime,
-        label=f"teach {kind}" + (f" [{domains[0]}]" if len(domains) == 1 else ""),
-        state=state,
-        examples_per_step=batch * len(streams),
-        per_domain_best=cfg.per_domain_best and kind == "multi-domain",
-        checkpoint_every=preset.runtime.checkpoint_every,
-        events=event_log(preset, out, runtime, domains),
-    )
+    state = t.run(step_fn, eval_fn, module=model, meta=meta, tokenizer=tokenizer,
+                  label=f"teach {kind}" + (f" [{domains[0]}]" if len(domains) == 1 else ""),
+                  examples_per_step=batch * len(streams), per_domain_best=cfg.per_domain_best and kind == "multi-domain",
+                  checkpoint_every=preset.runtime.checkpoint_every, events=event_log(preset, out, runtime, domains))
     return fit_record(state, total, meta)
 
 
-def teach(preset: Preset, runtime: Runtime, kind: str | None = None, resume: bool = False, say: Say = print) -> Path:
-    """Train the preset's teacher (or ``kind``) into <run_dir>/teacher/<kind>/ and score it on test."""
+def teach(preset: Preset, runtime: Runtime, data_dir: Path, kind: str | None = None, resume: bool = False,
+          say: Say = print) -> Path:
+    """Train the preset's teacher (or ``kind``) on the prepared data in ``data_dir`` into
+    <run_dir>/teacher/<kind>/ and score it on test."""
     kind = kind or preset.teacher.kind
-    check_teacher_settings(preset)  # before the data is prepared
+    check_teacher_settings(preset)
+    data = load_prepared(data_dir)
     if kind == "meta":
-
-        return teach_meta(preset, runtime, resume=resume, say=say)
-    data = prepared_on_every_rank(preset, runtime, say)
+        return teach_meta(preset, runtime, data, resume=resume, say=say)
     domains = teacher_domains(preset, list(data.domains))
     out = teacher_dir(preset, kind)
     t0 = time.perf_counter()
@@ -212,3 +182,44 @@ def reusable_teacher(preset: Preset, kind: str, data_hash: str) -> Path | None:
     if meta.get("teacher_hash") != teacher_hash(preset):
         return None
     return out
+
+
+def teach_meta(preset: Preset, runtime: Runtime, data, resume: bool = False, say: Say = print) -> Path:
+    """Train the meta-teacher on ``data`` into <run_dir>/teacher/meta[-without-X]/ and score it on dev and test."""
+    domains = teacher_domains(preset, list(data.domains))
+    excluded = preset.teacher.exclude_domain
+    if len(domains) < 2:
+        raise HrkdError(
+            f"the meta-teacher needs at least 2 domains to learn from (got K={len(domains)}: {', '.join(domains)}): "
+            "its prototype score and domain-adversarial loss are undefined for a single domain"
+        )
+    out = teacher_dir(preset, "meta")
+    t0 = time.perf_counter()
+    record = train_meta_teacher(preset, runtime, out, data=data, domains=domains, resume=resume, say=say)
+    row = TEACHER_ROW_NAMES["meta"]
+    if runtime.is_main:
+        save_group(out, {d: "best" for d in domains}, {
+            "role": "teacher", "kind": "meta", "domains": domains, "label_names": data.label_names,
+            "data_hash": data.hash, "row": row, "data_dir": meta_data_dir(data),
+            "teacher_hash": teacher_hash(preset), "seed": preset.teacher.seed, "preset": preset.name,
+            "excluded_domain": excluded or None, "prototype_scores": PROTOTYPE_FILE,
+        })
+    barrier(runtime)
+    test = score_test(out, data, domains, runtime)  # also writes predictions.json
+    dev = evaluate_checkpoint(out, load_splits(data, "dev", domains), runtime, data.hash)
+    if runtime.is_main:
+        write_run_record(out / "run.json", {
+            "role": "teacher", "kind": "meta", "row": row, "preset": preset.model_dump(mode="json"),
+            "seed": preset.teacher.seed, "data_hash": data.hash, "domains": domains, "excluded_domain": excluded or None,
+            "weights_sha256": weights_fingerprint(out), "dev": dev, "test": test, "wall_time_s": time.perf_counter() - t0 + resumed_time({"all": record}), "runs": {"all": record},
+        })
+        say(f"teacher meta saved to {out}: test average {100 * test['average']:.2f}")
+    return out
+
+
+def teacher_domains(preset: Preset, domains: list[str]) -> list[str]:
+    """The domains a teacher learns from: all of the data's but ``teacher.exclude_domain`` (Meta-KD Table 4)."""
+    excluded = preset.teacher.exclude_domain
+    if excluded and excluded not in domains:
+        raise HrkdError(f"teacher.exclude_domain={excluded!r} is not a domain of the data ({', '.join(domains)})")
+    return [d for d in domains if d != excluded]

@@ -53,7 +53,7 @@ def step_terms(preset: Preset, student: DomainClassifier, projections: Projectio
         out = student(batch.input_ids, batch.attention_mask, batch.token_type_ids, batch.domain_sizes,
                       hidden_states=True, attentions=attentions)
         projected = projections(out.hidden_states)
-    return domain_losses(preset, out, projected, t, batch, layer_map)
+    return domain_losses(preset.distill, out, projected, t, batch, layer_map)
 
 
 @torch.no_grad()

@@ -12,13 +12,15 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from hrkd_cli.model.checkpoint import optimizer_from_tensors, optimizer_to_tensors
+from hrkd_cli.model.checkpoint import (INCOMPLETE, optimizer_from_tensors, optimizer_to_tensors, read_json, read_tensors,
+                                      recover_dir)
 from hrkd_cli.errors import HrkdError, RunError
 from hrkd_cli.events import EventLog, opened
 from hrkd_cli.runtime import Runtime
@@ -44,6 +46,21 @@ def linear_warmup_decay(optimizer: torch.optim.Optimizer, warmup_steps: int, tot
         if step < warmup_steps:
             return (step + 1) / max(1, warmup_steps)
         return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def staged_warmup_decay(optimizer: torch.optim.Optimizer, warmup: float, switch: int, total: int):
+    """Linear warm-up and decay restarted at ``switch`` (two-stage distillation: one cycle per stage)."""
+    segments = [(a, b) for a, b in ((0, switch), (switch, total)) if b > a]
+
+    def factor(step: int) -> float:
+        start, end = next(((a, b) for a, b in segments if step < b), segments[-1])
+        n, s = end - start, step - start
+        w = int(warmup * n)
+        if s < w:
+            return (s + 1) / max(1, w)
+        return max(0.0, (n - s) / max(1, n - w))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
@@ -122,10 +139,6 @@ def resume_parts(out, parts: list[str], resume: bool) -> dict[str, bool]:
     """For a run trained one part after another (one model per domain): which of ``out/<part>`` to resume.
     --resume continues the parts that had saved a checkpoint and starts the rest afresh, so a run stopped
     in its third domain continues there; with no checkpoint under ``out`` at all it is an error."""
-    from pathlib import Path
-
-    from hrkd_cli.model.checkpoint import recover_dir
-
     if not resume:
         return dict.fromkeys(parts, False)
     started = {}
@@ -138,13 +151,10 @@ def resume_parts(out, parts: list[str], resume: bool) -> dict[str, bool]:
     return started
 
 
-def resume_from(out, optimizers: dict, schedulers: dict, load_weights: Callable) -> FitState:
+def resume_from(out, optimizers: dict, schedulers: dict, load_weights: Callable, log_file: str | None = None) -> FitState:
     """Restore ``out/last`` for --resume: weights (through ``load_weights(dir)``), optimisers,
-    schedulers, RNG and the logged steps. A swap killed half-way is repaired first."""
-    from pathlib import Path
-
-    from hrkd_cli.model.checkpoint import INCOMPLETE, read_json, read_tensors, recover_dir
-
+    schedulers, RNG and the logged steps (from ``log_file``, when the run keeps them). A swap killed
+    half-way is repaired first."""
     last = Path(out) / "last"
     recover_dir(last)
     if not (last / "train_state.json").is_file():
@@ -152,8 +162,8 @@ def resume_from(out, optimizers: dict, schedulers: dict, load_weights: Callable)
     load_weights(last)
     # through checkpoint's readers: a damaged file is one line naming it, not a traceback
     info = read_json(last / "train_state.json", INCOMPLETE)
-    log_file = last / "ratio_log.json"
-    log = read_json(log_file) if log_file.is_file() else []
+    log_path = last / log_file if log_file else None
+    log = read_json(log_path) if log_path is not None and log_path.is_file() else []
     return restore_training_state(read_tensors(last / "train_state.safetensors"), info, optimizers, schedulers, log)
 
 

@@ -69,7 +69,7 @@ def test_two_seed_sweep_writes_two_runs_and_a_rerun_reuses_both(tiny_preset, cpu
     def no_training(*args, **kwargs):
         raise AssertionError("a finished seed was distilled again")
 
-    monkeypatch.setattr("hrkd_cli.recipes.distill.distill", no_training)
+    monkeypatch.setattr("hrkd_cli.experiments.sweep.distill", no_training)
     said = []
     again = ablate(p, cpu_runtime, [("comp-agg",)], [1, 2], say=said.append)
     assert again == runs
@@ -82,7 +82,7 @@ def test_two_seed_sweep_writes_two_runs_and_a_rerun_reuses_both(tiny_preset, cpu
 
 def test_hrkd_with_every_switch_off_is_the_multi_domain_student(tiny_preset, cpu_runtime):
     """Why ablate reuses the multi-domain runs for '- Domain Rel.': same logged losses, same scores."""
-    from hrkd_cli.recipes.distill import distill
+    from hrkd_cli.pipeline import distill
 
     md = distill(tiny_preset(distill={"method": "multi-domain", "log_every": 1}), cpu_runtime, say=quiet)
     off = distill(tiny_preset(distill={"method": "hrkd", "drop": list(ABLATIONS), "log_every": 1}), cpu_runtime, say=quiet)

@@ -13,7 +13,7 @@ from hrkd_cli.experiments import bench_students as BS
 from hrkd_cli.experiments.bench import bench_distill, bench_table
 from hrkd_cli.experiments.benchkit import alternating_medians, alternating_times
 from hrkd_cli.runs import data_dir
-from hrkd_cli.recipes.prepare import ensure_prepared
+from hrkd_cli.pipeline import ensure_prepared
 
 
 def test_alternating_medians_times_each_callable_in_turn():
@@ -162,7 +162,7 @@ def test_onnx_test_scores_reproduce_hrkd_eval_and_int8_scores_runs_with_weights(
     ort = pytest.importorskip("onnxruntime")  # the onnx extra
     pytest.importorskip("onnx")
     from hrkd_cli.train.evaluation import evaluate_checkpoint
-    from hrkd_cli.recipes.teach import teach
+    from hrkd_cli.pipeline import teach
 
     p = tiny_preset()
     out = teach(p, cpu_runtime, say=lambda m: None)

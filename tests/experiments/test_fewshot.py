@@ -8,8 +8,12 @@ from pathlib import Path
 
 import pytest
 
+import hrkd_cli.experiments.sweep as sweep_mod
+import hrkd_cli.train.setup as setup_mod
+from hrkd_cli.config import DistillConfig
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.experiments.fewshot import Sample, fewshot, parse_counts, parse_methods, parse_rates, rate_dir, rate_preset
+from hrkd_cli.experiments.fewshot import fewshot, parse_counts, parse_methods, parse_rates, rate_preset
+from hrkd_cli.experiments.samples import Sample, rate_dir
 from hrkd_cli.experiments.fewshot_results import fewshot_results
 
 
@@ -42,7 +46,7 @@ def test_rate_preset_has_its_own_run_dir(tiny_preset):
 
 def test_sampling_takes_the_front_of_each_seeded_training_split(tiny_preset):
     from hrkd_cli.batches import load_splits
-    from hrkd_cli.recipes.prepare import ensure_prepared
+    from hrkd_cli.pipeline import ensure_prepared
 
     p = tiny_preset()
     full = ensure_prepared(p, quiet)
@@ -60,16 +64,15 @@ def test_sampling_takes_the_front_of_each_seeded_training_split(tiny_preset):
 
 def optimiser_lrs(monkeypatch) -> list:
     """The learning rate of every parameter group the students' optimisers are built with, as they are built."""
-    import hrkd_cli.recipes.distill as distill_mod
-
     lrs = []
-    real_adamw = distill_mod.adamw
+    real_start = setup_mod.start
 
-    def spy(groups, *args, **kwargs):
-        lrs.extend(g["lr"] for g in groups)
-        return real_adamw(groups, *args, **kwargs)
+    def spy(model, groups, settings, *args, **kwargs):
+        if isinstance(settings, DistillConfig):  # a student's (the teachers are set up with their TeacherConfig)
+            lrs.extend(lr for _, lr in groups)
+        return real_start(model, groups, settings, *args, **kwargs)
 
-    monkeypatch.setattr(distill_mod, "adamw", spy)
+    monkeypatch.setattr(setup_mod, "start", spy)
     return lrs
 
 
@@ -89,9 +92,7 @@ def test_fewshot_trains_per_rate_with_fewshot_lr_and_reuses_seeds(tiny_preset, c
         assert rec["preset"]["data"]["sample_rate"] == 0.5
     assert not (Path(p.run_dir) / "student").exists()  # the full-data run directory is untouched
 
-    import hrkd_cli.recipes.distill as distill_mod
-
-    monkeypatch.setattr(distill_mod, "distill", lambda *a, **k: pytest.fail("a finished seed was distilled again"))
+    monkeypatch.setattr(sweep_mod, "distill", lambda *a, **k: pytest.fail("a finished seed was distilled again"))
     assert fewshot(p, cpu_runtime, [50.0], [1, 2], say=quiet) == runs
     result = fewshot_results(Path(p.run_dir), runs=runs)
     [pt] = result.points
@@ -110,8 +111,6 @@ def test_parse_methods_keeps_the_run_order():
 def test_arms_run_apart_train_only_their_own_teacher_and_add_up_to_the_whole_point(tiny_preset, cpu_runtime, monkeypatch):
     """--methods splits one point over calls (processes, machines): each arm trains its own teacher
     only, and a later full call reuses every arm's seeds instead of distilling them again."""
-    import hrkd_cli.recipes.distill as distill_mod
-
     p = tiny_preset(data={"synthetic": TWO_DOMAINS})
     point = Sample(per_domain=16)
     teachers = rate_dir(p.run_dir, point) / "teacher"
@@ -122,9 +121,7 @@ def test_arms_run_apart_train_only_their_own_teacher_and_add_up_to_the_whole_poi
     base_runs = fewshot(p, cpu_runtime, [point], [1, 2], methods=["tinybert"], say=quiet)
     assert sorted(d.name for d in teachers.iterdir()) == ["multi-domain", "single"]
 
-    import hrkd_cli.recipes.distill as distill_mod
-
-    monkeypatch.setattr(distill_mod, "distill", lambda *a, **k: pytest.fail("a finished seed was distilled again"))
+    monkeypatch.setattr(sweep_mod, "distill", lambda *a, **k: pytest.fail("a finished seed was distilled again"))
     whole = fewshot(p, cpu_runtime, [point], [1, 2], say=quiet)
     assert whole[point] == {**base_runs[point], **hrkd_runs[point]}
     [pt] = fewshot_results(Path(p.run_dir), rates=[point]).points

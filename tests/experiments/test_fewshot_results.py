@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.experiments.fewshot import Sample, rate_dir
+from hrkd_cli.experiments.samples import Sample, rate_dir
 from hrkd_cli.experiments.fewshot_results import fewshot_results, improvement_interval, plot_fewshot
 
 

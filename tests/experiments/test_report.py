@@ -30,7 +30,7 @@ def fake_student(root: Path, tag: str, method: str, seed: int, test: dict, data_
 @pytest.fixture
 def results(tiny_preset, cpu_runtime) -> tuple[Path, dict]:
     """One real HRKD run (for the case study), fake records beside it for the other rows, two fake few-shot rates."""
-    from hrkd_cli.recipes.distill import distill
+    from hrkd_cli.pipeline import distill
 
     p = tiny_preset()
     out = distill(p, cpu_runtime, say=quiet)

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import shutil
 
@@ -9,11 +10,12 @@ from hrkd_cli.data.store import load_prepared
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.train.evaluation import evaluate_checkpoint
 from hrkd_cli.batches import load_splits, make_batch
-from hrkd_cli.recipes import distill as D
-from hrkd_cli.model.losses import DomainLosses, hrkd_loss
+from hrkd_cli import pipeline
+from hrkd_cli.model.losses import hrkd_loss
 from hrkd_cli.model import kd_model
-from hrkd_cli.recipes import students
+from hrkd_cli.train import students
 from hrkd_cli.runs import data_dir
+from hrkd_cli.train.methods import METHODS
 from hrkd_cli.vocabulary import run_names
 
 quiet = {"say": lambda m: None}
@@ -21,7 +23,7 @@ quiet = {"say": lambda m: None}
 
 def test_hrkd_end_to_end_records_ratios_and_test_scores(tiny_preset, cpu_runtime):
     p = tiny_preset()
-    out = D.distill(p, cpu_runtime, **quiet)
+    out = pipeline.distill(p, cpu_runtime, **quiet)
     record = json.loads((out / "run.json").read_text())
     assert record["row"] == "HRKD-teacher -(HRKD)-> BERT_S"
     assert set(record["test"]) == {"books", "films", "gadgets", "average"}
@@ -37,7 +39,7 @@ def test_hrkd_end_to_end_records_ratios_and_test_scores(tiny_preset, cpu_runtime
 @pytest.mark.parametrize("method,row", [("multi-domain", "HRKD-teacher -(TinyBERT-KD)-> BERT_S"),
                                         ("tinybert", "BERT-single -(TinyBERT-KD)-> BERT_S")])
 def test_baseline_kd_methods(tiny_preset, cpu_runtime, method, row):
-    out = D.distill(tiny_preset(distill={"method": method}), cpu_runtime, **quiet)
+    out = pipeline.distill(tiny_preset(distill={"method": method}), cpu_runtime, **quiet)
     assert json.loads((out / "run.json").read_text())["row"] == row
     if method == "tinybert":
         assert len(set(members(out).values())) == 3  # one student per domain
@@ -47,7 +49,7 @@ def test_frozen_graph_never_changes_but_passes_gradient(tiny_preset, cpu_runtime
     # GAT dropout on (the released code's 0.1): without it the second GAT layer of a random
     # graph usually yields exactly uniform ratios with zero gradient (see hrkd_cli/model/graph.py).
     p = tiny_preset()
-    out = D.distill(p, cpu_runtime, **quiet)
+    out = pipeline.distill(p, cpu_runtime, **quiet)
     data = load_prepared(data_dir(p))
     s = students.setup(p, cpu_runtime, out.parent.parent.parent / "teacher" / "multi-domain", list(data.domains), data)
     initial = {k: v.clone() for k, v in s.model.relational.state_dict().items()}
@@ -63,7 +65,7 @@ def test_frozen_graph_never_changes_but_passes_gradient(tiny_preset, cpu_runtime
     for seed in range(8):  # GAT dropout draws differ per seed; some draws give exactly uniform ratios
         torch.manual_seed(seed)
         out_, projected, rel = s.model(batch)
-        terms = kd_model.domain_losses(p, out_, projected, t, batch, s.layer_map)
+        terms = kd_model.domain_losses(p.distill, out_, projected, t, batch, s.layer_map)
         # the loss with the per-domain terms held fixed: its gradient can only come through the ratios
         loss = hrkd_loss(terms.embd.detach(), terms.attn.detach(), terms.hidn.detach(), terms.pred.detach(), rel.ratios)
         grad = torch.autograd.grad(loss, word, allow_unused=True)[0]
@@ -73,7 +75,7 @@ def test_frozen_graph_never_changes_but_passes_gradient(tiny_preset, cpu_runtime
 
 def test_joint_graph_is_optimised(tiny_preset, cpu_runtime):
     p = tiny_preset(distill={"graph_mode": "joint", "graph_lr": 1e-2})
-    out = D.distill(p, cpu_runtime, **quiet)
+    out = pipeline.distill(p, cpu_runtime, **quiet)
     data = load_prepared(data_dir(p))
     s = students.setup(p, cpu_runtime, out.parent.parent.parent / "teacher" / "multi-domain", list(data.domains), data)
     trained = {k[len("relational."):]: v for k, v in load_extras(members(out)["books"]).items() if k.startswith("relational.")}
@@ -84,38 +86,29 @@ def test_joint_graph_is_optimised(tiny_preset, cpu_runtime):
 @pytest.mark.parametrize("drop", [["self-attention"], ["comp-agg"], ["hierarchical"], ["domain-rel"],
                                   ["self-attention", "comp-agg", "hierarchical", "domain-rel"]])
 def test_ablations_run_and_are_recorded(tiny_preset, cpu_runtime, drop):
-    out = D.distill(tiny_preset(distill={"drop": drop}), cpu_runtime, **quiet)
+    out = pipeline.distill(tiny_preset(distill={"drop": drop}), cpu_runtime, **quiet)
     assert read_meta(members(out)["books"])["drop"] == drop
     assert "drop-" + "+".join(drop) in str(out)
 
 
-def test_domain_rel_loss_scale_setting(tiny_preset):
-    terms = DomainLosses(torch.ones(3), torch.ones(3, 2), torch.ones(3, 2), torch.ones(3))
-    rel = type("R", (), {"ratios": torch.full((3, 3), 1 / 3)})()
-    eq5 = kd_model.total_loss(tiny_preset(distill={"drop": ["domain-rel"], "domain_rel_scale": "eq5"}), terms, rel)
-    uniform = kd_model.total_loss(tiny_preset(distill={"drop": ["domain-rel"], "domain_rel_scale": "uniform"}), terms, rel)
-    assert float(eq5) == pytest.approx(3 * (1 + 2 + 2) + 3)
-    assert float(uniform) == pytest.approx(float(eq5) / 3)
-
-
 def test_student_depth_must_divide_teacher_depth(tiny_preset, cpu_runtime):
     with pytest.raises(HrkdError, match="does not divide teacher depth 4"):
-        D.distill(tiny_preset(student={"teacher_layers": [1, 2, 3]}), cpu_runtime, **quiet)
+        pipeline.distill(tiny_preset(student={"teacher_layers": [1, 2, 3]}), cpu_runtime, **quiet)
 
 
 def test_attention_loss_needs_equal_heads(tiny_preset, cpu_runtime):
     p = tiny_preset(student={"init": "random", "num_layers": 2, "hidden_size": 16, "num_heads": 2, "intermediate_size": 32})
     with pytest.raises(HrkdError, match="equal head counts: student 2, teacher 4"):
-        D.distill(p, cpu_runtime, **quiet)
+        pipeline.distill(p, cpu_runtime, **quiet)
     p = tiny_preset(student={"init": "random", "num_layers": 2, "hidden_size": 16, "num_heads": 2, "intermediate_size": 32},
                     distill={"attention_loss": "off"})
-    assert (D.distill(p, cpu_runtime, **quiet) / "run.json").is_file()
+    assert (pipeline.distill(p, cpu_runtime, **quiet) / "run.json").is_file()
 
 
 def test_checkpoint_from_other_data_is_refused(tiny_preset, cpu_runtime, tmp_path):
-    out = D.distill(tiny_preset(), cpu_runtime, **quiet)
+    out = pipeline.distill(tiny_preset(), cpu_runtime, **quiet)
     other = tiny_preset(run_dir=str(tmp_path / "other"), data={"split_seed": 8})
-    from hrkd_cli.recipes.prepare import ensure_prepared
+    from hrkd_cli.pipeline import ensure_prepared
 
     data = ensure_prepared(other, lambda m: None)
     with pytest.raises(HrkdError, match="was trained on data"):
@@ -124,22 +117,23 @@ def test_checkpoint_from_other_data_is_refused(tiny_preset, cpu_runtime, tmp_pat
 
 def test_resume_without_checkpoint(tiny_preset, cpu_runtime):
     with pytest.raises(HrkdError, match="--resume: no checkpoint"):
-        D.distill(tiny_preset(), cpu_runtime, resume=True, **quiet)
+        pipeline.distill(tiny_preset(), cpu_runtime, resume=True, **quiet)
 
 
 def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tiny_preset, cpu_runtime, monkeypatch):
     p = tiny_preset(distill={"eval_every": 2, "epochs": 2})
-    real = students.total_loss
+    real = METHODS["hrkd"].loss
     calls = {"n": 0}
 
-    def poisoned(preset, terms, rel):
+    def poisoned(cfg, terms, rel):
         calls["n"] += 1
-        loss = real(preset, terms, rel)
+        loss = real(cfg, terms, rel)
         return loss * float("nan") if calls["n"] == 5 else loss
 
-    monkeypatch.setattr(students, "total_loss", poisoned)  # where distillation_loss looks it up
+    # the registry entry is where distillation_loss looks the loss up
+    monkeypatch.setitem(METHODS, "hrkd", dataclasses.replace(METHODS["hrkd"], loss=poisoned))
     with pytest.raises(HrkdError, match="at step 4"):
-        D.distill(p, cpu_runtime, **quiet)
+        pipeline.distill(p, cpu_runtime, **quiet)
     last = students.student_dir(p) / "last"
     assert read_meta(last)["step"] == 4  # evaluated and saved after steps 2 and 4, before the bad step
 
@@ -147,15 +141,15 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoin
 def test_a_run_of_another_configuration_is_not_overwritten(tiny_preset, cpu_runtime):
     """Two runs that differ only in a setting the directory name does not carry (here the temperature)
     would share a directory; the second is refused, naming the setting, and distill.tag keeps both."""
-    first = D.distill(tiny_preset(distill={"method": "multi-domain"}), cpu_runtime, **quiet)
+    first = pipeline.distill(tiny_preset(distill={"method": "multi-domain"}), cpu_runtime, **quiet)
     before = (first / "run.json").read_bytes()
     with pytest.raises(HrkdError, match=r"another configuration \(distill.temperature 1.0 -> 4.0\).*distill.tag"):
-        D.distill(tiny_preset(distill={"method": "multi-domain", "temperature": 4.0}), cpu_runtime, **quiet)
+        pipeline.distill(tiny_preset(distill={"method": "multi-domain", "temperature": 4.0}), cpu_runtime, **quiet)
     assert (first / "run.json").read_bytes() == before
     tagged = tiny_preset(distill={"method": "multi-domain", "temperature": 4.0, "tag": "T4"})
-    out = D.distill(tagged, cpu_runtime, **quiet)
+    out = pipeline.distill(tagged, cpu_runtime, **quiet)
     assert out.parent.name == "multi-domain-T4" and run_names(tagged).row.endswith("(T4)")
-    again = D.distill(tiny_preset(distill={"method": "multi-domain"}), cpu_runtime, **quiet)  # same configuration: fine
+    again = pipeline.distill(tiny_preset(distill={"method": "multi-domain"}), cpu_runtime, **quiet)  # same configuration: fine
     assert again == first
 
 
@@ -163,13 +157,13 @@ def test_per_domain_students_resume_where_they_stopped(tiny_preset, cpu_runtime)
     # A tinybert run stopped during its second domain: --resume keeps the first domain's student and
     # trains the others afresh (before, it asked every domain for a checkpoint and refused).
     p = tiny_preset(distill={"method": "tinybert"})
-    out = D.distill(p, cpu_runtime, **quiet)
+    out = pipeline.distill(p, cpu_runtime, **quiet)
     before = json.loads((out / "run.json").read_text())["test"]
     kept = out / "books" / "best" / "model.safetensors"
     stamp = kept.stat().st_mtime_ns
     (out / "run.json").unlink()
     for d in ("films", "gadgets"):  # stopped before films' first evaluation wrote anything
         shutil.rmtree(out / d)
-    D.distill(p, cpu_runtime, resume=True, **quiet)
+    pipeline.distill(p, cpu_runtime, resume=True, **quiet)
     assert kept.stat().st_mtime_ns == stamp  # books was not trained again
     assert json.loads((out / "run.json").read_text())["test"] == before  # the same seeds give the same students

@@ -11,7 +11,7 @@ from rich.console import Console
 
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.fsio import read_json_if_present
-from hrkd_cli.recipes import distill as D
+from hrkd_cli import pipeline
 from hrkd_cli.recipes.inspect_ratios import inspect_ratios
 
 quiet = {"say": lambda m: None}
@@ -25,7 +25,7 @@ def run(checkpoint, console=None, **kw):
 
 @pytest.fixture
 def hrkd_run(tiny_preset, cpu_runtime):
-    return D.distill(tiny_preset(distill={"epochs": 2}), cpu_runtime, **quiet)
+    return pipeline.distill(tiny_preset(distill={"epochs": 2}), cpu_runtime, **quiet)
 
 
 def test_log_reaches_the_last_step_and_plots(hrkd_run, tmp_path):
@@ -59,6 +59,6 @@ def test_sampled_and_given_examples(hrkd_run, tmp_path):
 
 
 def test_refuses_a_student_without_graph(tiny_preset, cpu_runtime):
-    md = D.distill(tiny_preset(distill={"method": "multi-domain"}), cpu_runtime, **quiet)
+    md = pipeline.distill(tiny_preset(distill={"method": "multi-domain"}), cpu_runtime, **quiet)
     with pytest.raises(HrkdError, match="not an HRKD student checkpoint"):
         run(md)

@@ -27,7 +27,7 @@ def tiny_run(root, teacher_dir, **sections):
 
 @pytest.fixture(scope="module")
 def student_run(tmp_path_factory, tiny_teacher_dir):
-    from hrkd_cli.recipes.distill import distill
+    from hrkd_cli.pipeline import distill
 
     return distill(*tiny_run(tmp_path_factory.mktemp("predict"), tiny_teacher_dir), **quiet)
 
@@ -35,7 +35,7 @@ def student_run(tmp_path_factory, tiny_teacher_dir):
 @pytest.fixture(scope="module")
 def pair_teacher(tmp_path_factory, tiny_teacher_dir):
     """A multi-domain teacher on sentence pairs with three labels."""
-    from hrkd_cli.recipes.teach import teach
+    from hrkd_cli.pipeline import teach
 
     synthetic = {"num_domains": 2, "train_per_domain": 32, "dev_per_domain": 16, "test_per_domain": 16, "task": "pair", "num_labels": 3}
     p, rt = tiny_run(tmp_path_factory.mktemp("pair"), tiny_teacher_dir, data={"source": "synthetic", "max_seq_length": 32,
@@ -130,7 +130,7 @@ def test_pair_teacher_with_three_labels(pair_teacher, tmp_path):
 
 
 def test_single_domain_teachers_each_serve_their_domain(tiny_teacher_dir, tmp_path):
-    from hrkd_cli.recipes.teach import teach
+    from hrkd_cli.pipeline import teach
 
     p, rt = tiny_run(tmp_path, tiny_teacher_dir, teacher={"kind": "single", "epochs": 1})
     teacher = teach(p, rt, **quiet)

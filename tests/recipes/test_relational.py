@@ -11,9 +11,9 @@ from hrkd_cli.config import load_preset
 from hrkd_cli.data.store import load_prepared
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.fsio import read_json_if_present
-from hrkd_cli.recipes import distill as D
+from hrkd_cli import pipeline
 from hrkd_cli.model import kd_model
-from hrkd_cli.recipes import students
+from hrkd_cli.train import students
 from hrkd_cli.runs import data_dir
 from hrkd_cli.recipes.inspect_ratios import inspect_ratios
 from hrkd_cli.vocabulary import run_names
@@ -34,8 +34,8 @@ def inspect(run):
 def test_paper_graph_without_dropout_is_eq17_with_uniform_ratios(tiny_preset, cpu_runtime):
     """With GAT dropout off the published graph's ratios are exactly 1/D, so its run is the
     '- Domain Rel.' run at the uniform scale (Eq. 17 with r = 1/D), loss for loss."""
-    paper = D.distill(tiny_preset(distill=EXACT), cpu_runtime, **quiet)
-    uniform = D.distill(tiny_preset(distill={**EXACT, "drop": ["domain-rel"], "domain_rel_scale": "uniform"}),
+    paper = pipeline.distill(tiny_preset(distill=EXACT), cpu_runtime, **quiet)
+    uniform = pipeline.distill(tiny_preset(distill={**EXACT, "drop": ["domain-rel"], "domain_rel_scale": "uniform"}),
                         cpu_runtime, **quiet)
     a, b = log_of(paper), log_of(uniform)
     assert len(a) == len(b) > 3
@@ -52,7 +52,7 @@ def test_paper_graph_without_dropout_is_eq17_with_uniform_ratios(tiny_preset, cp
 
 @pytest.mark.parametrize("graph", ["residual", "excess"])
 def test_new_graphs_respond_to_the_domains(tiny_preset, cpu_runtime, graph):
-    run = D.distill(tiny_preset(distill={**EXACT, "graph": graph, "ratio_floor": 0.2}), cpu_runtime, **quiet)
+    run = pipeline.distill(tiny_preset(distill={**EXACT, "graph": graph, "ratio_floor": 0.2}), cpu_runtime, **quiet)
     log = log_of(run)
     for e in log:
         r = torch.tensor(e["ratios"])
@@ -72,7 +72,7 @@ def test_new_graphs_respond_to_the_domains(tiny_preset, cpu_runtime, graph):
 def test_excess_running_loss_survives_a_resume(tiny_preset, cpu_runtime):
     from hrkd_cli.model.checkpoint import load_extras
 
-    run = D.distill(tiny_preset(distill={**EXACT, "graph": "excess"}), cpu_runtime, **quiet)
+    run = pipeline.distill(tiny_preset(distill={**EXACT, "graph": "excess"}), cpu_runtime, **quiet)
     extras = load_extras(run / "last")
     assert int(extras["relational.loss_ema_steps"]) == read_json_if_present(run / "run.json")["runs"]["all"]["steps"]
     assert (extras["relational.loss_ema"] > 0).all()
@@ -80,11 +80,11 @@ def test_excess_running_loss_survives_a_resume(tiny_preset, cpu_runtime):
 
 def test_meta_outer_objective_is_unweighted_eq5_on_a_dev_batch(tiny_preset, cpu_runtime):
     preset = tiny_preset(distill={"graph_mode": "meta", "graph": "residual", "dropout": False, "gat_dropout": 0.0})
-    from hrkd_cli.recipes.prepare import ensure_prepared
+    from hrkd_cli.pipeline import ensure_prepared
 
     ensure_prepared(preset, quiet["say"])
     data = load_prepared(data_dir(preset))
-    teacher = students.ensure_teacher(preset, cpu_runtime, data, quiet["say"])
+    teacher = pipeline.ensure_teacher(preset, cpu_runtime, data, quiet["say"])
     domains = list(data.domains)
     s = students.setup(preset, cpu_runtime, teacher, domains, data)
     dev = load_splits(data, "dev", domains)
@@ -95,7 +95,7 @@ def test_meta_outer_objective_is_unweighted_eq5_on_a_dev_batch(tiny_preset, cpu_
         assert tuple(row[: sum(mask)]) in dev_ids  # every held-out row is a dev example
     t = s.teachers(batch, domains, cpu_runtime, attentions=True)
     out, projected, rel = s.model(batch)
-    terms = kd_model.domain_losses(preset, out, projected, t, batch, s.layer_map)
+    terms = kd_model.domain_losses(preset.distill, out, projected, t, batch, s.layer_map)
     expected = terms.total(None, gamma=preset.distill.gamma)  # Eq. 5: no ratios
     assert val_loss(batch, s.model).item() == pytest.approx(expected.item(), rel=1e-6)
     assert expected.item() != pytest.approx(terms.total(rel.ratios, gamma=preset.distill.gamma).item(), rel=1e-3)
@@ -111,7 +111,7 @@ def test_meta_outer_objective_is_unweighted_eq5_on_a_dev_batch(tiny_preset, cpu_
 
 
 def test_meta_run_with_dev_objective_trains_the_graph(tiny_preset, cpu_runtime):
-    run = D.distill(tiny_preset(distill={"graph_mode": "meta", "graph": "residual"}), cpu_runtime, **quiet)
+    run = pipeline.distill(tiny_preset(distill={"graph_mode": "meta", "graph": "residual"}), cpu_runtime, **quiet)
     log = log_of(run)
     assert all("meta_val_loss" in e for e in log)
     from hrkd_cli.model.checkpoint import load_extras

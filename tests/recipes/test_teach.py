@@ -5,7 +5,8 @@ import pytest
 
 from hrkd_cli.model.checkpoint import members, read_meta
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.recipes.teach import reusable_teacher, teach
+from hrkd_cli.pipeline import teach
+from hrkd_cli.recipes.teach import reusable_teacher
 
 
 @pytest.mark.parametrize("kind,heads", [("multi-domain", 3), ("mtl", 3), ("mix", 1)])

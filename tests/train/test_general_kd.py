@@ -11,12 +11,12 @@ from hrkd_cli.batches import load_splits
 from hrkd_cli.config import LATE_FIELDS, validate_preset
 from hrkd_cli.data.store import load_prepared
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.recipes import distill as D
-from hrkd_cli.recipes import students
+from hrkd_cli import pipeline
+from hrkd_cli.train import students
 from hrkd_cli.runs import data_dir
 from hrkd_cli.train.general_kd import heldout_loss
-from hrkd_cli.recipes.prepare import ensure_prepared
-from hrkd_cli.recipes.students import ensure_teacher
+from hrkd_cli.pipeline import ensure_prepared
+from hrkd_cli.pipeline import ensure_teacher
 
 quiet = {"say": lambda m: None}
 # A narrow student of the tiny 4-layer, 32-wide, 4-head teacher: 2 layers, width 16, the teacher's 4 heads.
@@ -45,13 +45,13 @@ def test_general_stage_lowers_the_intermediate_loss_on_heldout_text(tiny_preset,
 
 def test_distill_with_a_general_stage_runs_and_records_it(tiny_preset, cpu_runtime):
     p = tiny_preset(student={**NARROW, "general_epochs": 1})
-    out = D.distill(p, cpu_runtime, **quiet)
+    out = pipeline.distill(p, cpu_runtime, **quiet)
     record = json.loads((out / "run.json").read_text())
     assert record["preset"]["student"]["general_epochs"] == 1
     assert 0 <= record["test"]["average"] <= 1
     # a run without the stage is another configuration: it may not overwrite this one
     with pytest.raises(HrkdError, match="general_epochs"):
-        D.distill(tiny_preset(student=NARROW), cpu_runtime, **quiet)
+        pipeline.distill(tiny_preset(student=NARROW), cpu_runtime, **quiet)
 
 
 def test_general_epochs_is_validated(tmp_path):

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.train.trainer import FitState, adamw, linear_warmup_decay, restore_training_state, resume_parts, training_state
+from hrkd_cli.train.trainer import (FitState, adamw, linear_warmup_decay, restore_training_state, resume_parts,
+                                    staged_warmup_decay, training_state)
 
 
 def model_and_schedule(total=10, warmup=2):
@@ -62,3 +63,15 @@ def test_resume_parts_picks_the_parts_with_a_checkpoint(tmp_path):
     assert resume_parts(tmp_path, ["a", "b", "c"], resume=False) == {"a": False, "b": False, "c": False}
     with pytest.raises(HrkdError, match="no checkpoint to resume from under"):
         resume_parts(tmp_path, ["b", "c"], resume=True)
+
+
+def test_staged_schedule_restarts_warmup():
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sch = staged_warmup_decay(opt, 0.25, 4, 12)
+    lrs = []
+    for _ in range(12):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sch.step()
+    # stage 1: 4 steps, 1 of warm-up; stage 2: 8 steps, 2 of warm-up
+    assert lrs == pytest.approx([1, 1, 2 / 3, 1 / 3, 1 / 2, 1, 1, 5 / 6, 4 / 6, 3 / 6, 2 / 6, 1 / 6])

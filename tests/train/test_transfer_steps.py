@@ -19,8 +19,8 @@ from hrkd_cli.data.store import load_prepared
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.train import transfer_steps as T
 from hrkd_cli.runs import data_dir
-from hrkd_cli.recipes.distill import distill
-from hrkd_cli.recipes.prepare import ensure_prepared
+from hrkd_cli.pipeline import distill
+from hrkd_cli.pipeline import ensure_prepared
 from hrkd_cli.sampling import StepSchedule
 
 quiet = {"say": lambda m: None}
@@ -147,7 +147,7 @@ def test_the_general_stage_reads_the_training_text_and_the_transfer_set(make, cp
         seen.append([(len(x), x.first_transfer) for x in train])
         return {}
 
-    monkeypatch.setattr("hrkd_cli.recipes.students.general_distillation", stage)
+    monkeypatch.setattr("hrkd_cli.train.students.general_distillation", stage)
     p = make(student=narrow, distill={"transfer_ratio": 0}, run="general")
     out = distill(p, cpu_runtime, **quiet)
     data = load_prepared(data_dir(p))

@@ -1,4 +1,4 @@
-"""`hrkd teach --kind meta`: Meta-KD's meta-teacher (Pan et al., ACL 2021, sec. 3.2; docs/method.md, Meta-KD).
+"""Training Meta-KD's meta-teacher (`hrkd teach --kind meta`; Pan et al., ACL 2021, sec. 3.2; docs/method.md, Meta-KD).
 
 One BERT encoder with one classification head, fine-tuned on the training data
 of every domain pooled (like BERT-mix), with two additions:
@@ -27,24 +27,20 @@ encoder against its own class prototypes plus the seen domains' prototypes
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import torch
-from torch import nn
-from torch.nn.parallel import DistributedDataParallel as DDP
 
 from hrkd_cli.batches import Split, load_splits, make_batch
-from hrkd_cli.model.checkpoint import (load_classifier, load_extras, recover_dir,
-                                 save_checkpoint, save_group, weights_fingerprint)
 from hrkd_cli.config import Preset
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.train.evaluation import evaluate_checkpoint, evaluate_model
 from hrkd_cli.events import event_log
+from hrkd_cli.model.checkpoint import load_classifier, load_extras, recover_dir
+from hrkd_cli.model.classifier import DomainClassifier, set_dropout
 from hrkd_cli.model.metakd import (
     EXTRAS_PREFIX,
     PROTOTYPE_FILE,
-    TransferableKnowledge,
+    MetaTeacherModel,
     class_prototypes,
     corrupt_domain_labels,
     load_prototype_scores,
@@ -54,18 +50,12 @@ from hrkd_cli.model.metakd import (
     save_prototype_scores,
     transferable_extras,
 )
-from hrkd_cli.model.classifier import DomainClassifier, set_dropout
 from hrkd_cli.model.pretrained import load_pretrained_encoder, load_tokenizer
-from hrkd_cli.runs import (
-    Say, check_seq_length, fit_record, meta_data_dir, resumed_time, score_test, teacher_dir,
-    teacher_hash, write_run_record,
-)
-from hrkd_cli.recipes.prepare import prepared_on_every_rank, teacher_domains
+from hrkd_cli.runs import Say, check_seq_length, fit_record, meta_data_dir, teacher_hash
 from hrkd_cli.runtime import Runtime, all_reduce_mean_detached, barrier, seed_everything
-from hrkd_cli.sampling import StepSchedule, check_shardable, shard
-from hrkd_cli.train.trainer import FitState, adamw, fit, linear_warmup_decay, resume_from, training_state
-from hrkd_cli.vocabulary import TEACHER_ROW_NAMES
-
+from hrkd_cli.sampling import shard
+from hrkd_cli.train import setup as training
+from hrkd_cli.train.evaluation import evaluate_model
 
 
 # ---------------------------------------------------------------- prototype scores (sec. 3.2, instance level)
@@ -143,26 +133,7 @@ def check_stored_scores(out: Path, data, seen: list[str], alpha: float) -> dict[
     return scores
 
 
-# ---------------------------------------------------------------- the model
-
-
-class MetaTeacherModel(nn.Module):
-    """The classifier (one head) and the transferable-knowledge module, trained together."""
-
-    def __init__(self, classifier: DomainClassifier, num_domains: int):
-        super().__init__()
-        self.classifier = classifier
-        self.transferable = TransferableKnowledge(classifier.config.hidden_size, num_domains)
-
-    def forward(self, batch, domain_ids: torch.Tensor, runtime: Runtime):
-        """-> (class logits [B, C], domain logits [B, K]); h(x) and h_d(x) are computed in float32."""
-        with runtime.autocast():
-            out = self.classifier(batch.input_ids, batch.attention_mask, batch.token_type_ids, batch.domain_sizes)
-        h = mean_pooled_embedding(out.last_hidden.float(), batch.attention_mask)
-        return out.logits, self.transferable.domain_logits(self.transferable(h, domain_ids))
-
-
-# ---------------------------------------------------------------- the recipe
+# ---------------------------------------------------------------- the training
 
 
 def pooled_stream(train: list[Split]) -> list[tuple[int, int]]:
@@ -193,21 +164,14 @@ def train_meta_teacher(preset: Preset, runtime: Runtime, out: Path, *, data, dom
     dev = load_splits(data, "dev", domains)
     stream = pooled_stream(train)
     batch_size = cfg.batch_per_domain * K  # as BERT-mix: the same examples per step as the per-domain teachers
-    check_shardable(batch_size, runtime.world_size, [len(stream)], "teacher.batch_per_domain")
-    schedule = StepSchedule([len(stream)], batch_size, cfg.seed, cfg.epochs)
-    total = schedule.total_steps
-    optimizer = adamw([{"named_params": list(model.named_parameters()), "lr": cfg.lr}], cfg.weight_decay)
-    scheduler = linear_warmup_decay(optimizer, int(cfg.warmup * total), total)
-    net = DDP(model) if runtime.distributed else model
+    schedule = training.step_schedule([len(stream)], batch_size, cfg.seed, cfg.epochs, runtime, "teacher.batch_per_domain")
 
-    state = None
-    if resume:
-        def load_weights(last: Path) -> None:
-            model.classifier.load_state_dict(load_classifier(last)[0].state_dict())
-            model.transferable.load_state_dict({k[len(EXTRAS_PREFIX):]: v for k, v in load_extras(last).items()})
+    def load_weights(last: Path) -> None:
+        model.classifier.load_state_dict(load_classifier(last)[0].state_dict())
+        model.transferable.load_state_dict({k[len(EXTRAS_PREFIX):]: v for k, v in load_extras(last).items()})
 
-        state = resume_from(out, {"main": optimizer}, {"main": scheduler}, load_weights)
-        say(f"resuming {out} at step {state.step}/{total}")
+    t = training.start(model, [(list(model.named_parameters()), cfg.lr)], cfg, schedule, runtime, out, resume=resume,
+                       say=say, load_weights=load_weights)
 
     def batch_at(step: int):
         rows = schedule.global_indices(step)[0]
@@ -217,17 +181,17 @@ def train_meta_teacher(preset: Preset, runtime: Runtime, out: Path, *, data, dom
         parts = [(k, train[k], rs) for k, rs in by_domain.items() if rs]
         b = make_batch(parts, pad_to=pad_to, pad_id=tokenizer.pad_token_id or 0).to(runtime.device)
         domain_ids = torch.cat([torch.full((len(rs),), k, dtype=torch.long) for k, _, rs in parts])
-        t = torch.cat([scores[domains[k]][rs] for k, _, rs in parts])
-        return b, domain_ids, t
+        return b, domain_ids, torch.cat([scores[domains[k]][rs] for k, _, rs in parts])
 
     def step_fn(step: int):
-        net.train()
-        b, domain_ids, t = batch_at(step)
+        t.net.train()
+        b, domain_ids, scores_t = batch_at(step)
         # z_i: the batch's domain labels shuffled, seeded by the step so that a resumed run draws the same ones.
         corrupted = corrupt_domain_labels(domain_ids, torch.Generator().manual_seed(cfg.seed * 1_000_003 + step))
-        logits, domain_logits = net(b, domain_ids.to(runtime.device), runtime)
-        loss = meta_teacher_loss(logits, b.labels, t.to(runtime.device), domain_logits, corrupted.to(runtime.device), cfg.meta.gamma1)
-        return loss, {"loss": float(all_reduce_mean_detached(loss, runtime)), "t_mean": float(t.mean())}
+        logits, domain_logits = t.net(b, domain_ids.to(runtime.device), runtime)
+        loss = meta_teacher_loss(logits, b.labels, scores_t.to(runtime.device), domain_logits, corrupted.to(runtime.device),
+                                 cfg.meta.gamma1)
+        return loss, {"loss": float(all_reduce_mean_detached(loss, runtime)), "t_mean": float(scores_t.mean())}
 
     def eval_fn():
         return evaluate_model(model.classifier, domains, dev, runtime)
@@ -241,54 +205,8 @@ def train_meta_teacher(preset: Preset, runtime: Runtime, out: Path, *, data, dom
         "transferable": {"hidden": model.classifier.config.hidden_size, "num_domains": K, "extras_prefix": EXTRAS_PREFIX},
     }
 
-    def save_fn(tag: str, st: FitState):
-        if runtime.is_main:
-            ts = training_state({"main": optimizer}, {"main": scheduler}, st) if tag == "last" else None
-            save_checkpoint(out / tag, model.classifier, {**meta, "tag": tag, "step": st.step, "dev": st.last_dev},
-                            tokenizer, extras=transferable_extras(model.transferable), train_state=ts)
-        barrier(runtime)
-
-    state = fit(
-        params=[p for p in model.parameters() if p.requires_grad],
-        optimizers={"main": optimizer}, schedulers={"main": scheduler},
-        step_fn=step_fn, eval_fn=eval_fn, save_fn=save_fn, total_steps=total,
-        eval_every=cfg.eval_every or schedule.steps_per_epoch, log_every=cfg.log_every,
-        max_grad_norm=cfg.max_grad_norm, runtime=runtime, label="teach meta", state=state,
-        examples_per_step=batch_size, checkpoint_every=preset.runtime.checkpoint_every,
-        events=event_log(preset, out, runtime, domains),
-    )
-    return fit_record(state, total, meta)
-
-
-def teach_meta(preset: Preset, runtime: Runtime, resume: bool = False, say: Say = print) -> Path:
-    """Train the meta-teacher into <run_dir>/teacher/meta[-without-X]/ and score it on dev and test."""
-    data = prepared_on_every_rank(preset, runtime, say)
-    domains = teacher_domains(preset, list(data.domains))
-    excluded = preset.teacher.exclude_domain
-    if len(domains) < 2:
-        raise HrkdError(
-            f"the meta-teacher needs at least 2 domains to learn from (got K={len(domains)}: {', '.join(domains)}): "
-            "its prototype score and domain-adversarial loss are undefined for a single domain"
-        )
-    out = teacher_dir(preset, "meta")
-    t0 = time.perf_counter()
-    record = train_meta_teacher(preset, runtime, out, data=data, domains=domains, resume=resume, say=say)
-    row = TEACHER_ROW_NAMES["meta"]
-    if runtime.is_main:
-        save_group(out, {d: "best" for d in domains}, {
-            "role": "teacher", "kind": "meta", "domains": domains, "label_names": data.label_names,
-            "data_hash": data.hash, "row": row, "data_dir": meta_data_dir(data),
-            "teacher_hash": teacher_hash(preset), "seed": preset.teacher.seed, "preset": preset.name,
-            "excluded_domain": excluded or None, "prototype_scores": PROTOTYPE_FILE,
-        })
-    barrier(runtime)
-    test = score_test(out, data, domains, runtime)  # also writes predictions.json
-    dev = evaluate_checkpoint(out, load_splits(data, "dev", domains), runtime, data.hash)
-    if runtime.is_main:
-        write_run_record(out / "run.json", {
-            "role": "teacher", "kind": "meta", "row": row, "preset": preset.model_dump(mode="json"),
-            "seed": preset.teacher.seed, "data_hash": data.hash, "domains": domains, "excluded_domain": excluded or None,
-            "weights_sha256": weights_fingerprint(out), "dev": dev, "test": test, "wall_time_s": time.perf_counter() - t0 + resumed_time({"all": record}), "runs": {"all": record},
-        })
-        say(f"teacher meta saved to {out}: test average {100 * test['average']:.2f}")
-    return out
+    state = t.run(step_fn, eval_fn, module=model.classifier, meta=meta, tokenizer=tokenizer,
+                  extras=lambda: transferable_extras(model.transferable), label="teach meta",
+                  examples_per_step=batch_size, checkpoint_every=preset.runtime.checkpoint_every,
+                  events=event_log(preset, out, runtime, domains))
+    return fit_record(state, t.total, meta)

@@ -1,4 +1,5 @@
-"""Meta-distillation and MTN-KD (hrkd_cli/recipes/baselines.py) on the tiny random BERT and 3 synthetic domains."""
+"""Meta-distillation and MTN-KD (hrkd_cli/train/baselines.py, their losses in hrkd_cli/model/baselines.py) on the
+tiny random BERT and 3 synthetic domains; end to end through `hrkd distill` (hrkd_cli/pipeline.py)."""
 
 import json
 
@@ -14,11 +15,13 @@ from hrkd_cli.data.store import load_prepared
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.train.evaluation import evaluate_checkpoint
 from hrkd_cli.model.metakd import mean_pooled_embedding
-from hrkd_cli.recipes import baselines as B
+from hrkd_cli.model import baselines as B
 from hrkd_cli.runs import data_dir, teacher_dir
-from hrkd_cli.recipes.distill import distill
+from hrkd_cli.pipeline import distill
 from hrkd_cli.model.kd_model import Teachers, domain_losses
-from hrkd_cli.recipes.students import setup, student_dir
+from hrkd_cli.train.baselines import train_domain_student
+from hrkd_cli.train.methods import METHODS
+from hrkd_cli.train.students import setup, student_dir
 from hrkd_cli.model.metakd import load_prototype_scores, load_transferable
 from hrkd_cli.experiments.sweep import finished_run
 from hrkd_cli.runtime import setup as runtime_setup
@@ -106,20 +109,20 @@ def test_lambda_weights_each_example(meta_kd, runtime):
     t_out = s.teachers(batch, ["films"], runtime, attentions=True)
     teacher_tk = B.teacher_transferable(tk, mean_pooled_embedding(t_out.hidden_states[-1], batch.attention_mask), 1)
     t = load_prototype_scores(teacher)[0]["films"][:4]
-    loss, _ = B.meta_kd_loss(p, out_, projected, student_tk, t_out, teacher_tk, t, batch, s.layer_map)
+    loss, _ = B.meta_kd_loss(p.distill, out_, projected, student_tk, t_out, teacher_tk, t, batch, s.layer_map)
 
     # by hand: lambda_i from t_i and the teacher's probability of the gold label; the terms per example
     p_gold = t_out.logits.softmax(-1)[torch.arange(4), batch.labels]
     lam = (1 + t) / (torch.exp((1 - p_gold) ** 2) + 1)
-    terms = domain_losses(p, out_, projected, t_out, batch, s.layer_map, reduction="none")
+    terms = domain_losses(p.distill, out_, projected, t_out, batch, s.layer_map, reduction="none")
     tkd = ((student_tk - teacher_tk) ** 2).mean(-1)
     total = terms.embd[0] + terms.attn[0].sum(-1) + terms.hidn[0].sum(-1) + terms.pred[0] + p.distill.metakd.gamma2 * tkd
     assert torch.allclose(loss, (lam * total).sum() / 4, atol=1e-6)
     assert lam.std() > 0 and not torch.allclose(loss, lam.mean() * total.mean(), rtol=0, atol=1e-6)  # not a batch-mean weight
     # two stages: the intermediate terms (with tkd), then the prediction term, each weighted per example
     pred = terms.pred[0]
-    inter, _ = B.meta_kd_loss(p, out_, projected, student_tk, t_out, teacher_tk, t, batch, s.layer_map, "intermediate")
-    last, _ = B.meta_kd_loss(p, out_, projected, student_tk, t_out, teacher_tk, t, batch, s.layer_map, "prediction")
+    inter, _ = B.meta_kd_loss(p.distill, out_, projected, student_tk, t_out, teacher_tk, t, batch, s.layer_map, "intermediate")
+    last, _ = B.meta_kd_loss(p.distill, out_, projected, student_tk, t_out, teacher_tk, t, batch, s.layer_map, "prediction")
     assert torch.allclose(inter, (lam * (total - pred)).sum() / 4, atol=1e-6)
     assert torch.allclose(last, (lam * pred).sum() / 4, atol=1e-6)
 
@@ -128,7 +131,7 @@ def test_lambda_weights_each_example(meta_kd, runtime):
     B_weight = B.domain_expertise_weight
     try:
         B.domain_expertise_weight = lambda t_, p_: one_hot
-        only, _ = B.meta_kd_loss(p, out_, projected, student_tk, t_out, teacher_tk, t, batch, s.layer_map)
+        only, _ = B.meta_kd_loss(p.distill, out_, projected, student_tk, t_out, teacher_tk, t, batch, s.layer_map)
     finally:
         B.domain_expertise_weight = B_weight
     assert torch.allclose(only, total[2] / 4, atol=1e-6)
@@ -141,7 +144,7 @@ def test_the_recipe_uses_the_lambdas(meta_kd, runtime, monkeypatch, tmp_path):
     p, _ = meta_kd
     data = load_prepared(data_dir(p))
     monkeypatch.setattr(B, "domain_expertise_weight", lambda t, prob: torch.zeros_like(t))
-    B.train_domain_student(p, runtime, tmp_path / "books", teacher_dir(p, "meta"), "books", data, False, quiet["say"])
+    train_domain_student(METHODS["meta-kd"], p, runtime, tmp_path / "books", teacher_dir(p, "meta"), "books", data, False, quiet["say"])
     log = json.loads((tmp_path / "books" / "last" / "train_log.json").read_text())
     assert len(log) == 8 and all(e["loss"] == 0.0 for e in log) and all(e["pred"] > 0 for e in log)
 
@@ -154,7 +157,7 @@ def test_mtn_target_is_the_average_of_softened_teacher_outputs(mtn_kd, runtime, 
     s = setup(p, runtime, teachers_path, ["gadgets"], data)
     out_, projected, _ = s.model(batch)
     t_out = B.mtn_teacher_outputs(ensemble, DOMAINS, "gadgets", batch, runtime, 2.0, attentions=True)
-    pred = domain_losses(p, out_, projected, t_out, batch, s.layer_map).pred[0]
+    pred = domain_losses(p.distill, out_, projected, t_out, batch, s.layer_map).pred[0]
 
     # by hand, from freshly loaded teachers: average softmax(z_k / 2), soft CE against it
     own = None
@@ -217,18 +220,6 @@ def test_two_stage_meta_kd(make, runtime):
     assert meta["stages"] == "two" and meta["switch_step"] == 8 and meta["step"] > 8  # best chosen in stage 2
     log = json.loads((best / "train_log.json").read_text())
     assert [e["stage"] for e in log] == ["intermediate"] * 8 + ["prediction"] * 8
-
-
-def test_staged_schedule_restarts_warmup():
-    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
-    sch = B.staged_warmup_decay(opt, 0.25, 4, 12)
-    lrs = []
-    for _ in range(12):
-        lrs.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sch.step()
-    # stage 1: 4 steps, 1 of warm-up; stage 2: 8 steps, 2 of warm-up
-    assert lrs == pytest.approx([1, 1, 2 / 3, 1 / 3, 1 / 2, 1, 1, 5 / 6, 4 / 6, 3 / 6, 2 / 6, 1 / 6])
 
 
 def test_resume_and_refusals(meta_kd, make, runtime):

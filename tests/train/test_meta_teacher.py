@@ -1,4 +1,5 @@
-"""The meta-teacher recipe (Meta-KD sec. 3.2) on the tiny random BERT and 3 synthetic domains."""
+"""The meta-teacher (Meta-KD sec. 3.2; trained by hrkd_cli/train/meta_teacher.py, its model in hrkd_cli/model/metakd.py)
+on the tiny random BERT and 3 synthetic domains, through `hrkd teach --kind meta` (hrkd_cli/pipeline.py)."""
 
 import json
 
@@ -14,10 +15,10 @@ from hrkd_cli.config import validate_preset
 from hrkd_cli.data.store import load_prepared
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.model.pretrained import load_pretrained_encoder
-from hrkd_cli.recipes import meta_teacher as MT
 from hrkd_cli.runs import data_dir, teacher_dir
 from hrkd_cli.model.kd_model import Teachers
-from hrkd_cli.recipes.teach import reusable_teacher, teach
+from hrkd_cli.pipeline import teach
+from hrkd_cli.recipes.teach import reusable_teacher
 from hrkd_cli.runtime import setup
 
 quiet = {"say": lambda m: None}
@@ -101,18 +102,18 @@ def test_pooled_steps_and_adversarial_gradient(meta_run, runtime):
     assert state["fit"]["step"] == 8  # 96 pooled examples, 12 per step (4 per domain x 3)
     # L_DA reaches the transferable-knowledge module and the shared encoder; the CE reaches the head
     data = load_prepared(data_dir(preset))
-    model = MT.MetaTeacherModel(load_classifier(members(out)["books"])[0], 3)
+    model = metakd.MetaTeacherModel(load_classifier(members(out)["books"])[0], 3)
     train = load_splits(data, "train", DOMAINS)
     batch = make_batch([(k, s, [0, 1]) for k, s in enumerate(train)])
     domains = torch.tensor([0, 0, 1, 1, 2, 2])
     logits, domain_logits = model(batch, domains, runtime)
     assert logits.shape == (6, 2) and domain_logits.shape == (6, 3)
     corrupted = torch.tensor([2, 1, 0, 0, 1, 2])
-    MT.meta_teacher_loss(logits, batch.labels, torch.ones(6), domain_logits, corrupted, gamma1=0.0).backward()
+    metakd.meta_teacher_loss(logits, batch.labels, torch.ones(6), domain_logits, corrupted, gamma1=0.0).backward()
     assert model.transferable.dense.weight.grad.abs().sum() == 0 and model.classifier.heads[0].weight.grad.abs().sum() > 0
     model.zero_grad(set_to_none=True)
     logits, domain_logits = model(batch, domains, runtime)
-    MT.meta_teacher_loss(logits, batch.labels, torch.zeros(6), domain_logits, corrupted, gamma1=0.5).backward()
+    metakd.meta_teacher_loss(logits, batch.labels, torch.zeros(6), domain_logits, corrupted, gamma1=0.5).backward()
     assert model.transferable.dense.weight.grad.abs().sum() > 0
     assert model.transferable.domain_embedding.weight.grad.abs().sum() > 0
     assert model.classifier.encoder.encoder.layer[-1].output.dense.weight.grad.abs().sum() > 0
@@ -122,7 +123,7 @@ def test_resume_of_a_finished_run_keeps_its_scores(meta_run, runtime):
     preset, out = meta_run
     before = json.loads((out / "run.json").read_text())["test"]
     stored = metakd.load_prototype_scores(out)[0]
-    MT.teach_meta(preset, runtime, resume=True, **quiet)
+    teach(preset, runtime, resume=True, **quiet)
     assert json.loads((out / "run.json").read_text())["test"] == before
     after = metakd.load_prototype_scores(out)[0]
     assert all(torch.equal(stored[d], after[d]) for d in DOMAINS)  # computed once, not again on resume
@@ -130,7 +131,7 @@ def test_resume_of_a_finished_run_keeps_its_scores(meta_run, runtime):
 
 def test_resume_without_a_checkpoint_is_refused(tiny_preset, runtime):
     with pytest.raises(HrkdError, match="--resume: no checkpoint"):
-        MT.teach_meta(tiny_preset(teacher={"kind": "meta"}), runtime, resume=True, **quiet)
+        teach(tiny_preset(teacher={"kind": "meta"}), runtime, resume=True, **quiet)
 
 
 def test_a_single_domain_is_refused_before_training(tiny_preset, runtime):

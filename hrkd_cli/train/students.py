@@ -1,11 +1,9 @@
-"""What every student recipe shares (`hrkd distill` and the Meta-KD / MTN-KD baselines).
+"""What every student trainer shares (the joint loop of distill.py and the Meta-KD / MTN-KD loop of baselines.py).
 
-Names and directories of student runs, the setup that builds the distillation model
-(kd_model.py: teachers, student, projections, relational module, Eq. 1-5 / 17) and runs
-the general stage where asked (general_kd.py), the meta-mode outer objective, and the
-finishing step that saves, scores and records a student. The training loops live in
-distill.py (tinybert, multi-domain, hrkd) and baselines.py (meta-kd, mtn-kd); both
-import from here, and nothing here imports them.
+Directories of student runs, the setup that builds the distillation model (hrkd_cli/model/kd_model.py:
+teachers, student, projections, the method's own part such as HRKD's relational module; Eq. 1-5 / 17)
+and runs the general stage where asked (general_kd.py), the meta-mode outer objective, and the finishing
+step that saves, scores and records a student. Both loops import from here, and nothing here imports them.
 """
 from __future__ import annotations
 
@@ -17,36 +15,21 @@ import torch
 from torch import nn
 
 from hrkd_cli.batches import Batch, load_splits, make_batch
-from hrkd_cli.model.checkpoint import load_classifier, load_extras, save_group, weights_fingerprint
 from hrkd_cli.config import Preset
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.train.evaluation import evaluate_checkpoint
 from hrkd_cli.fsio import read_json_if_present
-from hrkd_cli.model.graph import HierarchicalRelationalModule
+from hrkd_cli.model.checkpoint import load_classifier, load_extras, save_group, weights_fingerprint
 from hrkd_cli.model.classifier import Projections, set_dropout, uniform_layer_map
+from hrkd_cli.model.kd_model import DistillationModel, Teachers, build_student, domain_losses
 from hrkd_cli.model.pretrained import load_tokenizer
-from hrkd_cli.train import transfer_steps
-from hrkd_cli.runs import (Say, check_seq_length, resumed_time, run_dir, score_test,
-                                    write_run_record)
-from hrkd_cli.train.general_kd import general_distillation
-from hrkd_cli.model.kd_model import (
-    DistillationModel,
-    Teachers,
-    build_student,
-    domain_losses,
-    total_loss,
-)
-from hrkd_cli.recipes.teach import reusable_teacher, teach
+from hrkd_cli.runs import Say, check_seq_length, resumed_time, run_dir, score_test, write_run_record
 from hrkd_cli.runtime import Runtime, barrier, seed_everything
 from hrkd_cli.sampling import StepSchedule, shard
-from hrkd_cli.vocabulary import run_names, teacher_kind
-
-def relational_settings(cfg, num_student_layers: int, num_domains: int, feature_dim: int) -> dict:
-    """The relational module's constructor arguments; saved in the checkpoint's meta to rebuild it."""
-    return {"num_student_layers": num_student_layers, "num_domains": num_domains, "feature_dim": feature_dim,
-            "gat_heads": cfg.gat_heads, "dropout": cfg.gat_dropout, "drop": list(cfg.drop), "graph": cfg.graph,
-            "temperature": cfg.ratio_temperature, "floor": cfg.ratio_floor, "excess_beta": cfg.excess_beta,
-            "excess_decay": cfg.excess_decay}
+from hrkd_cli.train import transfer_steps
+from hrkd_cli.train.evaluation import evaluate_checkpoint
+from hrkd_cli.train.general_kd import general_distillation
+from hrkd_cli.train.methods import METHODS
+from hrkd_cli.vocabulary import run_names
 
 
 def student_dir(preset: Preset) -> Path:
@@ -79,12 +62,6 @@ def claim_student_dir(preset: Preset, out: Path, resume: bool) -> None:
     what = "; ".join(diffs[:3]) + (f" (+{len(diffs) - 3} more)" if len(diffs) > 3 else "") if diffs else "other settings"
     raise HrkdError(f"{out} holds a run of another configuration ({what}); keep both with --set "
                     f"distill.tag='\"NAME\"' or remove {out}")
-
-
-# ---------------------------------------------------------------- setup
-
-
-# ---------------------------------------------------------------- the recipe
 
 
 @dataclass
@@ -136,27 +113,31 @@ def meta_objective(s: Setup, dev, runtime: Runtime):
             return torch.nn.functional.cross_entropy(out.logits.float(), batch.labels)
         t = s.teachers(batch, s.domains, runtime, attentions=cfg.attention_loss != "off")
         out, projected, _ = module(batch)
-        return domain_losses(s.preset, out, projected, t, batch, s.layer_map).total(None, gamma=cfg.gamma)
+        return domain_losses(cfg, out, projected, t, batch, s.layer_map).total(None, gamma=cfg.gamma)
 
     return heldout_at, val_loss
 
 
 def distillation_loss(s: Setup, batch: Batch, runtime: Runtime, module: nn.Module | None = None):
-    """One step's loss: frozen teacher outputs, student forward (through DDP when given), Eq. 1-5 / 17."""
+    """One step's loss: frozen teacher outputs, student forward (through DDP when given), Eq. 1-4 combined by
+    the method's loss (Eq. 5 / 17)."""
     cfg = s.preset.distill
     t = s.teachers(batch, s.domains, runtime, attentions=cfg.attention_loss != "off")
     out, projected, rel = (module or s.model)(batch)
-    terms = domain_losses(s.preset, out, projected, t, batch, s.layer_map)
-    return total_loss(s.preset, terms, rel), terms, rel
+    terms = domain_losses(cfg, out, projected, t, batch, s.layer_map)
+    return METHODS[cfg.method].loss(cfg, terms, rel), terms, rel
 
 
 def setup(preset: Preset, runtime: Runtime, teacher_path: Path, domains: list[str], data) -> Setup:
+    """Seed, load the frozen teacher(s), build the student (student.init), its projections and the method's own
+    part (its registry entry's student builder), and run the general stage where asked."""
     cfg = preset.distill
     seed_everything(preset.seed)
     teachers = Teachers(teacher_path, domains, runtime)
     tcfg = teachers.config
     check_seq_length(preset, tcfg)
-    student = build_student(preset, teachers.models[0], len(domains), len(data.label_names)).to(runtime.device)
+    student = build_student(preset.student, preset.teacher.model, teachers.models[0], len(domains),
+                            len(data.label_names)).to(runtime.device)
     scfg = student.config
     layer_map = uniform_layer_map(tcfg.num_hidden_layers, scfg.num_hidden_layers)
     if cfg.attention_loss != "off" and scfg.num_attention_heads != tcfg.num_attention_heads:
@@ -165,15 +146,7 @@ def setup(preset: Preset, runtime: Runtime, teacher_path: Path, domains: list[st
             f"{tcfg.num_attention_heads}; set distill.attention_loss='off' or student.num_heads"
         )
     projections = Projections(scfg.hidden_size, tcfg.hidden_size, scfg.num_hidden_layers, preset.student.projections == "always")
-    relational = None
-    if cfg.method == "hrkd":
-        relational = HierarchicalRelationalModule(
-            **relational_settings(cfg, scfg.num_hidden_layers, len(domains), tcfg.hidden_size))
-        if cfg.graph_mode != "joint":
-            # frozen: the released code never optimises the graph (docs/method.md, Why the published graph is inert). meta: updated only by
-            # MetaGraphUpdate, which switches gradients on inside its own passes.
-            for p in relational.parameters():
-                p.requires_grad_(False)
+    relational = METHODS[cfg.method].student(cfg, scfg.num_hidden_layers, len(domains), tcfg.hidden_size)
     model = DistillationModel(student, projections, relational, cfg.prototype_tokens, cfg.attention_loss != "off", runtime).to(runtime.device)
     set_dropout(model, cfg.dropout)
     tokenizer = load_tokenizer(preset.teacher.model)
@@ -191,17 +164,6 @@ def load_distillation_weights(model: DistillationModel, ckpt: Path) -> None:
     model.projections.load_state_dict({k[len("projections."):]: v for k, v in extras.items() if k.startswith("projections.")})
     if model.relational is not None:
         model.relational.load_state_dict({k[len("relational."):]: v for k, v in extras.items() if k.startswith("relational.")})
-
-
-def ensure_teacher(preset: Preset, runtime: Runtime, data, say: Say) -> Path:
-    """Reuse the run directory's teacher when its preset sections and data hash match; otherwise train it."""
-    kind = teacher_kind(preset)
-    found = reusable_teacher(preset, kind, data.hash)
-    if found is not None:
-        say(f"reusing teacher {found}")
-        return found
-    say(f"training teacher ({kind}) first")
-    return teach(preset, runtime, kind=kind, say=say)
 
 
 def finish_student(preset: Preset, runtime: Runtime, out: Path, data, group_members: dict[str, str], teacher_path: Path,
