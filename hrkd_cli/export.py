@@ -31,9 +31,9 @@ from torch import nn
 from transformers import (AutoConfig, AutoModelForSequenceClassification, AutoModelForTokenClassification,
                           BertForSequenceClassification, BertForTokenClassification, PreTrainedModel, pipeline)
 
-from hrkd_cli.model.checkpoint import load_classifier, members, replace_dir, staging_dir
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.fsio import read_json
+from hrkd_cli.fsio import read_json, replace_dir, staging_dir
+from hrkd_cli.model.checkpoint import load_classifier, members
 from hrkd_cli.model.classifier import DomainClassifier, weights_mismatch
 from hrkd_cli.model.pretrained import load_tokenizer
 
@@ -316,7 +316,7 @@ def _export_meta(dm: DomainModel, fmt: str, checks: dict, extra: dict) -> dict:
 
 
 def _write_folder(final_dir: Path, build: Callable[[Path], dict], dm: DomainModel, fmt: str, card: Callable[[dict], str], extra: dict) -> dict:
-    """Build an export in a staging directory, check it, and swap it into place (checkpoint.replace_dir)."""
+    """Build an export in a staging directory, check it, and swap it into place (fsio.replace_dir)."""
     tmp = staging_dir(final_dir)
     try:
         tmp.chmod(0o755)  # a folder to hand on: not the owner-only mode of a fresh temporary directory
