@@ -156,7 +156,7 @@ class MetaTeacherConfig(Section):
 
 HEAD_DESCRIPTION = ("pooler = BERT's pooler (dense + tanh on [CLS]), dropout, one linear layer per domain (BERT, "
                     "TinyBERT, the released HRKD code); cls = dropout and the linear layer on the [CLS] state, no "
-                    "pooler (hrkd's head before the pooler; earlier run records used it)")
+                    "pooler (the head of a run record or checkpoint that names none)")
 
 
 class TeacherConfig(OptimConfig):
