@@ -38,16 +38,17 @@ def checkout(ref: str, into: Path) -> Path:
     return into
 
 
-def run_once(root: Path, args: list[str]) -> tuple[float, int]:
-    """(seconds, modules imported) of one `python -m hrkd_cli ARGS` with ``root`` first on the path."""
+def run_once(root: Path, args: list[str], count: bool = False) -> float:
+    """Seconds one `python -m hrkd_cli ARGS` takes with ``root`` first on the path; with ``count``, instead the
+    number of modules it imports (python -X importtime, whose logging would slow the timed runs)."""
     env = {**os.environ, "PYTHONPATH": str(root), "COLUMNS": "100"}
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "hrkd_cli", *args], env=env,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    done = subprocess.run([sys.executable, *(["-X", "importtime"] if count else []), "-m", "hrkd_cli", *args],
+                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"hrkd {' '.join(args)} from {root} exited {done.returncode}")
-    return seconds, sum(line.startswith("import time:") for line in done.stderr.splitlines()) - 1
+    return sum(line.startswith("import time:") for line in done.stderr.splitlines()) - 1 if count else seconds
 
 
 def marginal_ms(module: str) -> float:
@@ -71,11 +72,10 @@ def main() -> None:
         print(f"{'command':<12} {'tree':<22} {'median s':>9} {'min s':>7} {'max s':>7} {'modules':>8}")
         for command in COMMANDS:
             times: dict[str, list[float]] = {name: [] for name in trees}
-            modules: dict[str, int] = {}
+            modules = {name: run_once(root, command, count=True) for name, root in trees.items()}
             for _ in range(args.runs):
                 for name, root in trees.items():
-                    seconds, modules[name] = run_once(root, command)
-                    times[name].append(seconds)
+                    times[name].append(run_once(root, command))
             for name, t in times.items():
                 print(f"{' '.join(command):<12} {name:<22} {statistics.median(t):9.3f} {min(t):7.3f} {max(t):7.3f} "
                       f"{modules[name]:8d}")
