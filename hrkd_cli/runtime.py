@@ -14,7 +14,6 @@ from typing import Sequence
 
 import torch
 import torch.distributed as dist
-from torch.distributed.nn.functional import all_reduce
 
 from hrkd_cli.errors import HrkdError
 
@@ -93,6 +92,10 @@ def all_reduce_sum(t: torch.Tensor, runtime: Runtime) -> torch.Tensor:
     """Sum across ranks with gradient (the backward all-reduces the gradient too)."""
     if not runtime.distributed:
         return t
+    # lazy: a torch built without distributed support (USE_DISTRIBUTED=0) raises ImportError here, and only
+    # a run over several processes comes this far
+    from torch.distributed.nn.functional import all_reduce
+
     return all_reduce(t, op=dist.ReduceOp.SUM)
 
 
