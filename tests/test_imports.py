@@ -1,6 +1,6 @@
 """Imports sit at the top of each module. One inside a function is allowed only with its reason in a comment
-marked ``lazy:`` on the import's line or on the line above; a block of consecutive imports under one such
-comment shares it. The reason is what the import costs at start-up and which command needs none of it, as
+marked ``lazy:`` on the import's line or in the comment lines right above it; a block of consecutive imports
+under one such comment shares it. The reason is what the import costs at start-up and which command needs none of it, as
 tools/startup_time.py measures it (``# lazy: torch costs ~1.6 s at start-up; --help needs none``). Read from
 the source (the ``ast`` of every module), nothing imported."""
 
@@ -29,6 +29,17 @@ def _statement_lists(node: ast.AST):
                 yield value
 
 
+def _comment_above(lines: list[str], lineno: int) -> list[str]:
+    """The lines above line ``lineno`` (1-based) up to the first that is not a comment, plus the first such line
+    (a ``try:  # lazy: ...`` that opens the block)."""
+    above = []
+    for line in reversed(lines[: lineno - 1]):
+        above.append(line)
+        if not line.lstrip().startswith("#"):
+            break
+    return above
+
+
 def unexplained_imports(source: str) -> list[int]:
     """Line numbers of the imports inside a function (at any depth) that no ``lazy:`` comment explains."""
     lines = source.splitlines()
@@ -45,7 +56,7 @@ def unexplained_imports(source: str) -> list[int]:
                 if not isinstance(stmt, (ast.Import, ast.ImportFrom)):
                     explained_above = None
                     continue
-                own_and_above = lines[max(stmt.lineno - 2, 0): stmt.end_lineno]
+                own_and_above = lines[stmt.lineno - 1: stmt.end_lineno] + _comment_above(lines, stmt.lineno)
                 explained = any(MARKER.search(line) for line in own_and_above) or (
                     explained_above is not None and explained_above.end_lineno == stmt.lineno - 1)
                 if not explained:
@@ -96,6 +107,13 @@ def line_above():
     )
     import re
     return json, Path, re
+
+
+def comment_of_two_lines():
+    # lazy: the reason starts here
+    # and goes on on a second line
+    import json
+    return json
 
 
 def block_broken_by_code():
