@@ -13,8 +13,6 @@ import torch
 
 from hrkd_cli.data.corpus import NO_LABEL
 
-COLUMNS = ("input_ids", "token_type_ids", "attention_mask", "label")
-
 
 @dataclass
 class Split:

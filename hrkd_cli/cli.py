@@ -1,4 +1,10 @@
-"""The `hrkd` command line: parse, load the preset, call one recipe. No training logic here."""
+"""The `hrkd` command line: parse, load the preset, call one recipe. No training logic here.
+
+Each command imports its recipe (and the preset schema) inside its body: the recipes bring torch and
+transformers (about 2 s at start-up, measured with tools/startup_time.py) and hrkd_cli.config brings pydantic
+(about 0.15 s), none of which `hrkd --help`, `hrkd --version` or another command needs. Everything else is
+imported here, at the top.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich.table import Table
 
 from hrkd_cli.cli_common import (
     NprocOpt,
@@ -26,8 +33,8 @@ from hrkd_cli.cli_common import (
     say,
 )
 from hrkd_cli.errors import FAILURE, HrkdError
-from hrkd_cli.fsio import check_outputs
-from hrkd_cli.tables import print_table
+from hrkd_cli.fsio import check_outputs, os_error_message, write_json_atomic
+from hrkd_cli.tables import counts_table, print_table
 
 presets_app = typer.Typer(help="List and show the shipped presets.", invoke_without_command=True)
 app.add_typer(presets_app, name="presets")
@@ -41,9 +48,7 @@ def presets_list(ctx: typer.Context) -> None:
     """List the shipped presets with a one-line description."""
     if ctx.invoked_subcommand is not None:
         return
-    from rich.table import Table
-
-    from hrkd_cli.config import list_presets
+    from hrkd_cli.config import list_presets  # lazy: pydantic (see the module docstring)
 
     table = Table(title="Presets", title_justify="left")
     table.add_column("Name", style="bold")
@@ -56,7 +61,7 @@ def presets_list(ctx: typer.Context) -> None:
 @presets_app.command("show")
 def presets_show(name: str = typer.Argument(..., help="preset name or path"), set_: Optional[List[str]] = SetOpt) -> None:
     """Print the resolved preset (defaults filled in, overrides applied) as TOML."""
-    from hrkd_cli.config import preset_to_toml
+    from hrkd_cli.config import preset_to_toml  # lazy: pydantic (see the module docstring)
 
     out.print(preset_to_toml(_load(name, set_, data=False)), highlight=False, markup=False)
 
@@ -73,11 +78,11 @@ def prepare(
     set_: Optional[List[str]] = SetOpt,
 ) -> None:
     """Split a source per domain, tokenise once and save it in the run directory (with any transfer set)."""
+    # lazy: torch, transformers, datasets (see the module docstring)
     from hrkd_cli.data.store import load_prepared
-    from hrkd_cli.runs import data_dir
     from hrkd_cli.recipes.prepare import prepare as run
     from hrkd_cli.recipes.prepare import show_augmented as show
-    from hrkd_cli.tables import counts_table
+    from hrkd_cli.runs import data_dir
 
     overrides = list(set_ or [])
     if sample_rate is not None:
@@ -105,7 +110,7 @@ def teach(
     set_: Optional[List[str]] = SetOpt,
 ) -> None:
     """Fine-tune a teacher (prepares the data first if needed)."""
-    from hrkd_cli.pipeline import teach as run
+    from hrkd_cli.pipeline import teach as run  # lazy: torch (see the module docstring)
 
     overrides = _option_overrides(set_, {"teacher.kind": kind, "teacher.exclude_domain": exclude_domain})
     p = _load(preset, overrides, precision, nproc, source=source, tensorboard=tensorboard)
@@ -130,6 +135,7 @@ def evaluate(
     """Score checkpoints per domain and on average, as a table like HRKD Tables 2 and 3."""
     check_outputs(("--json", json_path), ("--output", output))  # before scoring anything
     if soft:
+        # lazy: torch (see the module docstring)
         from hrkd_cli.recipes.evaluate import soft_labels
         from hrkd_cli.runtime import setup
 
@@ -142,11 +148,10 @@ def evaluate(
     if (per_seed or paired) and not compare:
         raise HrkdError("--per-seed and --paired go with --compare (they read recorded runs)")
     if compare:
-        from hrkd_cli.cli_experiments import compare_command
-
-        compare_command(checkpoints, fmt=fmt, output=output, json_path=json_path, split=split, console=out,
+        cli_experiments.compare_command(checkpoints, fmt=fmt, output=output, json_path=json_path, split=split, console=out,
                         per_seed=per_seed, paired=paired)
         return
+    # lazy: torch (see the module docstring)
     from hrkd_cli.recipes.evaluate import evaluate as run
     from hrkd_cli.runtime import setup
 
@@ -174,7 +179,7 @@ def distill(
     set_: Optional[List[str]] = SetOpt,
 ) -> None:
     """Distil a student; prepares the data and trains the teacher first when they are missing."""
-    from hrkd_cli.experiments.sweep import distill_seeds, parse_seeds
+    from hrkd_cli.experiments.sweep import distill_seeds, parse_seeds  # lazy: torch (see the module docstring)
 
     overrides = _option_overrides(set_, {"distill.method": method, "distill.graph_mode": graph_mode,
                                          "distill.teacher_kind": teacher_kind, "teacher.exclude_domain": exclude_domain})
@@ -200,7 +205,7 @@ def inspect_ratios(
 ) -> None:
     """Show the domain-relational and hierarchical similarity ratios of an HRKD student."""
     check_outputs(("--plot", plot))
-    from hrkd_cli.recipes.inspect_ratios import inspect_ratios as run
+    from hrkd_cli.recipes.inspect_ratios import inspect_ratios as run  # lazy: torch (see the module docstring)
 
     run(checkpoint, examples=examples, sample=sample, labels=labels, seed=seed, plot=plot, console=out, say=say)
 
@@ -221,8 +226,7 @@ def bench_distill(
 ) -> None:
     """Step time of multi-domain vs hrkd, teacher vs student throughput, achieved FLOP/s."""
     check_outputs(("--json", json_path))
-    from hrkd_cli.fsio import write_json_atomic
-    from hrkd_cli.experiments.bench import bench_distill as run, bench_table
+    from hrkd_cli.experiments.bench import bench_distill as run, bench_table  # lazy: torch (see the module docstring)
 
     p = _load(preset, set_, precision, tensorboard=tensorboard)
     result = run(p, _runtime(p), steps=steps, say=say)
@@ -242,7 +246,7 @@ def bench_students(
 ) -> None:
     """Student shapes vs the teacher: parameters, examples/s (PyTorch, ONNX int8), speed-up, distilled accuracy."""
     check_outputs(("--json", json_path))
-    from hrkd_cli.fsio import write_json_atomic
+    # lazy: torch (see the module docstring)
     from hrkd_cli.experiments.bench_students import bench_students as run, shape_commands, students_table
 
     if steps < 1:
@@ -270,7 +274,7 @@ def export_model(
 ) -> None:
     """Write each domain's classifier as a folder plain transformers (or ONNX Runtime) loads, with a model card."""
     check_outputs(("--output", output), directory=True)
-    from hrkd_cli.recipes.export import export as run_export
+    from hrkd_cli.recipes.export import export as run_export  # lazy: torch (see the module docstring)
 
     run_export(run, fmt=fmt, domain=domain, out=output, quantize=quantize, say=say)
 
@@ -286,6 +290,7 @@ def predict(
 ) -> None:
     """Label text with one domain's head: the label and the probability of every class, per example."""
     check_outputs(("--output", output))
+    # lazy: torch (see the module docstring)
     from hrkd_cli.recipes.predict import predict as run_predict
     from hrkd_cli.runtime import setup
 
@@ -303,8 +308,6 @@ def main() -> None:
         print_error(str(e))
         sys.exit(e.exit_code)
     except OSError as e:  # a write or read no recipe wrapped: still one line, naming the path
-        from hrkd_cli.fsio import os_error_message
-
         print_error(os_error_message(e))
         sys.exit(FAILURE)
     except KeyboardInterrupt:
@@ -312,5 +315,6 @@ def main() -> None:
         sys.exit(130)
 
 
-# ablate, fewshot and report register themselves on `app` (imported last: that is their place in --help).
-import hrkd_cli.cli_experiments  # noqa: E402,F401
+# ablate, fewshot and report register themselves on `app` (imported last: that is their place in --help);
+# `eval --compare` calls cli_experiments.compare_command.
+from hrkd_cli import cli_experiments  # noqa: E402

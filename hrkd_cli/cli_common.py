@@ -7,15 +7,20 @@ either of them.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+import uuid
 from typing import List, Optional
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
+from hrkd_cli import __version__
 from hrkd_cli.errors import HrkdError
+from hrkd_cli.events import require_tensorboard
+from hrkd_cli.fsio import check_writable_dir
 
 app = typer.Typer(
     name="hrkd",
@@ -40,14 +45,13 @@ SourceOpt = typer.Option(
 
 def version() -> str:
     """The installed package's version (package metadata), or the source tree's."""
+    # lazy: importlib.metadata costs ~20 ms at start-up and only --version reads it
     from importlib.metadata import PackageNotFoundError
     from importlib.metadata import version as dist_version
 
     try:
         return dist_version("hrkd")
     except PackageNotFoundError:
-        from hrkd_cli import __version__
-
         return __version__
 
 
@@ -96,7 +100,7 @@ def _load(preset: str, overrides: Optional[List[str]], precision: Optional[str] 
     source is settled as hrkd_cli.data.sources.choose_source says: a source given to a synthetic preset is an
     error, and without one the source the prepared data remembers is used.
     """
-    from hrkd_cli.config import load_preset
+    from hrkd_cli.config import load_preset  # lazy: pydantic costs ~0.15 s at start-up; --help needs none
 
     if nproc is not None and nproc < 1:
         raise HrkdError(f"--nproc {nproc}: the number of processes must be at least 1")
@@ -111,6 +115,7 @@ def _load(preset: str, overrides: Optional[List[str]], precision: Optional[str] 
         extra.append("runtime.tensorboard=true")
     p = load_preset(preset, extra)
     if data:
+        # lazy: the data package costs ~30 ms at start-up; --help needs none
         from hrkd_cli.data.sources import choose_source, choose_unlabeled
 
         given, via = (source, "--source") if source is not None else (None, "")
@@ -135,9 +140,7 @@ def _relaunch_under_torchrun(nproc: int) -> None:
         if a.startswith("--nproc="):
             continue
         cleaned.append(a)
-    import logging
-    import uuid
-
+    # lazy: torch costs ~1.6 s at start-up; only a command run with --nproc > 1 launches
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -161,9 +164,7 @@ def _runtime(preset):
     The run directory is checked for writing first, so that a long run does not fail at its first save,
     and runtime.tensorboard's optional package, so that it does not fail at its first step.
     """
-    from hrkd_cli.events import require_tensorboard
-    from hrkd_cli.fsio import check_writable_dir
-    from hrkd_cli.runtime import setup
+    from hrkd_cli.runtime import setup  # lazy: torch costs ~1.6 s at start-up; --help needs none
 
     if preset.runtime.tensorboard:
         require_tensorboard()

@@ -3,11 +3,14 @@
 Importing this module registers the three commands on the shared app
 (:data:`hrkd_cli.cli_common.app`; cli.py imports this module at its end, and this
 module imports only cli_common, never cli). ``compare_command`` is what `hrkd eval --compare`
-calls. Thin like cli.py: parse, load the preset, call a recipe, print.
+calls. Thin like cli.py: parse, load the preset, call a recipe, print. As in cli.py, the experiments
+(torch) and hrkd_cli.compare (~30 ms, measured with tools/startup_time.py) are imported inside the commands
+that use them, so that `hrkd --help` loads neither.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import List, Optional
@@ -16,7 +19,7 @@ import typer
 
 from hrkd_cli.cli_common import NprocOpt, PrecisionOpt, PresetOpt, SetOpt, TensorboardOpt, _load, _runtime, app, out, say
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.fsio import check_outputs
+from hrkd_cli.fsio import check_outputs, write_text_atomic
 from hrkd_cli.tables import print_table
 
 SeedsOpt = typer.Option(None, "--seeds", help="student seeds: a count (5 -> 1..5) or a list (1,2,3); finished seeds are reused")
@@ -35,7 +38,7 @@ def _check_split(split: str) -> None:
 
 
 def _check_format(fmt: Optional[str]) -> None:
-    from hrkd_cli.compare import FORMATS
+    from hrkd_cli.compare import FORMATS  # lazy: see the module docstring
 
     if fmt is not None and fmt not in FORMATS:
         raise HrkdError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
@@ -43,7 +46,7 @@ def _check_format(fmt: Optional[str]) -> None:
 
 def _table_target(fmt: Optional[str], output: Optional[Path], default_name: str) -> tuple[str, Path] | None:
     """(format, file) the tables go to, or None when neither --format nor --output is given."""
-    from hrkd_cli.compare import FORMATS
+    from hrkd_cli.compare import FORMATS  # lazy: see the module docstring
 
     if fmt is None:
         if output is not None:
@@ -63,8 +66,7 @@ def _check_table_target(fmt: Optional[str], output: Optional[Path], default_name
 
 
 def _write_tables(tables, fmt: Optional[str], output: Optional[Path], default_name: str) -> None:
-    from hrkd_cli.compare import render
-    from hrkd_cli.fsio import write_text_atomic
+    from hrkd_cli.compare import render  # lazy: see the module docstring
 
     target = _table_target(fmt, output, default_name)
     if target is None:
@@ -82,6 +84,7 @@ def compare_command(runs: List[Path], fmt: Optional[str] = None, output: Optiona
                     paired: bool = False):
     """`hrkd eval --compare RUN...`: Tables 2/3 over seeds from run or results directories (no model is loaded).
     ``per_seed`` adds each seed's average; ``paired`` refuses rows that share no seed with their reference."""
+    # lazy: see the module docstring
     from hrkd_cli.compare import collect, compare_table, per_seed_rich_table, require_partners, rich_table
 
     _check_split(split)
@@ -121,6 +124,7 @@ def ablate(
     set_: Optional[List[str]] = SetOpt,
 ) -> None:
     """Distil full HRKD and its ablations over seeds, then print Table 4 (per domain, Average, drop vs full HRKD)."""
+    # lazy: see the module docstring
     from hrkd_cli.compare import rich_table
     from hrkd_cli.experiments.ablate import ablate as run
     from hrkd_cli.experiments.ablate import ablation_configs, ablation_results
@@ -166,6 +170,7 @@ def fewshot(
     set_: Optional[List[str]] = SetOpt,
 ) -> None:
     """Teach and distil on the front of each training split per sample (a rate, or a count per domain); print the improvement of HRKD (and Meta-KD) over BERT-single -(TinyBERT-KD)-> BERT_S with its 90% CI (HRKD Figure 2)."""
+    # lazy: see the module docstring
     from hrkd_cli.experiments.fewshot import fewshot as run, parse_counts, parse_methods, parse_rates
     from hrkd_cli.experiments.samples import Sample
     from hrkd_cli.experiments.fewshot_results import fewshot_results, plot_fewshot
@@ -197,10 +202,6 @@ def fewshot(
         plot_fewshot(result, plot)
         say(f"wrote {plot}")
     if summary_fmt is not None:
-        import json
-
-        from hrkd_cli.fsio import write_text_atomic
-
         text = result.to_markdown() if summary_fmt == "markdown" else json.dumps(result.to_json(), indent=2) + "\n"
         write_text_atomic(summary_path, text)
         say(f"wrote {summary_path}")
@@ -232,7 +233,7 @@ def report(
     case_study: bool = typer.Option(True, "--case-study/--no-case-study", help="run inspect-ratios on an HRKD student"),
 ) -> None:
     """Write one Markdown report: every table the results allow (2/3, 4, Figure 2, case study), environment, preset and data hashes."""
-    from hrkd_cli.experiments.report import report as run
+    from hrkd_cli.experiments.report import report as run  # lazy: see the module docstring
 
     _check_split(split)
     default = results_dir / "report.md" if results_dir.is_dir() else None  # a missing directory: report says so

@@ -157,7 +157,7 @@ class MetaTeacherConfig(Section):
 
 HEAD_DESCRIPTION = ("pooler = BERT's pooler (dense + tanh on [CLS]), dropout, one linear layer per domain (BERT, "
                     "TinyBERT, the released HRKD code); cls = dropout and the linear layer on the [CLS] state, no "
-                    "pooler (hrkd's head before the pooler; earlier run records used it)")
+                    "pooler (the head of a run record or checkpoint that names none)")
 
 
 class TeacherConfig(OptimConfig):
@@ -246,7 +246,7 @@ class DistillConfig(OptimConfig):
     excess_decay: float = Field(0.9, ge=0.0, lt=1.0, description="excess: decay of the running per-domain loss")
     meta_objective: Literal["dev-kd", "dev-task", "train-eq17"] = Field(
         "dev-kd", description="graph_mode=meta, outer loss: unweighted Eq. 5 on a dev batch, cross-entropy with "
-        "gold labels on a dev batch, or (sessions 1-4) ratio-weighted Eq. 17 on the next training batch"
+        "gold labels on a dev batch, or ratio-weighted Eq. 17 on the next training batch (docs/method.md)"
     )
     ratio_kl: float = Field(0.0, ge=0.0, description="graph_mode=joint: weight of sum_m KL(uniform || r_m)")
     tag: str = Field("", pattern=r"^[A-Za-z0-9._+-]*$", description="appended to the student's directory and row "

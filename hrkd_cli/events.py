@@ -39,7 +39,7 @@ TERMS = ("embd", "attn", "hidn", "pred")
 
 def require_tensorboard():
     """The tensorboard package's writer and protobufs, or a one-line error naming the extra (exit 2)."""
-    try:
+    try:  # lazy: an optional extra; missing, it is the one-line error below
         import tensorboard  # noqa: F401  (the package itself first: a cached submodule would hide its absence)
         from tensorboard.compat.proto.event_pb2 import Event, SessionLog
         from tensorboard.compat.proto.summary_pb2 import Summary

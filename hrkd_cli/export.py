@@ -1,10 +1,10 @@
 """Ship one domain of a teacher or student: a plain transformers folder, or an ONNX file.
 
-What the head is decides the class. A pooler-head model (``models.HEADS``; BERT's pooler, dropout and one
+What the head is decides the class. A pooler-head model (``model.classifier.HEADS``; BERT's pooler, dropout and one
 linear layer per domain) *is* a stock BertForSequenceClassification for each domain: keys ``bert.*`` from
 ``encoder.*`` (pooler included), ``classifier.*`` from ``heads.<i>.*``, so ``pipeline("text-classification")``
 and ``AutoModelForSequenceClassification`` read it as they read any BERT classifier. A "cls"-head model
-(hrkd's earlier head: dropout and the linear layer on the final [CLS] state, no pooler) cannot be: that class
+(dropout and the linear layer on the final [CLS] state, no pooler) cannot be: that class
 would put a pooler in between and start it at random. BertForTokenClassification is BERT without a pooler
 plus the same dropout + linear on every token, so at position 0 it is that head; such a domain is exported
 as one and read as ``logits[:, 0]``.
@@ -31,9 +31,9 @@ from torch import nn
 from transformers import (AutoConfig, AutoModelForSequenceClassification, AutoModelForTokenClassification,
                           BertForSequenceClassification, BertForTokenClassification, PreTrainedModel, pipeline)
 
-from hrkd_cli.model.checkpoint import load_classifier, members, replace_dir, staging_dir
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.fsio import read_json
+from hrkd_cli.fsio import read_json, replace_dir, staging_dir
+from hrkd_cli.model.checkpoint import load_classifier, members
 from hrkd_cli.model.classifier import DomainClassifier, weights_mismatch
 from hrkd_cli.model.pretrained import load_tokenizer
 
@@ -138,6 +138,7 @@ def model_domains(path: Path) -> list[str]:
 
 def _prepared_data(meta: dict):
     """The run's prepared data (for the sequence length, the label names, the probe examples), if still there."""
+    # lazy: the store brings datasets (~0.5 s at start-up); `hrkd predict` on an exported folder reads no data
     from hrkd_cli.data.store import load_prepared
 
     where = meta.get("data_dir")
@@ -315,7 +316,7 @@ def _export_meta(dm: DomainModel, fmt: str, checks: dict, extra: dict) -> dict:
 
 
 def _write_folder(final_dir: Path, build: Callable[[Path], dict], dm: DomainModel, fmt: str, card: Callable[[dict], str], extra: dict) -> dict:
-    """Build an export in a staging directory, check it, and swap it into place (checkpoint.replace_dir)."""
+    """Build an export in a staging directory, check it, and swap it into place (fsio.replace_dir)."""
     tmp = staging_dir(final_dir)
     try:
         tmp.chmod(0o755)  # a folder to hand on: not the owner-only mode of a fresh temporary directory
@@ -367,7 +368,7 @@ def write_hf(dm: DomainModel, final_dir: Path, card: Callable[[dict], str], extr
 
 def onnx_runtime():
     """onnx and onnxruntime, or the one line that says how to get them."""
-    try:
+    try:  # lazy: an optional extra; missing, it is the one-line error below
         import onnx  # noqa: F401 - torch.onnx.export needs it
         import onnxruntime
     except ImportError:
@@ -394,7 +395,7 @@ def export_onnx_file(model: PreTrainedModel, sample: tuple, path: Path) -> None:
 
 def quantize_int8(src: Path, dst: Path) -> None:
     """ONNX Runtime's dynamic quantisation: int8 weights, activations quantised on the fly."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization import QuantType, quantize_dynamic  # lazy: the optional onnx extra
 
     logging.disable(logging.WARNING)  # its advice to pre-process the graph goes to the root logger
     try:

@@ -9,6 +9,7 @@ directory is not writable, the disk is full, a parent is a file. Those are
     write_text_atomic(path, text)   # temporary sibling + rename, under writing()
     write_json_atomic(path, obj)
     with replacing(path) as tmp: ...   # for writers that take a file name (safetensors)
+    tmp = staging_dir(out_dir); ...; replace_dir(tmp, out_dir)   # a whole directory, swapped in at once
     read_json(path)                 # missing or damaged -> one-line HrkdError naming the file (exit 2)
     read_json_if_present(path)      # None when the file is absent (an optional record); damaged -> HrkdError
     check_writable_dir(run_dir)     # before long work: create it and write a probe file
@@ -23,7 +24,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
+import uuid
 from pathlib import Path
 
 from hrkd_cli.errors import HrkdError, RunError
@@ -93,6 +96,31 @@ def replacing(path):
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
+
+
+def staging_dir(final_dir) -> Path:
+    """A new empty temporary sibling of ``final_dir`` (parents created) to build a directory in."""
+    final_dir = Path(final_dir)
+    final_dir.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(dir=final_dir.parent, prefix=f".{final_dir.name}.tmp-"))
+
+
+def replace_dir(new, final_dir) -> None:
+    """Swap the fully written directory ``new`` into place as ``final_dir``: the old one is set aside, the new one
+    renamed in, the old one deleted; if the second rename fails the old one is put back."""
+    new, final_dir = Path(new), Path(final_dir)
+    old = None
+    if final_dir.exists():
+        old = final_dir.parent / f".{final_dir.name}.old-{uuid.uuid4().hex[:8]}"
+        os.replace(final_dir, old)
+    try:
+        os.replace(new, final_dir)
+    except BaseException:
+        if old is not None:
+            os.replace(old, final_dir)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def write_json_atomic(path, obj) -> Path:

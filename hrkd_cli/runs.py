@@ -9,9 +9,11 @@ from typing import Callable
 
 import torch
 
+from hrkd_cli.batches import load_splits
 from hrkd_cli.config import Preset
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.fsio import write_json_atomic
+from hrkd_cli.predictions import PREDICTIONS, predictions_record
 
 Say = Callable[[str], None]
 
@@ -31,7 +33,7 @@ def teacher_dir(preset: Preset, kind: str | None = None) -> Path:
 
 
 def environment() -> dict:
-    import transformers
+    import transformers  # lazy: ~0.7 s at start-up; `hrkd report` imports this module and needs none
 
     return {
         "python": platform.python_version(),
@@ -53,9 +55,8 @@ def score_test(out: Path, data, domains: list[str], runtime) -> dict[str, float]
     """Test accuracy per domain and on average of the checkpoint (group) at ``out``, as run.json records it.
     Every finished teacher and student run scores test through here, so each also leaves its per-example
     predictions (argmax) beside run.json as predictions.json (hrkd_cli.predictions), written before run.json."""
-    from hrkd_cli.batches import load_splits
+    # lazy: the model code behind it costs ~4 s at start-up (transformers, datasets); `hrkd report` needs none
     from hrkd_cli.train.evaluation import checkpoint_predictions, scores_of
-    from hrkd_cli.predictions import PREDICTIONS, predictions_record
 
     splits = load_splits(data, "test", domains)
     predicted = checkpoint_predictions(out, splits, runtime, data.hash)

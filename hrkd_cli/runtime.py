@@ -88,15 +88,12 @@ def setup(device: str = "auto", precision: str = "auto", threads: int = 0) -> Ru
     return Runtime(device=dev, precision=resolve_precision(precision, dev), rank=rank, world_size=world_size)
 
 
-def teardown() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()
-
-
 def all_reduce_sum(t: torch.Tensor, runtime: Runtime) -> torch.Tensor:
     """Sum across ranks with gradient (the backward all-reduces the gradient too)."""
     if not runtime.distributed:
         return t
+    # lazy: a torch built without distributed support (USE_DISTRIBUTED=0) raises ImportError here, and only
+    # a run over several processes comes this far
     from torch.distributed.nn.functional import all_reduce
 
     return all_reduce(t, op=dist.ReduceOp.SUM)
@@ -114,14 +111,6 @@ def all_reduce_mean_detached(t: torch.Tensor, runtime: Runtime) -> torch.Tensor:
 def barrier(runtime: Runtime) -> None:
     if runtime.distributed:
         dist.barrier()
-
-
-def broadcast_object(obj, runtime: Runtime):
-    if not runtime.distributed:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
 
 
 class RngState:

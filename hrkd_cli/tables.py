@@ -3,6 +3,8 @@ Average), a manifest's counts, and printing any table whole where the console is
 
 from __future__ import annotations
 
+from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 
 
@@ -40,9 +42,6 @@ def counts_table(manifest: dict) -> Table:
 def print_table(console, renderable, max_width: int = 250) -> None:
     """Print without truncating cells: a table wider than the console (80 columns off a terminal) is printed at
     its natural width, up to ``max_width``."""
-    from rich.console import Console
-    from rich.measure import Measurement
-
     need = min(Measurement.get(console, console.options.update_width(max_width), renderable).maximum, max_width)
     if need <= console.width:
         console.print(renderable)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tiny import tiny_bert_config, tiny_preset_dict  # noqa: F401  (tiny_preset_dict re-exported for older imports)
+from tiny import tiny_bert_config, tiny_preset_dict
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never wait on a hub that cannot be reached
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -168,7 +168,7 @@ def test_paper_presets_fail_at_model_loading_without_the_hub(tmp_path, capsys, m
     assert_one_line_error(code, err, "bert-base-uncased", "could not be reached")
 
 
-# ---------------------------------------------------------------- issue 12 item 5: rough edges, as classes
+# ---------------------------------------------------------------- sources, failures and exit codes
 
 
 def toml_text(raw: dict, prefix: str = "") -> str:

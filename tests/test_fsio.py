@@ -1,4 +1,4 @@
-"""Output paths: every file or folder a command is told to write is checked before the work starts (issue 31)."""
+"""Output paths: every file or folder a command is told to write is checked before the work starts."""
 
 import os
 

@@ -1,4 +1,4 @@
-"""Settings that conflict with the teacher fail before any data is prepared or teacher trained (issue 31)."""
+"""Settings that conflict with the teacher fail before any data is prepared or teacher trained."""
 
 import pytest
 

@@ -6,6 +6,9 @@ import csv
 import io
 import json
 
+from rich.markup import escape
+from rich.table import Table
+
 from hrkd_cli.compare.tables import ResultTable, TableRow
 from hrkd_cli.errors import HrkdError
 
@@ -40,8 +43,6 @@ PER_SEED_NOTE = ("average accuracy (%) of each seed's run; mean paired Δ: mean 
 
 
 def rich_table(table: ResultTable):
-    from rich.table import Table
-
     t = Table(title=table.title, title_justify="left", caption="\n".join(table.notes) if table.notes else None,
               caption_justify="left")
     header = table.header()
@@ -62,8 +63,6 @@ def rich_table(table: ResultTable):
 
 
 def per_seed_rich_table(table: ResultTable):
-    from rich.table import Table
-
     t = Table(title=f"{table.title}: per seed", title_justify="left", caption=PER_SEED_NOTE, caption_justify="left")
     header = per_seed_header(table)
     t.add_column(header[0])
@@ -75,8 +74,6 @@ def per_seed_rich_table(table: ResultTable):
 
 
 def _escape(s: str) -> str:
-    from rich.markup import escape
-
     return escape(s)
 
 

@@ -14,10 +14,11 @@ the file the data was prepared with; ``--set data.unlabeled='""'`` leaves it out
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from hrkd_cli.data.mnli import _find_files
 from hrkd_cli.errors import HrkdError
+from hrkd_cli.fsio import read_json_if_present
 
 MANIFEST = "manifest.json"
 FILE_SUFFIXES = (".csv", ".tsv", ".jsonl")
@@ -43,8 +44,6 @@ def guess_source(path: str) -> str | None:
     p = Path(str(path)).expanduser()
     if p.is_file() or not p.exists():
         return "custom" if p.suffix.lower() in FILE_SUFFIXES else None
-    from hrkd_cli.data.mnli import _find_files
-
     try:
         _find_files(p)
         return "mnli"
@@ -64,11 +63,8 @@ def remembered_source(run_dir: str | Path, kind: str) -> tuple[str, str, bool] |
     The spelling is the data.path as it was given (the prepared data's and the runs' hashes were made with
     it) where the manifest records one that still leads to the same place, else the resolved path.
     """
-    try:
-        manifest = json.loads((Path(run_dir) / "data" / MANIFEST).read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(manifest, dict) or manifest.get("source") != kind or not manifest.get("source_path"):
+    manifest = _manifest(run_dir)
+    if manifest is None or manifest.get("source") != kind or not manifest.get("source_path"):
         return None
     resolved = str(manifest["source_path"])
     spelling = str(manifest.get("source_arg") or "")
@@ -112,9 +108,10 @@ def choose_source(preset, given: str | None, via: str = "--source", say=print) -
 
 
 def _manifest(run_dir) -> dict | None:
+    """The manifest of <run_dir>/data; None when it is absent, damaged or unreadable (nothing is remembered)."""
     try:
-        manifest = json.loads((Path(run_dir) / "data" / MANIFEST).read_text())
-    except (OSError, ValueError):
+        manifest = read_json_if_present(Path(run_dir) / "data" / MANIFEST)
+    except HrkdError:
         return None
     return manifest if isinstance(manifest, dict) else None
 

@@ -18,10 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import tempfile
-import uuid
 from pathlib import Path
 
 import datasets
@@ -32,7 +29,7 @@ from hrkd_cli.data.splits import Splits, make_splits
 from hrkd_cli.data.tokens import FEATURES, tokenize
 from hrkd_cli.data.transfer import TRANSFER, build_transfer, transfer_hash
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.fsio import writing
+from hrkd_cli.fsio import read_json, replace_dir, staging_dir, writing
 
 FORMAT = "hrkd-data/1"
 MANIFEST = "manifest.json"
@@ -139,22 +136,6 @@ def build_transfer_sets(cfg, corpus: RawCorpus, splits: Splits, tokenizer, out_d
     return {**report, "split_hashes": hashes, "hash": transfer_hash(hashes, report)}
 
 
-def _swap_in(new: Path, out_dir: Path) -> None:
-    """Replace ``out_dir`` by ``new``: old aside, new into place, old deleted."""
-    old = None
-    if out_dir.exists():
-        old = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
-        os.rename(out_dir, old)
-    try:
-        os.rename(new, out_dir)
-    except BaseException:
-        if old is not None:
-            os.rename(old, out_dir)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def prepare_dataset(cfg, tokenizer, out_dir: Path, tokenizer_name: str, corpus: RawCorpus | None = None,
                     embeddings=None) -> dict:
     """Read the source named by ``cfg`` (a DataConfig), split, tokenize, store; returns the manifest.
@@ -174,10 +155,9 @@ def prepare_dataset(cfg, tokenizer, out_dir: Path, tokenizer_name: str, corpus: 
     tmp = None
     try:
         with writing(out_dir):  # unwritable directory, disk full: one line naming out_dir
-            out_dir.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+            tmp = staging_dir(out_dir)
             manifest = build(cfg, corpus, splits, tokenizer, tmp, tokenizer_name, embeddings)
-            _swap_in(tmp, out_dir)
+            replace_dir(tmp, out_dir)
     finally:
         if tmp is not None and tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -231,10 +211,7 @@ def load_prepared(data_dir) -> PreparedData:
     mf = path / MANIFEST
     if not mf.is_file():
         raise HrkdError(f"{path}: not a prepared dataset (no {MANIFEST}); prepare the data first")
-    try:
-        manifest = json.loads(mf.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise HrkdError(f"{mf}: not valid JSON ({err})") from None
+    manifest = read_json(mf)
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         got = manifest.get("format") if isinstance(manifest, dict) else None
         raise HrkdError(f"{mf}: format {got!r}, expected {FORMAT!r}; not a dataset prepared by this version of hrkd")
