@@ -129,6 +129,7 @@ def evaluate(
     json_path: Optional[Path] = typer.Option(None, "--json", help="also write the numbers to this JSON file"),
     per_seed: bool = typer.Option(False, "--per-seed", help="with --compare: also each seed's average accuracy"),
     paired: bool = typer.Option(False, "--paired", help="with --compare: fail if a row shares no seed with its reference"),
+    against: Optional[str] = typer.Option(None, "--against", help="with --compare: test every student row against this one (its directory tag, e.g. meta-kd, or its directory), seed by seed, whatever its teacher"),
     soft: bool = typer.Option(False, "--soft-labels", help="accuracy, confidence and entropy of the soft labels (train split allowed)"),
     temperature: float = typer.Option(1.0, "--temperature", help="with --soft-labels: the T of Eq. 2"),
 ) -> None:
@@ -145,11 +146,11 @@ def evaluate(
         return
     if split not in ("dev", "test"):
         raise HrkdError(f"--split {split!r}: choose dev or test")
-    if (per_seed or paired) and not compare:
-        raise HrkdError("--per-seed and --paired go with --compare (they read recorded runs)")
+    if (per_seed or paired or against) and not compare:
+        raise HrkdError("--per-seed, --paired and --against go with --compare (they read recorded runs)")
     if compare:
         cli_experiments.compare_command(checkpoints, fmt=fmt, output=output, json_path=json_path, split=split, console=out,
-                        per_seed=per_seed, paired=paired)
+                        per_seed=per_seed, paired=paired, against=against)
         return
     # lazy: torch (see the module docstring)
     from hrkd_cli.recipes.evaluate import evaluate as run

@@ -81,9 +81,10 @@ def _write_tables(tables, fmt: Optional[str], output: Optional[Path], default_na
 
 def compare_command(runs: List[Path], fmt: Optional[str] = None, output: Optional[Path] = None,
                     json_path: Optional[Path] = None, split: str = "test", console=None, per_seed: bool = False,
-                    paired: bool = False):
+                    paired: bool = False, against: str | None = None):
     """`hrkd eval --compare RUN...`: Tables 2/3 over seeds from run or results directories (no model is loaded).
-    ``per_seed`` adds each seed's average; ``paired`` refuses rows that share no seed with their reference."""
+    ``per_seed`` adds each seed's average; ``paired`` refuses rows that share no seed with their reference;
+    ``against`` names the row every student row is tested against."""
     # lazy: see the module docstring
     from hrkd_cli.compare import collect, compare_table, per_seed_rich_table, require_partners, rich_table
 
@@ -91,7 +92,7 @@ def compare_command(runs: List[Path], fmt: Optional[str] = None, output: Optiona
     _check_format(fmt)
     _check_table_target(fmt, output, "comparison")
     check_outputs(("--json", json_path))
-    table = compare_table(collect(list(runs)), split)
+    table = compare_table(collect(list(runs)), split, against=against)
     table.per_seed = per_seed
     if paired:
         require_partners([table])

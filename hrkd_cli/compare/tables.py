@@ -68,14 +68,15 @@ class Paired:
                 "not_paired": self.skipped + self.unpaired}
 
 
-def compare_paired(row: "TableRow", ref: "TableRow", split: str, domains: list[str]) -> Paired:
+def compare_paired(row: "TableRow", ref: "TableRow", split: str, domains: list[str], same_teacher: bool = True) -> Paired:
     """Paired t-test on the per-seed averages of the seeds both rows have; the sign-flip test on their test
-    predictions, example by example over those seeds. Seeds whose teachers' weights differ are not paired."""
+    predictions, example by example over those seeds. With ``same_teacher``, seeds whose teachers' weights
+    differ are not paired; without it (a reference the user chose), rows of different teachers are paired."""
     pairs, unpaired = [], []
     for s, a, b in matched_seeds(row.runs, ref.runs):
         if a.score(split, "average") is None or b.score(split, "average") is None:
             continue
-        why = teacher_mismatch(a, b)
+        why = teacher_mismatch(a, b) if same_teacher else ""
         if why:
             unpaired.append(f"seed {s}: {why}")
         else:
@@ -303,22 +304,36 @@ def mark_best(rows: list[TableRow], columns: list[str]) -> None:
                 r.marks[c] = "second"
 
 
-def compare_with(row: TableRow, ref: TableRow, split: str, domains: list[str]) -> None:
+def compare_with(row: TableRow, ref: TableRow, split: str, domains: list[str], same_teacher: bool = True) -> None:
     """Fill ``row``'s Welch p and paired comparison against ``ref``."""
     row.reference = ref.label
     avg, base = row.stats.get("average"), ref.stats.get("average")
     row.p_value = welch_p(avg.values, base.values) if avg and base else None
-    row.paired = compare_paired(row, ref, split, domains)
+    row.paired = compare_paired(row, ref, split, domains, same_teacher)
 
 
-def legend_notes(against: str) -> list[str]:
+def chosen_reference(rows: list[TableRow], against: str) -> TableRow:
+    """The student row ``against`` names: its directory tag (student/<tag>/seed-N) or that directory."""
+    students = [r for r in rows if r.role == "student"]
+    path = Path(against).expanduser()
+    found = [r for r in students if r.first.tag == against
+             or (path.exists() and r.first.path.parent.resolve() == path.resolve())]
+    if len(found) != 1:
+        tags = ", ".join(sorted({r.first.tag for r in students})) or "none"
+        what = "no student row" if not found else f"{len(found)} student rows"
+        raise HrkdError(f"--against {against}: {what} with that directory tag or directory (tags: {tags})")
+    return found[0]
+
+
+def legend_notes(against: str, same_teacher: bool = True) -> list[str]:
     """The legend naming the three tests (all two-sided)."""
+    pairing = ("runs are paired only when their records name the same teacher weights (run.json teacher_sha256)"
+               if same_teacher else "runs are paired by seed number and test example, whatever their teachers")
     return [f"p (Welch): {TTEST}, against {against} (ref: that row; n/a: fewer than 2 seeds on a side, no such row, "
             "or constant samples)",
             f"paired t p (n): {PAIRED_TTEST}; n: matched seeds; n/a: fewer than 2 or constant differences",
             f"example test p (k; diff [95% CI]): {EXAMPLE_TEST}; n/a: no example differs",
-            "every p-value is two-sided; runs are paired only when their records name the same teacher weights "
-            "(run.json teacher_sha256)"]
+            "every p-value is two-sided; " + pairing]
 
 
 def pairing_notes(rows: list[TableRow]) -> list[str]:
@@ -357,8 +372,10 @@ def require_partners(tables: list[ResultTable]) -> None:
                         "common with the reference: " + "; ".join(lonely))
 
 
-def compare_table(records: list[RunRecord], split: str = "test", title: str | None = None) -> ResultTable:
-    """Tables 2/3: teacher rows, then student rows with mean±std, marks and p-values vs TinyBERT-KD."""
+def compare_table(records: list[RunRecord], split: str = "test", title: str | None = None,
+                  against: str | None = None) -> ResultTable:
+    """Tables 2/3: teacher rows, then student rows with mean±std, marks and p-values vs TinyBERT-KD, or, with
+    ``against``, vs that one student row (seed by seed, whichever teacher each row distilled from)."""
     if split not in ("dev", "test"):
         raise HrkdError(f"split {split!r}: choose dev or test")
     if not records:
@@ -366,8 +383,15 @@ def compare_table(records: list[RunRecord], split: str = "test", title: str | No
     data_hash = check_same_data(records)
     domains = domains_of(records, split)
     rows = group_rows(records, split, domains)
+    chosen = chosen_reference(rows, against) if against else None
     for row in rows:
         if row.role != "student":
+            continue
+        if chosen is not None:
+            if row is chosen:
+                row.p_note = "ref"
+            else:
+                compare_with(row, chosen, split, domains, same_teacher=False)
             continue
         ref = reference_row(row, rows)
         if ref is row:
@@ -377,9 +401,13 @@ def compare_table(records: list[RunRecord], split: str = "test", title: str | No
         else:
             compare_with(row, ref, split, domains)
     mark_best(rows, [*domains, "average"])
-    against = "the TinyBERT-KD row distilled from the same teacher"
-    if any(transfer_reference(row, rows) for row in rows if row.role == "student"):
-        against += " (a row distilled on transfer data: the same configuration without it)"
-    notes = [STD_NOTE, *legend_notes(against), *pairing_notes(rows),
+    if chosen is not None:
+        legend = legend_notes(f"{chosen.label} (--against)", same_teacher=False)
+    else:
+        reference = "the TinyBERT-KD row distilled from the same teacher"
+        if any(transfer_reference(row, rows) for row in rows if row.role == "student"):
+            reference += " (a row distilled on transfer data: the same configuration without it)"
+        legend = legend_notes(reference)
+    notes = [STD_NOTE, *legend, *pairing_notes(rows),
              "bold: best, underlined: second best among the student rows"]
     return ResultTable(title or f"Accuracy (%) on {split}", split, domains, rows, data_hash, notes=notes)

@@ -188,3 +188,26 @@ def test_a_transfer_row_without_its_plain_configuration_falls_back_to_tinybert(p
         f.write_text(json.dumps(rec))
     table = compare_table(collect([paired_runs]))
     assert row(table, HRKD_ROW + " +transfer[unlabeled]").reference == TINY_ROW
+
+
+def test_against_tests_every_row_against_the_chosen_row_whatever_its_teacher(paired_runs):
+    # Give the two rows different teacher weights: the default pairing refuses them, --against pairs them.
+    for method, sha in (("hrkd", "a" * 64), ("multi-domain", "b" * 64)):
+        for f in (paired_runs / "student" / method).glob("seed-*/run.json"):
+            rec = json.loads(f.read_text())
+            rec["teacher_sha256"] = sha
+            f.write_text(json.dumps(rec))
+    assert row(compare_table(collect([paired_runs])), HRKD_ROW).paired.seeds == []
+    table = compare_table(collect([paired_runs]), against="multi-domain")
+    hrkd = row(table, HRKD_ROW)
+    assert hrkd.reference == TINY_ROW and hrkd.paired.seeds == [1, 2] and hrkd.paired.differing == 6
+    assert row(table, TINY_ROW).p_note == "ref"
+    assert any("whatever their teachers" in n for n in table.notes)
+    # the directory works as well as the tag; the other way round, TinyBERT-KD is tested against HRKD
+    flipped = compare_table(collect([paired_runs]), against=str(paired_runs / "student" / "hrkd"))
+    assert row(flipped, TINY_ROW).paired.mean_diff == pytest.approx(-hrkd.paired.mean_diff)
+
+
+def test_against_an_unknown_row_names_the_tags(paired_runs):
+    with pytest.raises(HrkdError, match=r"--against meta-kd: no student row .*tags: hrkd, multi-domain"):
+        compare_table(collect([paired_runs]), against="meta-kd")
