@@ -26,6 +26,8 @@ from rich.table import Table
 from hrkd_cli import export
 from hrkd_cli.batches import Batch, Split, load_splits, make_batch
 from hrkd_cli.config import (
+    TRANSFER_FIELDS,
+    DataConfig,
     DistillConfig,
     Preset,
     StudentConfig,
@@ -86,9 +88,11 @@ def distilled_accuracy(shape: Preset, data_hash: str) -> dict:
     """Test averages of the student runs under the run directory distilled as ``shape`` describes.
 
     A run counts when its run.json (student/<tag>/seed-N/run.json) records the same student section, the
-    same distill section apart from distill.tag, and the prepared data's hash."""
+    same distill section apart from distill.tag, the same transfer settings (a run on a transfer set is
+    another configuration) and the prepared data's hash."""
     student = shape.student.model_dump(mode="json")
     distill = shape.distill.model_dump(mode="json")
+    transfer = {k: v for k, v in shape.data.model_dump(mode="json").items() if k in TRANSFER_FIELDS}
     runs = []
     for path in sorted((run_dir(shape) / "student").glob("*/seed-*/run.json")):
         record = read_json_if_present(path)
@@ -98,7 +102,8 @@ def distilled_accuracy(shape: Preset, data_hash: str) -> dict:
         average = (record.get("test") or {}).get("average")
         if (average is None or record.get("data_hash") != data_hash
                 or not _same_section(recorded.get("student"), StudentConfig, student)
-                or not _same_section(recorded.get("distill"), DistillConfig, distill, ignore=("tag",))):
+                or not _same_section(recorded.get("distill"), DistillConfig, distill, ignore=("tag",))
+                or not _same_section(recorded.get("data"), DataConfig, transfer)):
             continue
         runs.append({"run": str(path.parent), "test_average": float(average)})
     mean = statistics.fmean(r["test_average"] for r in runs) if runs else None

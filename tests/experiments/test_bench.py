@@ -71,6 +71,9 @@ def test_bench_students_table(tiny_preset, cpu_runtime):
     # not this shape's recipe (another distill.lr), and not this data: neither counts
     _fabricate_run(one.model_copy(update={"distill": one.distill.model_copy(update={"lr": 9e-4})}), "hrkd-1L-lr", 0.1, data.hash)
     _fabricate_run(one, "hrkd-1L-old", 0.2, "another-hash")
+    # a run of the shape on a transfer set is another configuration
+    on_transfer = one.model_copy(update={"data": one.data.model_copy(update={"unlabeled": "u.jsonl", "windows": 2})})
+    _fabricate_run(on_transfer, "hrkd+transfer-unlabeled-windows2-1L", 0.3, data.hash)
     # an older run.json whose student section predates general_epochs still matches the preset's student
     old = p.model_dump(mode="json")
     del old["student"]["general_epochs"]
