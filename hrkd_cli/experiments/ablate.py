@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hrkd_cli.compare import ablation_tables, collect
+from hrkd_cli.compare.ablation import ablation_tables
+from hrkd_cli.compare.records import collect
 from hrkd_cli.config import Preset, preset_variant
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.experiments.sweep import distill_seeds

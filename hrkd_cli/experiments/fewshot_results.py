@@ -18,8 +18,9 @@ from pathlib import Path
 
 from rich.table import Table
 
-from hrkd_cli.compare import (STD_NOTE, TTEST, check_same_data, collect, domains_of, format_p, group_rows,
-                              results_records, welch_p)
+from hrkd_cli.compare.records import check_same_data, collect, domains_of, results_records
+from hrkd_cli.compare.statistics import STD_NOTE, TTEST, format_p, welch_p
+from hrkd_cli.compare.tables import group_rows
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.fsio import read_json_if_present, write_png_atomic
 from hrkd_cli.experiments.samples import Sample, as_sample, rate_dir

@@ -21,15 +21,10 @@ from pathlib import Path
 
 import torch
 
-from hrkd_cli.compare import (
-    RunRecord,
-    ResultTable,
-    ablation_tables,
-    check_same_data,
-    compare_table,
-    results_records,
-    to_markdown,
-)
+from hrkd_cli.compare.ablation import ablation_tables
+from hrkd_cli.compare.records import RunRecord, check_same_data, results_records
+from hrkd_cli.compare.render import to_markdown
+from hrkd_cli.compare.tables import ResultTable, compare_table
 from hrkd_cli.config import preset_to_toml, recorded_preset
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.experiments.fewshot_results import fewshot_results, plot_fewshot, sample_dirs
