@@ -38,7 +38,7 @@ def _check_split(split: str) -> None:
 
 
 def _check_format(fmt: Optional[str]) -> None:
-    from hrkd_cli.compare import FORMATS  # lazy: see the module docstring
+    from hrkd_cli.compare.render import FORMATS  # lazy: see the module docstring
 
     if fmt is not None and fmt not in FORMATS:
         raise HrkdError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
@@ -46,7 +46,7 @@ def _check_format(fmt: Optional[str]) -> None:
 
 def _table_target(fmt: Optional[str], output: Optional[Path], default_name: str) -> tuple[str, Path] | None:
     """(format, file) the tables go to, or None when neither --format nor --output is given."""
-    from hrkd_cli.compare import FORMATS  # lazy: see the module docstring
+    from hrkd_cli.compare.render import FORMATS  # lazy: see the module docstring
 
     if fmt is None:
         if output is not None:
@@ -66,7 +66,7 @@ def _check_table_target(fmt: Optional[str], output: Optional[Path], default_name
 
 
 def _write_tables(tables, fmt: Optional[str], output: Optional[Path], default_name: str) -> None:
-    from hrkd_cli.compare import render  # lazy: see the module docstring
+    from hrkd_cli.compare.render import render  # lazy: see the module docstring
 
     target = _table_target(fmt, output, default_name)
     if target is None:
@@ -86,7 +86,9 @@ def compare_command(runs: List[Path], fmt: Optional[str] = None, output: Optiona
     ``per_seed`` adds each seed's average; ``paired`` refuses rows that share no seed with their reference;
     ``against`` names the row every student row is tested against."""
     # lazy: see the module docstring
-    from hrkd_cli.compare import collect, compare_table, per_seed_rich_table, require_partners, rich_table
+    from hrkd_cli.compare.records import collect
+    from hrkd_cli.compare.render import per_seed_rich_table, rich_table
+    from hrkd_cli.compare.tables import compare_table, require_partners
 
     _check_split(split)
     _check_format(fmt)
@@ -126,7 +128,7 @@ def ablate(
 ) -> None:
     """Distil full HRKD and its ablations over seeds, then print Table 4 (per domain, Average, drop vs full HRKD)."""
     # lazy: see the module docstring
-    from hrkd_cli.compare import rich_table
+    from hrkd_cli.compare.render import rich_table
     from hrkd_cli.experiments.ablate import ablate as run
     from hrkd_cli.experiments.ablate import ablation_configs, ablation_results
     from hrkd_cli.experiments.sweep import parse_seeds

@@ -9,7 +9,9 @@ directory is not writable, the disk is full, a parent is a file. Those are
     write_text_atomic(path, text)   # temporary sibling + rename, under writing()
     write_json_atomic(path, obj)
     with replacing(path) as tmp: ...   # for writers that take a file name (safetensors)
+    write_png_atomic(path, fig)     # a matplotlib figure, through replacing()
     tmp = staging_dir(out_dir); ...; replace_dir(tmp, out_dir)   # a whole directory, swapped in at once
+    recover_dir(out_dir)            # before reading it: undo a swap killed between its renames
     read_json(path)                 # missing or damaged -> one-line HrkdError naming the file (exit 2)
     read_json_if_present(path)      # None when the file is absent (an optional record); damaged -> HrkdError
     check_writable_dir(run_dir)     # before long work: create it and write a probe file
@@ -98,6 +100,15 @@ def replacing(path):
             raise
 
 
+def write_png_atomic(path, fig, dpi: int = 120) -> Path:
+    """Save the matplotlib figure ``fig`` to ``path`` as PNG through :func:`replacing` (the format is named, so the
+    temporary sibling's suffix does not matter)."""
+    path = Path(path)
+    with replacing(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
+    return path
+
+
 def staging_dir(final_dir) -> Path:
     """A new empty temporary sibling of ``final_dir`` (parents created) to build a directory in."""
     final_dir = Path(final_dir)
@@ -121,6 +132,16 @@ def replace_dir(new, final_dir) -> None:
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def recover_dir(final_dir) -> None:
+    """Undo a :func:`replace_dir` killed between its two renames: bring the old directory back."""
+    final_dir = Path(final_dir)
+    if final_dir.exists():
+        return
+    olds = sorted(final_dir.parent.glob(f".{final_dir.name}.old-*"))
+    if olds:
+        os.replace(olds[-1], final_dir)
 
 
 def write_json_atomic(path, obj) -> Path:

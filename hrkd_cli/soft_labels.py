@@ -1,4 +1,4 @@
-"""What a teacher's soft labels carry (issue: why one teacher distils worse than another).
+"""What a teacher's soft labels carry: why one teacher distils worse than another.
 
 For one checkpoint, per domain, on a split (train included, since that is what the
 student is distilled on): accuracy, the mean probability of the predicted class

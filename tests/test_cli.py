@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tiny import tiny_preset_dict
-from hrkd_cli.completions import SHELLS, script, shipped
+from hrkd_cli.completions import COMPLETIONS_DIR, SHELLS, script
 from hrkd_cli.config import preset_to_toml, validate_preset
 from cli_run import run_main
 
@@ -51,7 +51,7 @@ def test_set_takes_a_bare_string_and_names_a_bad_one(capsys, monkeypatch):
 
 @pytest.mark.parametrize("shell", SHELLS)
 def test_shipped_completion_scripts_are_current(shell):
-    assert shipped(shell) == script(shell)
+    assert (COMPLETIONS_DIR / f"hrkd.{shell}").read_text() == script(shell)  # as installed
 
 
 def test_completion_offers_the_subcommands():

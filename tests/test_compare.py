@@ -11,17 +11,11 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from hrkd_cli.compare import (
-    ablation_tables,
-    collect,
-    compare_table,
-    format_p,
-    render,
-    rich_table,
-    to_csv,
-    to_markdown,
-    welch_p,
-)
+from hrkd_cli.compare.ablation import ablation_tables
+from hrkd_cli.compare.records import collect
+from hrkd_cli.compare.render import render, rich_table, to_csv, to_markdown
+from hrkd_cli.compare.statistics import format_p, welch_p
+from hrkd_cli.compare.tables import compare_table
 from hrkd_cli.errors import HrkdError
 
 DOMAINS = ["books", "dvd", "kitchen"]

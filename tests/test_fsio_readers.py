@@ -1,4 +1,4 @@
-"""The one JSON reader (fsio.read_json, read_json_if_present) and the one comma-list parser (parsing.comma_items)."""
+"""The one JSON reader (fsio.read_json, read_json_if_present)."""
 
 import json
 
@@ -6,7 +6,6 @@ import pytest
 
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.fsio import read_json, read_json_if_present, write_json_atomic
-from hrkd_cli.parsing import comma_items
 
 
 def test_read_json_reads_what_write_json_atomic_wrote(tmp_path):
@@ -34,10 +33,3 @@ def test_a_damaged_file_is_one_line_naming_it_either_way(tmp_path):
     bad.write_bytes(b"\xff\xfe{}")
     with pytest.raises(HrkdError, match=r"run\.json: damaged JSON file"):
         read_json(bad)
-
-
-def test_comma_items_strips_and_keeps_empty_items():
-    assert comma_items("1, 2,,3 ") == ["1", "2", "", "3"]
-    assert comma_items("hrkd") == ["hrkd"]
-    assert comma_items("") == [""]
-    assert comma_items(5) == ["5"]

@@ -12,8 +12,8 @@ import hrkd_cli
 
 PACKAGE = Path(hrkd_cli.__file__).parent
 
-# The most modules on one chain of imports among recipes/, experiments/ and pipeline.py (issue 30's bound;
-# today the longest is 4, e.g. fewshot -> sweep -> pipeline -> distill).
+# The most modules on one chain of imports among recipes/, experiments/ and pipeline.py (the floor plan's bound;
+# the longest is 4, e.g. fewshot -> sweep -> pipeline -> distill).
 MAX_LEVELS = 6
 PIPELINE = "hrkd_cli.pipeline"
 

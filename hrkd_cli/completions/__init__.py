@@ -22,11 +22,6 @@ def script(shell: str) -> str:
     return get_completion_script(prog_name="hrkd", complete_var="_HRKD_COMPLETE", shell=shell)
 
 
-def shipped(shell: str) -> str:
-    """The shipped script for `shell`, as installed."""
-    return (COMPLETIONS_DIR / f"hrkd.{shell}").read_text()
-
-
 def write_all(directory: Path | None = None) -> list[Path]:
     """Regenerate the scripts (into the package's own directory unless `directory` is given)."""
     with as_file(COMPLETIONS_DIR) as own:

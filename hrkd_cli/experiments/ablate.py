@@ -17,10 +17,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hrkd_cli.compare import ablation_tables, collect
+from hrkd_cli.compare.ablation import ablation_tables
+from hrkd_cli.compare.records import collect
 from hrkd_cli.config import Preset, preset_variant
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.experiments.sweep import distill_seeds
+from hrkd_cli.parsing import plus_items
 from hrkd_cli.runs import Say
 from hrkd_cli.runtime import Runtime
 from hrkd_cli.vocabulary import ABLATIONS, PROGRESSIVE_ABLATIONS
@@ -33,7 +35,7 @@ def progressive_configs() -> list[tuple[str, ...]]:
 
 def parse_drop(item: str) -> tuple[str, ...]:
     """'comp-agg' -> ('comp-agg',); 'comp-agg+self-attention' -> ('self-attention', 'comp-agg') (canonical order)."""
-    names = [x.strip() for x in item.split("+") if x.strip()]
+    names = [x for x in plus_items(item) if x]
     if not names:
         raise HrkdError(f"--drop {item!r}: name an ablation ({', '.join(ABLATIONS)})")
     for n in names:

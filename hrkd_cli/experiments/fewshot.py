@@ -27,7 +27,7 @@ from hrkd_cli.config import Preset, preset_variant
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.experiments.samples import as_sample, rate_dir
 from hrkd_cli.experiments.sweep import distill_seeds
-from hrkd_cli.parsing import comma_items
+from hrkd_cli.parsing import comma_items, plus_items
 from hrkd_cli.pipeline import prepared_on_every_rank
 from hrkd_cli.prechecks import check_student_settings
 from hrkd_cli.runs import Say
@@ -65,7 +65,7 @@ def parse_counts(text: str) -> list:
         if not part:
             continue
         if ":" in part:
-            point = tuple(_domain_count(text, item) for item in part.split("+"))
+            point = tuple(_domain_count(text, item) for item in plus_items(part))
             names = [d for d, _ in point]
             if len(set(names)) != len(names):
                 raise HrkdError(f"--counts {text!r}: a domain is named twice in {part!r}")
@@ -91,7 +91,7 @@ def _whole(text: str, part: str) -> int:
 
 
 def _domain_count(text: str, item: str) -> tuple[str, int]:
-    domain, _, n = item.strip().partition(":")
+    domain, _, n = item.partition(":")
     if not domain.strip():
         raise HrkdError(f"--counts {text!r}: {item!r} names no domain (write domain:count)")
     return domain.strip(), _whole(text, n.strip())

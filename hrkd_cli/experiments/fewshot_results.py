@@ -16,10 +16,13 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hrkd_cli.compare import (STD_NOTE, TTEST, check_same_data, collect, domains_of, format_p, group_rows,
-                              results_records, welch_p)
+from rich.table import Table
+
+from hrkd_cli.compare.records import check_same_data, collect, domains_of, results_records
+from hrkd_cli.compare.statistics import STD_NOTE, TTEST, format_p, welch_p
+from hrkd_cli.compare.tables import group_rows
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.fsio import read_json_if_present, writing
+from hrkd_cli.fsio import read_json_if_present, write_png_atomic
 from hrkd_cli.experiments.samples import Sample, as_sample, rate_dir
 from hrkd_cli.vocabulary import TEACHER_ROW_NAMES
 
@@ -39,6 +42,8 @@ def improvement_interval(a: list[float], b: list[float], level: float = 0.90) ->
     divided by the baseline mean taken as fixed. None with fewer than 2 values on a side or no spread."""
     if len(a) < 2 or len(b) < 2:
         return None
+    # lazy: scipy.stats costs ~0.8 s at start-up (tools/startup_time.py); `hrkd report` on results without
+    # few-shot points of 2+ seeds a side needs none
     from scipy import stats
 
     ma, mb = sum(a) / len(a), sum(b) / len(b)
@@ -133,9 +138,7 @@ class FewshotResult:
                       format_p(pt.p_value.get(m)) if m in pt.improvement else "-"]
         return cells
 
-    def rich_table(self):
-        from rich.table import Table
-
+    def rich_table(self) -> Table:
         t = Table(title=f"Few-shot (HRKD Figure 2): improvement over {BASELINE} ({self.split} average, %)",
                   title_justify="left")
         for i, h in enumerate(self.header()):
@@ -248,15 +251,10 @@ def _teacher_average(row, split: str) -> float | None:
 
 
 def _manifest_for(row, data_hash: str) -> dict | None:
-    import json
-
     run_dir = (row.first.preset or {}).get("run_dir")
     for cand in [row.first.path.parents[2] / "data" / "manifest.json"] + ([Path(run_dir) / "data" / "manifest.json"] if run_dir else []):
-        try:
-            manifest = json.loads(cand.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        if manifest.get("hash") == data_hash:
+        manifest = read_json_if_present(cand)
+        if manifest is not None and manifest.get("hash") == data_hash:
             return manifest
     return None
 
@@ -325,11 +323,6 @@ def fewshot_results(results_dir: Path, rates: list | None = None, split: str = "
 
 def plot_fewshot(result: FewshotResult, path: Path) -> Path:
     """Grouped bars of the improvement rate per sample rate (HRKD Figure 2), written atomically as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     if not result.points:
         raise HrkdError("--plot: no few-shot results to draw")
     methods = result.methods
@@ -342,6 +335,7 @@ def plot_fewshot(result: FewshotResult, path: Path) -> Path:
     n = len(methods)
     width = 0.8 / n
     xs = range(len(result.points))
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(1.4 * len(result.points) + 2.5, 3.4))
     for i, m in enumerate(methods):
         vals = [pt.improvement.get(m, float("nan")) for pt in result.points]
@@ -365,11 +359,19 @@ def plot_fewshot(result: FewshotResult, path: Path) -> Path:
     fig.tight_layout()
 
     try:
-        with writing(path):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.tmp.png")
-            fig.savefig(tmp, dpi=120)
-            tmp.replace(path)
+        write_png_atomic(path, fig)
     finally:
         plt.close(fig)
     return path
+
+
+def _pyplot():
+    """matplotlib.pyplot drawing to files (the Agg backend, no display)."""
+    # lazy: matplotlib.pyplot costs ~0.45 s at start-up (tools/startup_time.py); only a figure needs it
+    import matplotlib
+
+    matplotlib.use("Agg")
+    # lazy: as above
+    import matplotlib.pyplot as plt
+
+    return plt

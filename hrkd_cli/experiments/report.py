@@ -13,32 +13,27 @@ RESULTS_DIR is a preset's run_dir. The report holds, when the runs exist:
 
 from __future__ import annotations
 
+import importlib.metadata as md
 import json
 import platform
 import time
 from pathlib import Path
 
-from hrkd_cli.compare import (
-    RunRecord,
-    ResultTable,
-    ablation_tables,
-    compare_table,
-    results_records,
-    to_markdown,
-)
+import torch
+
+from hrkd_cli.compare.ablation import ablation_tables
+from hrkd_cli.compare.records import RunRecord, check_same_data, results_records
+from hrkd_cli.compare.render import to_markdown
+from hrkd_cli.compare.tables import ResultTable, compare_table
+from hrkd_cli.config import preset_to_toml, recorded_preset
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.fsio import write_text_atomic
+from hrkd_cli.experiments.fewshot_results import fewshot_results, plot_fewshot, sample_dirs
+from hrkd_cli.fsio import read_json_if_present, write_text_atomic
 from hrkd_cli.runs import Say
+from hrkd_cli.runtime import cpu_supports_bf16
 
 TABLE_TITLES = {"mnli": "Table 2 equivalent: MNLI", "amazon": "Table 3 equivalent: Amazon Reviews"}
 FIGURE_NAME = "figure2-fewshot.png"
-
-
-def _manifest(results_dir: Path) -> dict | None:
-    try:
-        return json.loads((results_dir / "data" / "manifest.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
 
 
 def _md(s) -> str:
@@ -89,11 +84,13 @@ def case_study_section(records: list[RunRecord], seed: int = 0) -> list[str]:
     if run is None:
         return []
     lines = ["## Case study: ratios of one example per domain (HRKD Tables 5 and 6 layout)", ""]
-    try:
-        from hrkd_cli.model.checkpoint import read_meta
-        from hrkd_cli.data.store import load_prepared
-        from hrkd_cli.recipes.inspect_ratios import example_ratios, ratio_log, resolve_checkpoint, sample_examples
+    # lazy: these bring transformers and datasets, ~3.5 s at start-up on top of the rest of the report
+    # (tools/startup_time.py); `hrkd report --no-case-study` and results without an HRKD student need none
+    from hrkd_cli.data.store import load_prepared
+    from hrkd_cli.model.checkpoint import read_meta
+    from hrkd_cli.recipes.inspect_ratios import example_ratios, ratio_log, resolve_checkpoint, sample_examples
 
+    try:
         ckpt = resolve_checkpoint(run.path)
         meta = read_meta(ckpt)
         ddir = Path(meta.get("data_dir", ""))
@@ -161,8 +158,6 @@ def runs_section(groups: list[tuple[str, list[RunRecord]]]) -> list[str]:
 
 def _teacher_hash(r: RunRecord) -> str:
     """Teachers are identified by their teacher and data sections (what `reusable_teacher` checks)."""
-    from hrkd_cli.config import recorded_preset
-
     try:
         return recorded_preset(r.preset).section_hash("teacher", "data") + " (teacher, data)"
     except Exception:
@@ -173,8 +168,6 @@ IGNORED_DIFF = ("name", "description", "run_dir", "seed")
 
 
 def presets_section(records: list[RunRecord]) -> list[str]:
-    from hrkd_cli.config import preset_to_toml, recorded_preset
-
     ref = _hrkd_run(records) or next((r for r in records if r.role == "student"), None) or (records[0] if records else None)
     if ref is None or not ref.preset:
         return []
@@ -204,17 +197,11 @@ def presets_section(records: list[RunRecord]) -> list[str]:
 
 
 def environment_section(records: list[RunRecord]) -> list[str]:
-    import importlib.metadata as md
-
     def version(pkg: str) -> str:
         try:
             return md.version(pkg)
         except md.PackageNotFoundError:
             return "-"
-
-    import torch
-
-    from hrkd_cli.runtime import cpu_supports_bf16
 
     here_cuda = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     here_precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp32") if here_cuda else ("bf16" if cpu_supports_bf16() else "fp32")
@@ -246,8 +233,6 @@ def environment_section(records: list[RunRecord]) -> list[str]:
 def report(results_dir: Path, out: Path | None = None, split: str = "test", case_study: bool = True,
            say: Say = print) -> Path:
     """Write the report (default <results_dir>/report.md) and the Figure 2 PNG beside it; return its path."""
-    from hrkd_cli.experiments.fewshot_results import fewshot_results, plot_fewshot, sample_dirs
-
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise HrkdError(f"{results_dir}: no such results directory")
@@ -257,7 +242,7 @@ def report(results_dir: Path, out: Path | None = None, split: str = "test", case
     fewshot = fewshot_results(results_dir, split=split) if samples else None
     if not records and not (fewshot and fewshot.points):
         raise HrkdError(f"{results_dir}: no finished runs under teacher/, student/ or fewshot/rate-*/, count-*/")
-    manifest = _manifest(results_dir)
+    manifest = read_json_if_present(results_dir / "data" / "manifest.json")
     source = (manifest or {}).get("source") or next(((r.preset.get("data") or {}).get("source", "") for r in records), "")
 
     lines = [f"# HRKD results: `{results_dir}`", "",
@@ -267,8 +252,6 @@ def report(results_dir: Path, out: Path | None = None, split: str = "test", case
     body: list[str] = []
     data_hash = ""
     if records:
-        from hrkd_cli.compare import check_same_data
-
         data_hash = check_same_data(records)
         body += data_section(manifest, data_hash)
     table = main_table(records, source, split) if records else None

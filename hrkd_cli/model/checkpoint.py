@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -26,44 +24,13 @@ from safetensors.torch import load_file, save_file
 from transformers import BertConfig
 
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.fsio import read_json, write_json_atomic
+from hrkd_cli.fsio import read_json, replace_dir, staging_dir, write_json_atomic
 from hrkd_cli.model.classifier import HEADS, DomainClassifier, encoder_from_config, weights_mismatch
 
 FORMAT = "hrkd-checkpoint/1"
 META = "hrkd.json"
 # What a checkpoint file missing from its directory means (a copy or a write cut short).
 INCOMPLETE = "missing; the checkpoint is incomplete"
-
-
-# ---------------------------------------------------------------- atomic directory swaps
-
-
-def replace_dir(tmp_dir: Path, final_dir: Path) -> None:
-    """Swap a fully written directory into place; the old one survives until the new one is there."""
-    final_dir = Path(final_dir)
-    old = None
-    if final_dir.exists():
-        old = final_dir.with_name(f".{final_dir.name}.old-{os.getpid()}")
-        os.replace(final_dir, old)
-    os.replace(tmp_dir, final_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def recover_dir(final_dir: Path) -> None:
-    """Undo a swap that was killed between its two renames: bring the old directory back."""
-    final_dir = Path(final_dir)
-    if final_dir.exists():
-        return
-    olds = sorted(final_dir.parent.glob(f".{final_dir.name}.old-*"))
-    if olds:
-        os.replace(olds[-1], final_dir)
-
-
-def staging_dir(final_dir: Path) -> Path:
-    final_dir = Path(final_dir)
-    final_dir.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(dir=final_dir.parent, prefix=f".{final_dir.name}.tmp-"))
 
 
 # ---------------------------------------------------------------- model checkpoints

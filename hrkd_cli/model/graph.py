@@ -42,7 +42,8 @@ def _xavier_uniform_(t, fan_in, fan_out, gain=GAT_GAIN):
 # --------------------------------------------------------------------------- prototypes
 
 def prototype_sum_and_count(layer_features, attention_mask, include_padding=False):
-    """Numerator and denominator of Eq. 6 for one domain's sub-batch.
+    """Numerator and denominator of Eq. 6 (prototype h_{m,d} = token mean of layer m's output) for one
+    domain's sub-batch.
 
     layer_features: M+1 tensors [B, L, F] (projected embedding output, then the
     projected layer outputs). Returns (sums [M+1, F] float32, count scalar float32).
@@ -58,12 +59,6 @@ def prototype_sum_and_count(layer_features, attention_mask, include_padding=Fals
         sums = (feats * mask[None, :, :, None]).sum(dim=(1, 2))
         count = mask.sum()
     return sums, count
-
-
-def domain_prototypes(layer_features, attention_mask, include_padding=False):
-    """Eq. 6: prototype h_{m,d} = token mean of layer m's output -> [M+1, F]."""
-    sums, count = prototype_sum_and_count(layer_features, attention_mask, include_padding)
-    return sums / count
 
 
 # --------------------------------------------------------------------------- graph attention

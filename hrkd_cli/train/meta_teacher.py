@@ -35,7 +35,8 @@ from hrkd_cli.batches import Split, load_splits, make_batch
 from hrkd_cli.config import Preset
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.events import event_log
-from hrkd_cli.model.checkpoint import load_classifier, load_extras, recover_dir
+from hrkd_cli.fsio import recover_dir
+from hrkd_cli.model.checkpoint import load_classifier, load_extras
 from hrkd_cli.model.classifier import DomainClassifier, set_dropout
 from hrkd_cli.model.metakd import (
     EXTRAS_PREFIX,

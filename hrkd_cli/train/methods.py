@@ -61,11 +61,6 @@ def register(method: Method) -> Method:
     return method
 
 
-def unregister(name: str) -> None:
-    """Take a method out again (tests that register one of their own)."""
-    del METHODS[name], METHOD_NAMES[name], DEFAULT_TEACHER[name]
-
-
 for _method in (
     Method("tinybert", eq5_loss, METHOD_NAMES["tinybert"], DEFAULT_TEACHER["tinybert"], per_domain=True),
     Method("multi-domain", eq5_loss, METHOD_NAMES["multi-domain"], DEFAULT_TEACHER["multi-domain"]),

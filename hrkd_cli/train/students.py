@@ -89,8 +89,8 @@ def meta_objective(s: Setup, dev, runtime: Runtime):
     dev-kd: unweighted Eq. 5 on a dev batch. The ratios weight only the inner (training) loss, so phi is
     judged by how well the student it produces matches the teacher on held-out text, and cannot lower the
     outer loss by moving weight onto an easy domain (what the ratio-weighted Eq. 17 on a training batch
-    rewards). dev-task: cross-entropy against the dev batch's gold labels instead. train-eq17: sessions 1-4's
-    objective (Eq. 17 on the next training batch); returns (None, None) and the caller keeps that behaviour.
+    rewards). dev-task: cross-entropy against the dev batch's gold labels instead. train-eq17: ratio-weighted
+    Eq. 17 on the next training batch; returns (None, None) and the caller takes that batch.
     Dev batches cycle through the dev split in a seeded order of their own.
     """
     cfg = s.preset.distill

@@ -19,10 +19,10 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from hrkd_cli.model.checkpoint import (INCOMPLETE, optimizer_from_tensors, optimizer_to_tensors, read_json, read_tensors,
-                                      recover_dir)
 from hrkd_cli.errors import HrkdError, RunError
 from hrkd_cli.events import EventLog, opened
+from hrkd_cli.fsio import read_json, recover_dir
+from hrkd_cli.model.checkpoint import INCOMPLETE, optimizer_from_tensors, optimizer_to_tensors, read_tensors
 from hrkd_cli.runtime import Runtime
 
 console = Console(stderr=True)

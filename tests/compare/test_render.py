@@ -13,7 +13,9 @@ import pytest
 from compare_fakes import pair
 from rich.console import Console
 
-from hrkd_cli.compare import collect, compare_table, per_seed_rich_table, render, rich_table, to_markdown
+from hrkd_cli.compare.records import collect
+from hrkd_cli.compare.render import per_seed_rich_table, render, rich_table, to_markdown
+from hrkd_cli.compare.tables import compare_table
 from hrkd_cli.tables import print_table
 
 HRKD_ROW = "HRKD-teacher -(HRKD)-> BERT_S"

@@ -9,7 +9,9 @@ import pytest
 from compare_fakes import pair, pattern, student
 from scipy import stats
 
-from hrkd_cli.compare import ablation_tables, collect, compare_table, require_partners
+from hrkd_cli.compare.ablation import ablation_tables
+from hrkd_cli.compare.records import collect
+from hrkd_cli.compare.tables import compare_table, require_partners
 from hrkd_cli.errors import HrkdError
 
 HRKD_ROW = "HRKD-teacher -(HRKD)-> BERT_S"

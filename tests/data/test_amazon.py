@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from hrkd_cli.config import DataConfig
-from hrkd_cli.data import make_splits, read_amazon
-from hrkd_cli.data.amazon import parse_review_file
+from hrkd_cli.data.amazon import parse_review_file, read_amazon
+from hrkd_cli.data.splits import make_splits
 from hrkd_cli.errors import HrkdError
 
 TINY = """<reviews>

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from hrkd_cli.config import DataConfig
-from hrkd_cli.data import make_splits, read_custom
+from hrkd_cli.data.custom import read_custom
+from hrkd_cli.data.splits import make_splits
 from hrkd_cli.errors import HrkdError
 
 

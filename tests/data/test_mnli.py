@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from hrkd_cli.config import DataConfig
-from hrkd_cli.data import make_splits, read_mnli
+from hrkd_cli.data.mnli import read_mnli
+from hrkd_cli.data.splits import make_splits
 from hrkd_cli.errors import HrkdError
 
 HEADER = "index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse\tsentence1_parse\tsentence2_parse\tsentence1\tsentence2\tlabel1\tgold_label"

@@ -8,7 +8,8 @@ from collections import Counter
 import pytest
 
 from hrkd_cli.config import DataConfig
-from hrkd_cli.data import make_splits, read_amazon
+from hrkd_cli.data.amazon import read_amazon
+from hrkd_cli.data.splits import make_splits
 from hrkd_cli.data.store import load_prepared, prepare_dataset
 from hrkd_cli.data.transfer import normalised
 

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 
 from hrkd_cli.config import DataConfig
-from hrkd_cli.data import Example, RawCorpus, make_splits
-from hrkd_cli.data.splits import sample_front
+from hrkd_cli.data.corpus import Example, RawCorpus
+from hrkd_cli.data.reading import read_source
+from hrkd_cli.data.splits import make_splits, sample_front
 from hrkd_cli.errors import HrkdError
 
 
@@ -70,24 +77,17 @@ def test_too_small_domain_and_empty_fixed_test():
 
 def test_splits_do_not_depend_on_python_hash_seed():
     """hash() of str changes per process; the split must not (compare with a fresh process)."""
-    import hashlib
-    import json
-    import os
-    import subprocess
-    import sys
-
     code = (
         "import hashlib, json;"
         "from hrkd_cli.config import DataConfig;"
-        "from hrkd_cli.data import read_source, make_splits;"
+        "from hrkd_cli.data.reading import read_source;"
+        "from hrkd_cli.data.splits import make_splits;"
         "cfg = DataConfig(source='synthetic', split_seed=9, sample_rate=0.5);"
         "s = make_splits(read_source(cfg), cfg);"
         "print(hashlib.sha256(json.dumps({d: {k: [(e.text, e.label) for e in v] for k, v in p.items()} for d, p in s.items()}).encode()).hexdigest())"
     )
     seed = "1" if os.environ.get("PYTHONHASHSEED") != "1" else "2"
     out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": seed}, capture_output=True, text=True, check=True)
-    from hrkd_cli.data import read_source
-
     cfg = DataConfig(source="synthetic", split_seed=9, sample_rate=0.5)
     s = make_splits(read_source(cfg), cfg)
     here = hashlib.sha256(json.dumps({d: {k: [(e.text, e.label) for e in v] for k, v in p.items()} for d, p in s.items()}).encode()).hexdigest()

@@ -8,8 +8,8 @@ from collections import Counter
 import pytest
 
 from hrkd_cli.config import DataConfig, SyntheticConfig
-from hrkd_cli.data import generate_synthetic, make_splits
-from hrkd_cli.data.synthetic import TOPICS, PairWorld, SingleWorld, domain_names
+from hrkd_cli.data.splits import make_splits
+from hrkd_cli.data.synthetic import TOPICS, PairWorld, SingleWorld, domain_names, generate_synthetic
 from hrkd_cli.errors import HrkdError
 
 WORD = re.compile(r"[a-z]+")

@@ -9,11 +9,11 @@ from hrkd_cli.model.checkpoint import (
     optimizer_from_tensors,
     optimizer_to_tensors,
     read_meta,
-    recover_dir,
     save_checkpoint,
     save_group,
 )
 from hrkd_cli.errors import HrkdError
+from hrkd_cli.fsio import recover_dir
 from cli_run import run_main
 from tiny import tiny_classifier
 

@@ -3,8 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from hrkd_cli.model.graph import (DomainRelationalGraph, GraphAttentionLayer, HierarchicalRelationalModule,
-                            compare_aggregate, domain_prototypes, prototype_sum_and_count,
-                            reference_prototypes)
+                                  compare_aggregate, prototype_sum_and_count, reference_prototypes)
 
 M, D, FD = 3, 4, 6  # student layers, domains, prototype width
 
@@ -20,20 +19,26 @@ def _module(drop=(), seed=0):
 
 # --------------------------------------------------------------------------- prototypes
 
+def _prototype(feats, mask, include_padding=False):
+    """Eq. 6 as the KD model takes it: the token sum divided by the token count (after all-reducing both)."""
+    sums, count = prototype_sum_and_count(feats, mask, include_padding)
+    return sums / count
+
+
 def test_prototypes_ignore_padding():
     # one layer, B=2, L=3; example 0 has 2 real tokens, example 1 has 1
     x = torch.tensor([[[1.0, 0.0], [3.0, 2.0], [100.0, 100.0]],
                       [[5.0, 4.0], [-50.0, 7.0], [9.0, 9.0]]])
     mask = torch.tensor([[1, 1, 0], [1, 0, 0]])
     feats = [x, 2 * x]
-    p = domain_prototypes(feats, mask)
+    p = _prototype(feats, mask)
     assert torch.allclose(p, torch.tensor([[3.0, 2.0], [6.0, 4.0]]))  # (1+3+5)/3, (0+2+4)/3
-    p_pad = domain_prototypes(feats, mask, include_padding=True)
+    p_pad = _prototype(feats, mask, include_padding=True)
     assert torch.allclose(p_pad, torch.stack([x.mean((0, 1)), 2 * x.mean((0, 1))]))
     assert not torch.allclose(p, p_pad)
 
 
-def test_sum_and_count_compose_to_prototypes():
+def test_sum_and_count_give_the_token_mean_in_float32():
     g = torch.Generator().manual_seed(1)
     feats = [torch.randn(3, 5, 4, generator=g).bfloat16() for _ in range(M + 1)]
     mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]])
@@ -41,11 +46,13 @@ def test_sum_and_count_compose_to_prototypes():
         sums, count = prototype_sum_and_count(feats, mask, include_padding=pad)
         assert sums.shape == (M + 1, 4) and sums.dtype == torch.float32
         assert count.dtype == torch.float32 and count.item() == (15 if pad else 9)
-        assert torch.allclose(sums / count, domain_prototypes(feats, mask, include_padding=pad))
+        weights = torch.ones(3, 5) if pad else mask.float()
+        mean = torch.stack([(f.float() * weights[..., None]).sum((0, 1)) / weights.sum() for f in feats])
+        assert torch.allclose(sums / count, mean)
     # two sub-batches (e.g. two ranks) pooled = the prototype of the joint batch
     s1, c1 = prototype_sum_and_count([f[:2] for f in feats], mask[:2])
     s2, c2 = prototype_sum_and_count([f[2:] for f in feats], mask[2:])
-    assert torch.allclose((s1 + s2) / (c1 + c2), domain_prototypes(feats, mask))
+    assert torch.allclose((s1 + s2) / (c1 + c2), _prototype(feats, mask))
 
 
 # --------------------------------------------------------------------------- GAT

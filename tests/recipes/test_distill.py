@@ -108,9 +108,7 @@ def test_attention_loss_needs_equal_heads(tiny_preset, cpu_runtime):
 def test_checkpoint_from_other_data_is_refused(tiny_preset, cpu_runtime, tmp_path):
     out = pipeline.distill(tiny_preset(), cpu_runtime, **quiet)
     other = tiny_preset(run_dir=str(tmp_path / "other"), data={"split_seed": 8})
-    from hrkd_cli.pipeline import ensure_prepared
-
-    data = ensure_prepared(other, lambda m: None)
+    data = pipeline.ensure_prepared(other, lambda m: None)
     with pytest.raises(HrkdError, match="was trained on data"):
         evaluate_checkpoint(out, load_splits(data, "test"), cpu_runtime, data.hash)
 

@@ -149,9 +149,9 @@ def test_single_domain_teachers_each_serve_their_domain(tiny_teacher_dir, tmp_pa
     ("cols.csv", "sentence,label\nhi,1\n", ["cols.csv", "'text'", "sentence, label"]),
     ("keys.jsonl", '{"text": "ok"}\n{"sentence": "hi"}\n', ["keys.jsonl:2", "'text'"]),
     ("broken.jsonl", '{"text": "ok"\n', ["broken.jsonl:1", "not valid JSON"]),
-    # An unclosed quote used to run to the end of the file as one example; it is an error at the line it opens.
+    # An unclosed quote would swallow the rest of the file as one example: an error at the line it opens.
     ("unclosed.csv", 'id,text\n1,fine\n2,"never closed\n3,more text\n', ["unclosed.csv:3", "unclosed quote"]),
-    # A comma inside an unquoted text used to drop the rest of the text; it is an error at its line.
+    # A comma inside an unquoted text would split it and drop the rest: an error at its line.
     ("extra.csv", "id,text\n1,fine\n2,good, but short\n", ["extra.csv:3", "3 fields, the header has 2"]),
     ("short.csv", "id,text_b,text\n1,a,b\n2,c\n", ["short.csv:3", "2 fields, the header has 3"]),
 ])

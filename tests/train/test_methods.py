@@ -11,7 +11,7 @@ import pytest
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.model.kd_model import eq5_loss, eq17_loss, relational_student
 from hrkd_cli.pipeline import distill
-from hrkd_cli.train.methods import METHODS, Method, register, unregister
+from hrkd_cli.train.methods import METHODS, Method, register
 from hrkd_cli.vocabulary import DEFAULT_TEACHER, METHOD_NAMES
 from hrkd_cli.vocabulary import METHODS as METHOD_ORDER
 
@@ -27,9 +27,12 @@ def toy_loss(cfg, terms, rel):
 
 @pytest.fixture
 def toy():
-    method = register(Method("toy-kd", toy_loss, row="Toy-KD", teacher="multi-domain"))
-    yield method
-    unregister("toy-kd")
+    """The toy method registered for one test; the registry and the vocabulary's tables are put back after it."""
+    saved = [(table, dict(table)) for table in (METHODS, METHOD_NAMES, DEFAULT_TEACHER)]
+    yield register(Method("toy-kd", toy_loss, row="Toy-KD", teacher="multi-domain"))
+    for table, before in saved:
+        table.clear()
+        table.update(before)
 
 
 def test_every_built_in_method_is_an_entry_with_vocabulary_names():

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from hrkd_cli.config import DataConfig, SyntheticConfig, validate_preset
-from hrkd_cli.data import generate_synthetic, make_splits
+from hrkd_cli.data.splits import make_splits
+from hrkd_cli.data.synthetic import generate_synthetic
 from hrkd_cli.data.store import load_prepared, prepare_dataset
 from hrkd_cli.data.corpus import NO_LABEL
 from hrkd_cli.data.transfer import normalised, window_spans

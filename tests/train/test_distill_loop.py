@@ -1,4 +1,6 @@
-"""The relational weighting: the paper graph's collapse shown end to end, the new read-outs, the meta objective."""
+"""The distillation loop (hrkd_cli/train/distill.py) with the relational weighting: the paper graph's collapse shown
+end to end, the new read-outs, the meta objective (train/students.meta_objective). Not test_distill.py: pytest
+needs test files' names unique, and tests/recipes/test_distill.py has it."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from hrkd_cli.config import load_preset
 from hrkd_cli.data.store import load_prepared
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.fsio import read_json_if_present
+from hrkd_cli.model.checkpoint import load_extras
 from hrkd_cli import pipeline
 from hrkd_cli.model import kd_model
 from hrkd_cli.train import students
@@ -70,8 +73,6 @@ def test_new_graphs_respond_to_the_domains(tiny_preset, cpu_runtime, graph):
 
 
 def test_excess_running_loss_survives_a_resume(tiny_preset, cpu_runtime):
-    from hrkd_cli.model.checkpoint import load_extras
-
     run = pipeline.distill(tiny_preset(distill={**EXACT, "graph": "excess"}), cpu_runtime, **quiet)
     extras = load_extras(run / "last")
     assert int(extras["relational.loss_ema_steps"]) == read_json_if_present(run / "run.json")["runs"]["all"]["steps"]
@@ -80,9 +81,7 @@ def test_excess_running_loss_survives_a_resume(tiny_preset, cpu_runtime):
 
 def test_meta_outer_objective_is_unweighted_eq5_on_a_dev_batch(tiny_preset, cpu_runtime):
     preset = tiny_preset(distill={"graph_mode": "meta", "graph": "residual", "dropout": False, "gat_dropout": 0.0})
-    from hrkd_cli.pipeline import ensure_prepared
-
-    ensure_prepared(preset, quiet["say"])
+    pipeline.ensure_prepared(preset, quiet["say"])
     data = load_prepared(data_dir(preset))
     teacher = pipeline.ensure_teacher(preset, cpu_runtime, data, quiet["say"])
     domains = list(data.domains)
@@ -114,8 +113,6 @@ def test_meta_run_with_dev_objective_trains_the_graph(tiny_preset, cpu_runtime):
     run = pipeline.distill(tiny_preset(distill={"graph_mode": "meta", "graph": "residual"}), cpu_runtime, **quiet)
     log = log_of(run)
     assert all("meta_val_loss" in e for e in log)
-    from hrkd_cli.model.checkpoint import load_extras
-
     first = students.setup(tiny_preset(distill={"graph_mode": "meta", "graph": "residual"}), cpu_runtime,
                     read_json_if_present(run / "run.json")["teacher"], ["books", "films", "gadgets"],
                     load_prepared(data_dir(tiny_preset()))).model.relational.state_dict()
