@@ -410,4 +410,5 @@ def compare_table(records: list[RunRecord], split: str = "test", title: str | No
         legend = legend_notes(reference)
     notes = [STD_NOTE, *legend, *pairing_notes(rows),
              "bold: best, underlined: second best among the student rows"]
-    return ResultTable(title or f"Accuracy (%) on {split}", split, domains, rows, data_hash, notes=notes)
+    p_label = f"p vs {chosen.first.tag}" if chosen is not None else "p vs TinyBERT-KD"
+    return ResultTable(title or f"Accuracy (%) on {split}", split, domains, rows, data_hash, notes=notes, p_label=p_label)

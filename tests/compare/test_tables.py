@@ -205,6 +205,7 @@ def test_against_tests_every_row_against_the_chosen_row_whatever_its_teacher(pai
     assert hrkd.reference == TINY_ROW and hrkd.paired.seeds == [1, 2] and hrkd.paired.differing == 6
     assert row(table, TINY_ROW).p_note == "ref"
     assert any("whatever their teachers" in n for n in table.notes)
+    assert "p vs multi-domain (Welch)" in table.header()
     # the directory works as well as the tag; the other way round, TinyBERT-KD is tested against HRKD
     flipped = compare_table(collect([paired_runs]), against=str(paired_runs / "student" / "hrkd"))
     assert row(flipped, TINY_ROW).paired.mean_diff == pytest.approx(-hrkd.paired.mean_diff)
