@@ -80,10 +80,7 @@ def ensure_teacher(preset: Preset, runtime: Runtime, data, say: Say) -> Path:
 def distill(preset: Preset, runtime: Runtime, resume: bool = False, say: Say = print) -> Path:
     """`hrkd distill`, the one command for the main job: prepare and teach if missing, then distil and score on test."""
     distill_recipe.check_settings(preset)  # before preparing or teaching: a student this teacher cannot give fails now
-    if runtime.is_main:
-        ensure_prepared(preset, say)
-    barrier(runtime)
-    data = load_prepared(data_dir(preset))
+    data = prepared_on_every_rank(preset, runtime, say)
     transfer_steps.check(preset, data, list(data.domains), runtime.world_size)  # before a teacher trains
     teacher = ensure_teacher(preset, runtime, data, say)
     return distill_recipe.distill(preset, runtime, data_dir(preset), teacher, resume=resume, say=say)

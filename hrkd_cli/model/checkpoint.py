@@ -86,7 +86,7 @@ def save_group(final_dir: Path, members: dict[str, str], meta: dict) -> Path:
 def read_tensors(path: Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
-        raise HrkdError(f"{path}: missing; the checkpoint is incomplete")
+        raise HrkdError(f"{path}: {INCOMPLETE}")
     try:
         return load_file(str(path))
     except (SafetensorError, OSError) as err:
@@ -147,7 +147,7 @@ def weights_fingerprint(path: Path) -> str:
 
 def _file_sha256(path: Path) -> str:
     if not Path(path).is_file():
-        raise HrkdError(f"{path}: missing; the checkpoint is incomplete")
+        raise HrkdError(f"{path}: {INCOMPLETE}")
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

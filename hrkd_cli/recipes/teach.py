@@ -150,20 +150,29 @@ def teach(preset: Preset, runtime: Runtime, data_dir: Path, kind: str | None = N
         records = {"all": record}
         per_domain = preset.teacher.per_domain_best and kind == "multi-domain"
         group_members = {d: (f"best-{d}" if per_domain and (out / f"best-{d}").is_dir() else "best") for d in domains}
-    test = None
+    return finish_teacher(preset, runtime, out, data, kind, domains, group_members, records, t0, say)
+
+
+def finish_teacher(preset: Preset, runtime: Runtime, out: Path, data, kind: str, domains: list[str],
+                   group_members: dict[str, str], records: dict, t0: float, say: Say, group_extra: dict | None = None,
+                   record_extra: dict | None = None) -> Path:
+    """Save the teacher group, score it on test and dev, and write its run record (``group_extra`` and
+    ``record_extra``: the meta-teacher's own fields in the group's hrkd.json and in run.json)."""
+    row = TEACHER_ROW_NAMES[kind]
     if runtime.is_main:
         save_group(out, group_members, {"role": "teacher", "kind": kind, "domains": domains, "label_names": data.label_names,
-                                         "data_hash": data.hash, "row": TEACHER_ROW_NAMES[kind], "data_dir": meta_data_dir(data), "teacher_hash": teacher_hash(preset),
-                                         "seed": preset.teacher.seed, "preset": preset.name})
+                                         "data_hash": data.hash, "row": row, "data_dir": meta_data_dir(data),
+                                         "teacher_hash": teacher_hash(preset), "seed": preset.teacher.seed,
+                                         "preset": preset.name, **(group_extra or {})})
     barrier(runtime)
     test = score_test(out, data, domains, runtime)  # also writes predictions.json
     dev = evaluate_checkpoint(out, load_splits(data, "dev", domains), runtime, data.hash)
     if runtime.is_main:
         write_run_record(out / "run.json", {
-            "role": "teacher", "kind": kind, "row": TEACHER_ROW_NAMES[kind], "preset": preset.model_dump(mode="json"),
+            "role": "teacher", "kind": kind, "row": row, "preset": preset.model_dump(mode="json"),
             "seed": preset.teacher.seed, "data_hash": data.hash, "weights_sha256": weights_fingerprint(out),
-            "dev": dev, "test": test,
-            "wall_time_s": time.perf_counter() - t0 + resumed_time(records), "runs": records,
+            "dev": dev, "test": test, "wall_time_s": time.perf_counter() - t0 + resumed_time(records), "runs": records,
+            **(record_extra or {}),
         })
         say(f"teacher {kind} saved to {out}: test average {100 * test['average']:.2f}")
     return out
@@ -196,25 +205,9 @@ def teach_meta(preset: Preset, runtime: Runtime, data, resume: bool = False, say
     out = teacher_dir(preset, "meta")
     t0 = time.perf_counter()
     record = train_meta_teacher(preset, runtime, out, data=data, domains=domains, resume=resume, say=say)
-    row = TEACHER_ROW_NAMES["meta"]
-    if runtime.is_main:
-        save_group(out, {d: "best" for d in domains}, {
-            "role": "teacher", "kind": "meta", "domains": domains, "label_names": data.label_names,
-            "data_hash": data.hash, "row": row, "data_dir": meta_data_dir(data),
-            "teacher_hash": teacher_hash(preset), "seed": preset.teacher.seed, "preset": preset.name,
-            "excluded_domain": excluded or None, "prototype_scores": PROTOTYPE_FILE,
-        })
-    barrier(runtime)
-    test = score_test(out, data, domains, runtime)  # also writes predictions.json
-    dev = evaluate_checkpoint(out, load_splits(data, "dev", domains), runtime, data.hash)
-    if runtime.is_main:
-        write_run_record(out / "run.json", {
-            "role": "teacher", "kind": "meta", "row": row, "preset": preset.model_dump(mode="json"),
-            "seed": preset.teacher.seed, "data_hash": data.hash, "domains": domains, "excluded_domain": excluded or None,
-            "weights_sha256": weights_fingerprint(out), "dev": dev, "test": test, "wall_time_s": time.perf_counter() - t0 + resumed_time({"all": record}), "runs": {"all": record},
-        })
-        say(f"teacher meta saved to {out}: test average {100 * test['average']:.2f}")
-    return out
+    return finish_teacher(preset, runtime, out, data, "meta", domains, {d: "best" for d in domains}, {"all": record},
+                          t0, say, group_extra={"excluded_domain": excluded or None, "prototype_scores": PROTOTYPE_FILE},
+                          record_extra={"domains": domains, "excluded_domain": excluded or None})
 
 
 def teacher_domains(preset: Preset, domains: list[str]) -> list[str]:
