@@ -260,6 +260,8 @@ def bench_students(preset: Preset, runtime: Runtime, steps: int = 5, shapes=None
                 "command": distill_command(preset, sets) if sets is not None else None,
                 "examples_per_s": n / t, "int8_examples_per_s": None if q is None else n / q,
                 "speedup": times["teacher"] / t, "int8_speedup": None if q is None else times["teacher"] / q,
+                # against the teacher served the same way: int8 student vs int8 teacher
+                "int8_vs_int8_speedup": None if q is None else times["teacher [int8]"] / q,
                 **accuracy}
 
     teacher_test = ((teacher_record or {}).get("test") or {}).get("average")
@@ -301,6 +303,7 @@ def students_table(r: dict) -> Table:
     t.add_column("speed-up", justify="right")
     if int8:
         t.add_column("int8\nspeed-up", justify="right")
+        t.add_column("int8 vs\nint8 teacher", justify="right")
     t.add_column("test acc.", justify="right")
     t.add_column("vs\nteacher", justify="right")
     if int8:
@@ -321,7 +324,7 @@ def students_table(r: dict) -> Table:
             cells.append(f"{x['int8_examples_per_s']:.1f}")
         cells.append(f"{x['speedup']:.2f}x")
         if int8:
-            cells.append(f"{x['int8_speedup']:.2f}x")
+            cells.extend([f"{x['int8_speedup']:.2f}x", f"{x['int8_vs_int8_speedup']:.2f}x"])
         t.add_row(*cells, *accs)
     return t
 

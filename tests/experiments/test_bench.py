@@ -98,6 +98,7 @@ def test_bench_students_table(tiny_preset, cpu_runtime):
         assert x["examples_per_s"] == pytest.approx(r["batch"]["examples"] / t[name])
         if has_onnxruntime:  # the onnx extra; CI installs only [test], where the next test's path applies
             assert x["int8_speedup"] == pytest.approx(t["teacher"] / t[f"{name} [int8]"])
+            assert x["int8_vs_int8_speedup"] == pytest.approx(t["teacher [int8]"] / t[f"{name} [int8]"])
     assert r["teacher"]["speedup"] == 1.0 and r["onnx"]["int8"] == has_onnxruntime
     # accuracy: the mean of this shape's two runs; "-" (None) for the narrow shape, never distilled
     assert rows["1 layer"]["test_average"] == pytest.approx(0.8) and len(rows["1 layer"]["runs"]) == 2
@@ -107,7 +108,7 @@ def test_bench_students_table(tiny_preset, cpu_runtime):
     assert rows["narrow"]["command"].startswith("hrkd distill --preset tiny --set 'student.init=\"random\"'")
     assert BS.shape_preset(p, "narrow", TINY_SHAPES[2][1]).student.general_epochs == 1
     table = BS.students_table(r)
-    assert table.row_count == 4 and len(table.columns) == (10 if has_onnxruntime else 7)  # int8 columns need the extra
+    assert table.row_count == 4 and len(table.columns) == (11 if has_onnxruntime else 7)  # int8 columns need the extra
     # fabricated runs have no weights to serve as int8: no int8 accuracy
     assert all(x["int8_test_average"] is None for x in [r["teacher"], *r["students"]])
     assert [c.startswith("1 layer: hrkd distill") for c in BS.shape_commands(r)] == [False, True, False]
@@ -119,7 +120,7 @@ def test_bench_students_leaves_out_onnx_without_onnxruntime(tiny_preset, cpu_run
     r = BS.bench_students(tiny_preset(), cpu_runtime, steps=1, shapes=TINY_SHAPES[:2], say=said.append)
     assert any("onnxruntime is not installed" in m for m in said)
     assert r["onnx"] == {"int8": False, "skipped": "onnxruntime not installed"}
-    assert all(x["int8_examples_per_s"] is None and x["int8_speedup"] is None for x in [r["teacher"], *r["students"]])
+    assert all(x["int8_examples_per_s"] is None and x["int8_speedup"] is None and x["int8_vs_int8_speedup"] is None for x in [r["teacher"], *r["students"]])
     assert not any(k.endswith("[int8]") for k in r["time_s"])
     table = BS.students_table(r)
     assert len(table.columns) == 7 and "onnxruntime not installed" in table.caption
@@ -210,7 +211,7 @@ def test_students_table_is_printed_whole_off_a_terminal():
 
     def row(name, acc):
         return {"name": name, "layers": 2, "hidden": 384, "heads": 12, "params": 15.5e6, "examples_per_s": 70.4,
-                "int8_examples_per_s": 92.2, "speedup": 3.79, "int8_speedup": 4.96, "test_average": acc,
+                "int8_examples_per_s": 92.2, "speedup": 3.79, "int8_speedup": 4.96, "int8_vs_int8_speedup": 2.47, "test_average": acc,
                 "runs": [{}], "int8_test_average": acc}
     r = {"batch": {"examples": 32, "tokens": 4096, "precision": "fp32", "threads": 2},
          "onnx": {"int8": True, "skipped": None},
@@ -218,7 +219,7 @@ def test_students_table_is_printed_whole_off_a_terminal():
     buf = io.StringIO()
     print_table(Console(file=buf, width=80), BS.students_table(r))
     text = buf.getvalue()
-    assert "…" not in text and "2 layers" in text and "-6.12" in text and "4.96x" in text
+    assert "…" not in text and "2 layers" in text and "-6.12" in text and "4.96x" in text and "2.47x" in text
 
 
 def test_bench_times_the_tensorboard_writer_side_by_side(tiny_preset, cpu_runtime):
