@@ -63,7 +63,8 @@ def presets_show(name: str = typer.Argument(..., help="preset name or path"), se
     """Print the resolved preset (defaults filled in, overrides applied) as TOML."""
     from hrkd_cli.config import preset_to_toml  # lazy: pydantic (see the module docstring)
 
-    out.print(preset_to_toml(_load(name, set_, data=False)), highlight=False, markup=False)
+    # soft_wrap: a line folded at the console's width would make the TOML invalid when redirected to a file
+    out.print(preset_to_toml(_load(name, set_, data=False)), highlight=False, markup=False, soft_wrap=True)
 
 
 # ---------------------------------------------------------------- prepare / teach / eval

@@ -40,6 +40,19 @@ def test_presets_list_and_show(capsys, monkeypatch):
     assert code == 0 and "lr = 0.002" in out and "[distill]" in out
 
 
+def test_presets_show_writes_a_preset_file_that_reads_back(capsys, monkeypatch, tmp_path):
+    import tomllib
+
+    # amazon-cpu's description is longer than a console line: a wrapped line would be invalid TOML
+    code, out, _ = run_main(["presets", "show", "amazon-cpu"], capsys, monkeypatch)
+    assert code == 0 and max(len(line) for line in out.splitlines()) > 80
+    shown = tomllib.loads(out)
+    assert shown["description"].startswith("Amazon Reviews") and "\n" not in shown["description"]
+    (tmp_path / "mine.toml").write_text(out)
+    code, again, _ = run_main(["presets", "show", str(tmp_path / "mine.toml")], capsys, monkeypatch)
+    assert code == 0 and again == out
+
+
 def test_set_takes_a_bare_string_and_names_a_bad_one(capsys, monkeypatch):
     code, out, _ = run_main(["presets", "show", "demo", "--set", "distill.graph=residual", "--set", "distill.tag=7"],
                             capsys, monkeypatch)
