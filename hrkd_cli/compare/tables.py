@@ -257,6 +257,10 @@ def group_rows(records: list[RunRecord], split: str, domains: list[str]) -> list
 
 
 def _teacher_id(r: RunRecord) -> str:
+    """The teacher a student learnt from: its weights' sha256 where the record has it (a teacher copied into
+    another run directory is the same teacher), else the teacher's path, else its kind."""
+    if r.record.get("teacher_sha256"):
+        return "sha256:" + r.record["teacher_sha256"]
     t = r.record.get("teacher")
     return str(Path(t).resolve()) if t else "kind:" + r.teacher_kind
 

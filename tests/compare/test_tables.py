@@ -180,6 +180,26 @@ def test_a_transfer_row_is_paired_with_its_configuration_without_transfer(paired
     assert any("the same configuration without it" in n for n in table.notes)
 
 
+def test_a_transfer_row_distilled_in_another_run_directory_pairs_by_teacher_weights(paired_runs):
+    # A transfer configuration run in a run directory of its own, from a copy of the same teacher: the teacher's
+    # path differs, its weights do not, so it is still the same teacher.
+    students = paired_runs / "student"
+    as_transfer_run(students / "hrkd", "hrkd+transfer-unlabeled", " +transfer[unlabeled]", {"unlabeled": "u.jsonl"})
+    for tag, teacher in (("hrkd", "runs/a/teacher/multi-domain"), ("hrkd+transfer-unlabeled", "runs/b/teacher/multi-domain")):
+        for f in (students / tag).glob("seed-*/run.json"):
+            rec = json.loads(f.read_text())
+            rec["teacher"], rec["teacher_sha256"] = teacher, "a" * 64
+            f.write_text(json.dumps(rec))
+    hrkd_t = row(compare_table(collect([paired_runs])), HRKD_ROW + " +transfer[unlabeled]")
+    assert hrkd_t.reference == HRKD_ROW and hrkd_t.paired.seeds == [1, 2]
+    # another teacher's weights under the same path are another teacher
+    for f in (students / "hrkd+transfer-unlabeled").glob("seed-*/run.json"):
+        rec = json.loads(f.read_text())
+        rec["teacher"], rec["teacher_sha256"] = "runs/a/teacher/multi-domain", "b" * 64
+        f.write_text(json.dumps(rec))
+    assert row(compare_table(collect([paired_runs])), HRKD_ROW + " +transfer[unlabeled]").reference != HRKD_ROW
+
+
 def test_a_transfer_row_without_its_plain_configuration_falls_back_to_tinybert(paired_runs):
     students = paired_runs / "student"
     as_transfer_run(students / "hrkd", "hrkd+transfer-unlabeled", " +transfer[unlabeled]", {"unlabeled": "u.jsonl"})
@@ -199,7 +219,9 @@ def test_against_tests_every_row_against_the_chosen_row_whatever_its_teacher(pai
             rec = json.loads(f.read_text())
             rec["teacher_sha256"] = sha
             f.write_text(json.dumps(rec))
-    assert row(compare_table(collect([paired_runs])), HRKD_ROW).paired.seeds == []
+    # by default a student is tested only against rows of the same teacher weights: none here
+    default = row(compare_table(collect([paired_runs])), HRKD_ROW)
+    assert default.paired is None and default.p_note == "n/a"
     table = compare_table(collect([paired_runs]), against="multi-domain")
     hrkd = row(table, HRKD_ROW)
     assert hrkd.reference == TINY_ROW and hrkd.paired.seeds == [1, 2] and hrkd.paired.differing == 6
