@@ -45,9 +45,11 @@ def environment() -> dict:
     }
 
 
-def write_run_record(path: Path, record: dict) -> None:
-    """The JSON record every teach/distill run leaves next to its checkpoint."""
-    record = {"written": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "environment": environment(), **record}
+def write_run_record(path: Path, record: dict, runtime) -> None:
+    """The JSON record every teach/distill run leaves next to its checkpoint. The environment names the precision
+    the run resolved to: `runtime.precision = "auto"` is bf16 on one CPU and fp32 on another."""
+    env = {**environment(), "device": runtime.device.type, "precision": runtime.precision}
+    record = {"written": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "environment": env, **record}
     write_json_atomic(path, record)
 
 

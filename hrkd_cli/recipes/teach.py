@@ -173,7 +173,7 @@ def finish_teacher(preset: Preset, runtime: Runtime, out: Path, data, kind: str,
             "seed": preset.teacher.seed, "data_hash": data.hash, "weights_sha256": weights_fingerprint(out),
             "dev": dev, "test": test, "wall_time_s": time.perf_counter() - t0 + resumed_time(records), "runs": records,
             **(record_extra or {}),
-        })
+        }, runtime)
         say(f"teacher {kind} saved to {out}: test average {100 * test['average']:.2f}")
     return out
 

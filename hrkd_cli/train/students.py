@@ -186,6 +186,6 @@ def finish_student(preset: Preset, runtime: Runtime, out: Path, data, group_memb
             "data_hash": data.hash, "teacher": str(teacher_path), "teacher_sha256": weights_fingerprint(teacher_path),
             **extra, "dev": dev, "test": test,
             "wall_time_s": time.perf_counter() - t0 + resumed_time(records), "runs": records,
-        })
+        }, runtime)
         say(f"student saved to {out}: test average {100 * test['average']:.2f}")
     return out

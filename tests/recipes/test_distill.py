@@ -1,6 +1,7 @@
 import dataclasses
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -27,6 +28,10 @@ def test_hrkd_end_to_end_records_ratios_and_test_scores(tiny_preset, cpu_runtime
     record = json.loads((out / "run.json").read_text())
     assert record["row"] == "HRKD-teacher -(HRKD)-> BERT_S"
     assert set(record["test"]) == {"books", "films", "gadgets", "average"}
+    # the precision the run resolved to ("auto" in the preset says nothing), for student and teacher
+    assert record["environment"]["precision"] == cpu_runtime.precision and record["environment"]["device"] == "cpu"
+    teacher = json.loads((Path(record["teacher"]) / "run.json").read_text())
+    assert teacher["environment"]["precision"] == cpu_runtime.precision
     best = members(out)["books"]
     log = json.loads((best / "ratio_log.json").read_text())
     assert log and all(len(e["ratios"]) == 3 for e in log)  # layers 0..M with M = 2
