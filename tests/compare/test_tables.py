@@ -200,6 +200,18 @@ def test_a_transfer_row_distilled_in_another_run_directory_pairs_by_teacher_weig
     assert row(compare_table(collect([paired_runs])), HRKD_ROW + " +transfer[unlabeled]").reference != HRKD_ROW
 
 
+def test_a_transfer_row_pairs_with_a_record_written_before_a_setting_existed(paired_runs):
+    # the plain row's records predate data.sample_counts; the transfer row's name it at its default
+    students = paired_runs / "student"
+    as_transfer_run(students / "hrkd", "hrkd+transfer-unlabeled", " +transfer[unlabeled]",
+                    {"unlabeled": "u.jsonl", "sample_counts": {}})
+    for f in (students / "hrkd").glob("seed-*/run.json"):
+        rec = json.loads(f.read_text())
+        rec["preset"]["data"].pop("sample_counts", None)
+        f.write_text(json.dumps(rec))
+    assert row(compare_table(collect([paired_runs])), HRKD_ROW + " +transfer[unlabeled]").reference == HRKD_ROW
+
+
 def test_a_transfer_row_without_its_plain_configuration_falls_back_to_tinybert(paired_runs):
     students = paired_runs / "student"
     as_transfer_run(students / "hrkd", "hrkd+transfer-unlabeled", " +transfer[unlabeled]", {"unlabeled": "u.jsonl"})
