@@ -482,15 +482,20 @@ def _section_model(loc, model: type[BaseModel] = Preset) -> type[BaseModel] | No
     return model
 
 
-def recorded_preset(raw: dict) -> Preset:
-    """The preset a run record holds, read back: a field it lacks because it was recorded before the field
+def with_late_fields(raw: dict) -> dict:
+    """A copy of a recorded preset in which each field it lacks because it was recorded before the field
     existed takes the value of LATE_FIELDS that means "as before", not today's default."""
     raw = json.loads(json.dumps(raw))
     for section, fields in LATE_FIELDS.items():
         if isinstance(raw.get(section), dict):
             for key, before in fields.items():
                 raw[section].setdefault(key, before)
-    return Preset.model_validate(raw)
+    return raw
+
+
+def recorded_preset(raw: dict) -> Preset:
+    """The preset a run record holds, read back (with_late_fields, then validated)."""
+    return Preset.model_validate(with_late_fields(raw))
 
 
 def validate_preset(raw: dict, source: str, overrides: list[str] | None = None) -> Preset:

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -41,8 +42,6 @@ def test_presets_list_and_show(capsys, monkeypatch):
 
 
 def test_presets_show_writes_a_preset_file_that_reads_back(capsys, monkeypatch, tmp_path):
-    import tomllib
-
     # amazon-cpu's description is longer than a console line: a wrapped line would be invalid TOML
     code, out, _ = run_main(["presets", "show", "amazon-cpu"], capsys, monkeypatch)
     assert code == 0 and max(len(line) for line in out.splitlines()) > 80

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from hrkd_cli.config import TRANSFER_FIELDS, DataConfig, DistillConfig, StudentConfig, TeacherConfig
+from hrkd_cli.config import TRANSFER_FIELDS, with_late_fields
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.fsio import read_json_if_present
 from hrkd_cli.predictions import read_predictions
@@ -80,19 +80,15 @@ class RunRecord:
         """True when the student distilled on transfer examples (its row name says which)."""
         return self.role == "student" and " +transfer[" in (self.record.get("row") or "")
 
-    @property
+    @cached_property
     def configuration_without_transfer(self) -> dict:
         """The record's data, teacher, student and distill settings with every transfer setting left out: two
-        student rows with equal values differ only in the transfer data they saw."""
-        p = self.preset
-
-        def full(section: str, model) -> dict:  # fields a record predates count as their defaults
-            return {**model().model_dump(mode="json"), **(p.get(section) or {})}
-
-        data = {k: v for k, v in full("data", DataConfig).items() if k not in TRANSFER_FIELDS}
-        distill = {k: v for k, v in full("distill", DistillConfig).items() if k != "transfer_ratio"}
-        return {"data": data, "teacher": full("teacher", TeacherConfig), "student": full("student", StudentConfig),
-                "distill": distill}
+        student rows with equal values differ only in the transfer data they saw. A field the record predates
+        takes its "as before" value (config.LATE_FIELDS)."""
+        p = with_late_fields(self.preset)
+        data = {k: v for k, v in (p.get("data") or {}).items() if k not in TRANSFER_FIELDS}
+        distill = {k: v for k, v in (p.get("distill") or {}).items() if k != "transfer_ratio"}
+        return {"data": data, "teacher": p.get("teacher"), "student": p.get("student"), "distill": distill}
 
     @property
     def group_key(self) -> str:
