@@ -33,6 +33,7 @@ from hrkd_cli.config import (
     StudentConfig,
     apply_overrides,
     validate_preset,
+    with_late_fields,
 )
 from hrkd_cli.data.store import load_prepared
 from hrkd_cli.errors import HrkdError
@@ -79,7 +80,7 @@ def bench_batch(preset: Preset, data, runtime: Runtime) -> Batch:
 
 
 def _same_section(recorded: dict | None, model_cls, mine: dict, ignore: tuple[str, ...] = ()) -> bool:
-    """A recorded preset section equals ours, fields it predates counting as their defaults."""
+    """A recorded preset section, read as config.recorded_preset reads it, equals ours."""
     full = {**model_cls().model_dump(mode="json"), **(recorded or {})}
     return all(full.get(k) == v for k, v in mine.items() if k not in ignore)
 
@@ -98,7 +99,8 @@ def distilled_accuracy(shape: Preset, data_hash: str) -> dict:
         record = read_json_if_present(path)
         if not isinstance(record, dict) or record.get("role", "student") != "student":
             continue
-        recorded = record.get("preset") or {}
+        # a record that predates a setting ran as before it existed (LATE_FIELDS), not at today's default
+        recorded = with_late_fields(record.get("preset") or {})
         average = (record.get("test") or {}).get("average")
         if (average is None or record.get("data_hash") != data_hash
                 or not _same_section(recorded.get("student"), StudentConfig, student)

@@ -189,6 +189,29 @@ def test_onnx_test_scores_reproduce_hrkd_eval_and_int8_scores_runs_with_weights(
     assert 0.0 <= r["teacher"]["int8_test_average"] <= 1.0
 
 
+def test_distilled_accuracy_reads_a_record_that_predates_a_setting_as_it_ran(tiny_preset):
+    """A student record from before `student.head` existed ran with the "cls" head: it is a run of a "cls" shape,
+    never of today's default "pooler" one (and a record with the head it names counts for that head)."""
+    from hrkd_cli.runs import run_dir
+
+    def record(seed: int, student: dict) -> None:
+        path = run_dir(pooler) / "student" / "hrkd" / f"seed-{seed}" / "run.json"
+        path.parent.mkdir(parents=True)
+        preset = pooler.model_dump(mode="json")
+        preset["student"] = student
+        path.write_text(json.dumps({"role": "student", "preset": preset, "data_hash": "h",
+                                    "test": {"average": 80.0 + seed}}))
+
+    pooler = tiny_preset(student={"head": "pooler"})
+    cls = tiny_preset(student={"head": "cls"})
+    old = {k: v for k, v in pooler.student.model_dump(mode="json").items() if k != "head"}
+    record(1, old)
+    record(2, {**old, "head": "pooler"})
+    assert [r["test_average"] for r in BS.distilled_accuracy(pooler, "h")["runs"]] == [82.0]
+    assert [r["test_average"] for r in BS.distilled_accuracy(cls, "h")["runs"]] == [81.0]
+    assert BS.distilled_accuracy(pooler, "other")["runs"] == []  # another prepared data set
+
+
 def test_students_table_shows_each_students_gap_to_the_teacher():
     def row(name, acc, runs=1):
         return {"name": name, "layers": 1, "hidden": 8, "heads": 2, "params": 1e6, "examples_per_s": 10.0,
