@@ -15,6 +15,11 @@ the baselines) gets the same scalars, written by rank 0 only into
   module (as hrkd inspect-ratios reads them)
 - ``lr``, ``throughput/examples_per_s``, and ``train/<key>`` for any other number a recipe logs
 
+A narrow student's general stage (hrkd_cli/train/general_kd.py) writes into ``<run>/tensorboard/general/``,
+a run of its own in TensorBoard (its steps are not the task stage's): ``loss/total`` (L_general),
+``loss/embd``, ``loss/attn``, ``loss/hidn``, ``lr``, ``throughput/examples_per_s``, and the held-out
+L_general per domain before and after the stage, ``heldout/<domain>`` and ``heldout/total``.
+
 The x axis is the number of optimiser steps done. All scalars of one step go
 into one event (one protobuf, one queue entry): one event per scalar, as
 SummaryWriter.add_scalar writes, took 8 ms for 100 scalars on one CPU core
@@ -71,18 +76,20 @@ class EventLog:
             self._writer.close()
             self._writer = None
 
-    def _write(self, step: int, values: dict[str, float]) -> None:
+    def scalars(self, step: int, values: dict[str, float], flush: bool = False) -> None:
+        """Tag -> value at ``step``, as one event."""
         summary = self._summary(value=[self._summary.Value(tag=k, simple_value=v) for k, v in values.items()])
         self._writer.add_event(self._event(wall_time=time.time(), step=step, summary=summary))
+        if flush:
+            self._writer.flush()
 
     def train(self, step: int, logs: dict, examples_per_s: float) -> None:
         """One logged training step (the dict a recipe's step function returned, plus lr)."""
-        self._write(step, train_scalars(logs, examples_per_s, self.domains))
+        self.scalars(step, train_scalars(logs, examples_per_s, self.domains))
 
     def dev(self, step: int, scores: dict[str, float]) -> None:
         """One dev evaluation; flushed at once (evaluations are rare and the point of watching)."""
-        self._write(step, {f"dev/{d}": float(s) for d, s in scores.items()})
-        self._writer.flush()
+        self.scalars(step, {f"dev/{d}": float(s) for d, s in scores.items()}, flush=True)
 
 
 def train_scalars(logs: dict, examples_per_s: float, domains: list[str]) -> dict[str, float]:
@@ -128,12 +135,13 @@ def _flatten(tag: str, value, out: dict[str, float]) -> None:
         out[tag] = float(value)
 
 
-def event_log(preset, out: Path, runtime, domains: list[str]) -> EventLog | None:
-    """``<out>/tensorboard``'s log when runtime.tensorboard is on, on rank 0; None otherwise (for fit)."""
+def event_log(preset, out: Path, runtime, domains: list[str], stage: str = "") -> EventLog | None:
+    """``<out>/tensorboard``'s log (``<out>/tensorboard/<stage>``'s for a stage before the task's) when
+    runtime.tensorboard is on, on rank 0; None otherwise (for fit)."""
     if not preset.runtime.tensorboard or not runtime.is_main:
         return None
     require_tensorboard()
-    return EventLog(Path(out) / EVENTS_DIR, domains)
+    return EventLog(Path(out) / EVENTS_DIR / stage, domains)
 
 
 @contextlib.contextmanager

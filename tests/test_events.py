@@ -89,6 +89,27 @@ def test_a_per_domain_method_writes_one_directory_per_domain(tiny_preset, cpu_ru
         assert not any(f"/{other}" in tag for tag in got for other in DOMAINS if other != d)
 
 
+def test_the_general_stage_writes_a_run_of_its_own(tiny_preset, cpu_runtime):
+    narrow = {"init": "random", "num_layers": 2, "hidden_size": 16, "num_heads": 4, "intermediate_size": 64,
+              "general_epochs": 1}
+    out = pipeline.distill(tiny_preset(student=narrow, runtime={"tensorboard": True}, distill={"log_every": 2}),
+                           cpu_runtime, say=lambda m: None)
+    general = json.loads((out / "run.json").read_text())["runs"]["all"]["meta"]["general"]
+    got = scalars(out / EVENTS_DIR / "general")
+    steps = general["steps"]
+    assert {"loss/total", "loss/embd", "loss/attn", "loss/hidn", "lr", "throughput/examples_per_s"} <= set(got)
+    assert [s for s, _ in got["loss/total"]] == sorted({s + 1 for s in range(0, steps, 2)} | {steps})
+    logged = dict(got["loss/total"])
+    for entry in general["log"]:  # the record's points are among the events, with their values
+        assert logged[entry["step"] + 1] == pytest.approx(entry["loss"])
+    # held-out L_general before (step 0) and after (the last step), per domain and in total
+    assert got["heldout/total"] == [(0, pytest.approx(general["dev_before"]["total"])),
+                                    (steps, pytest.approx(general["dev_after"]["total"]))]
+    assert {f"heldout/{d}" for d in DOMAINS} <= set(got)
+    # the task stage's run is another directory, with its own steps from 1
+    assert not any(tag.startswith("heldout/") for tag in scalars(out / EVENTS_DIR))
+
+
 def test_train_scalars_names_each_value():
     logs = {"step": 4, "lr": 1e-4, "loss": 2.5, "embd": 0.3, "stage": "one", "lambda_mean": 0.7,
             "terms": {"embd": [0.1, 0.2], "attn": [[1.0, 2.0], [3.0, 4.0]]},

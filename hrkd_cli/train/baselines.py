@@ -70,7 +70,7 @@ def train_domain_student(method: Method, preset: Preset, runtime: Runtime, out: 
     several teachers (mtn-kd), their averaged outputs."""
     cfg = preset.distill
     from_meta = method.teacher == "meta"
-    s = setup(preset, runtime, teacher_path, [domain], data)  # seeds, student, projections (no relational module)
+    s = setup(preset, runtime, teacher_path, [domain], data, out)  # seeds, student, projections (no relational module)
     train = load_splits(data, "train", [domain])[0]
     dev = load_splits(data, "dev", [domain])
     attentions = cfg.attention_loss != "off"
@@ -148,6 +148,7 @@ def train_domain_student(method: Method, preset: Preset, runtime: Runtime, out: 
         **({"gamma2": cfg.metakd.gamma2, "transferable_domain": domain if tk_index is not None else None}
            if from_meta else {"teachers": teacher_domains}),
         **({"transfer": transfer_steps.record(preset, data)} if transfer_used(preset) else {}),
+        **({"general": s.general} if s.general is not None else {}),
     }
 
     def extras() -> dict:

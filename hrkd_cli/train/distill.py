@@ -45,7 +45,7 @@ LOG_FILE = "ratio_log.json"  # the logged steps, ratios included (hrkd inspect-r
 def train_student(preset: Preset, runtime: Runtime, out: Path, teacher_path: Path, domains: list[str], data, resume: bool, say: Say) -> dict:
     """Distil one student on ``domains`` into ``out``; returns its run record."""
     cfg = preset.distill
-    s = setup(preset, runtime, teacher_path, domains, data)
+    s = setup(preset, runtime, teacher_path, domains, data, out)
     model = s.model
     train = load_splits(data, "train", domains)
     dev = load_splits(data, "dev", domains)
@@ -106,6 +106,7 @@ def train_student(preset: Preset, runtime: Runtime, out: Path, teacher_path: Pat
             cfg, model.relational.num_student_layers, len(domains), model.relational.feature_dim),
         "graph": cfg.graph, "meta_objective": cfg.meta_objective if cfg.graph_mode == "meta" else None,
         **({"transfer": transfer_steps.record(preset, data)} if transfer_used(preset) else {}),
+        **({"general": s.general} if s.general is not None else {}),
     }
 
     def extras() -> dict:

@@ -15,12 +15,14 @@ from every domain (a seeded order of its own); the optimiser is the task stage's
 
 Under --nproc every process runs the whole global batch; task distillation's DDP wrapper then starts
 every process from rank 0's weights. A --resume repeats the stage (the checkpoint's weights replace its
-result).
+result). The stage's record (steps, logged losses, held-out L_general before and after) goes into the
+student's run.json; with runtime.tensorboard its scalars go to ``<run>/tensorboard/general``.
 """
 
 from __future__ import annotations
 
 import math
+import time
 
 import torch
 from torch import nn
@@ -28,6 +30,7 @@ from torch import nn
 from hrkd_cli.batches import Batch, Split, make_batch
 from hrkd_cli.config import Preset
 from hrkd_cli.errors import RunError
+from hrkd_cli.events import EventLog, opened
 from hrkd_cli.model.losses import DomainLosses
 from hrkd_cli.model.classifier import DomainClassifier, Projections
 from hrkd_cli.model.kd_model import Teachers, domain_losses
@@ -82,10 +85,11 @@ def heldout_loss(preset: Preset, student: DomainClassifier, projections: Project
 
 def general_distillation(preset: Preset, runtime: Runtime, student: DomainClassifier, projections: Projections,
                          teachers: Teachers, train: list[Split], domains: list[str], layer_map: list[int],
-                         dev: list[Split] | None = None, pad_id: int = 0) -> dict:
+                         dev: list[Split] | None = None, pad_id: int = 0, events: EventLog | None = None) -> dict:
     """Train ``student`` and ``projections`` on L_general (intermediate_loss) for student.general_epochs
     epochs over ``train`` (labels unused). Returns the stage's record: steps, logged losses, and the
-    held-out L_general before and after on ``dev`` where given."""
+    held-out L_general before and after on ``dev`` where given; ``events`` receives the same, and the loss
+    every distill.log_every steps."""
     cfg = preset.distill
     schedule = StepSchedule([len(x) for x in train], cfg.batch_per_domain, preset.seed + GENERAL_SEED_OFFSET,
                             preset.student.general_epochs)
@@ -103,22 +107,41 @@ def general_distillation(preset: Preset, runtime: Runtime, student: DomainClassi
     say(f"general distillation: {total} steps of Eq. 1 + 3 + 4 on the training text (labels unused)", highlight=False)
     student.train()
     projections.train()
-    for step in range(total):
-        rows = schedule.global_indices(step)
-        batch = make_batch([(d, x, r) for d, (x, r) in enumerate(zip(train, rows))], pad_id=pad_id).to(runtime.device)
-        loss = intermediate_loss(step_terms(preset, student, projections, teachers, batch, domains, layer_map, runtime))
-        if not torch.isfinite(loss.detach()):
-            raise RunError(f"general distillation: loss is {loss.item()} at step {step}; lower distill.lr")
-        loss.backward()
-        nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        if step % max(cfg.log_every, total // 10) == 0 or step == total - 1:
-            record["log"].append({"step": step, "loss": float(loss.detach())})
-            say(f"general distillation step {step + 1}/{total} loss {float(loss.detach()):.4f}", highlight=False)
-    record["dev_after"] = measure()
+    examples = cfg.batch_per_domain * len(domains)
+    with opened(events, 0):
+        _heldout_event(events, 0, record["dev_before"])
+        tick, ticked = time.perf_counter(), 0  # examples/s since the last logged step
+        for step in range(total):
+            rows = schedule.global_indices(step)
+            batch = make_batch([(d, x, r) for d, (x, r) in enumerate(zip(train, rows))], pad_id=pad_id).to(runtime.device)
+            terms = step_terms(preset, student, projections, teachers, batch, domains, layer_map, runtime)
+            loss = intermediate_loss(terms)
+            if not torch.isfinite(loss.detach()):
+                raise RunError(f"general distillation: loss is {loss.item()} at step {step}; lower distill.lr")
+            loss.backward()
+            nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            lr = scheduler.get_last_lr()[0]  # the rate this step used
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            if events is not None and (step % cfg.log_every == 0 or step == total - 1):
+                now = time.perf_counter()
+                events.scalars(step + 1, {
+                    "loss/total": float(loss.detach()), "loss/embd": float(terms.embd.detach().sum()),
+                    "loss/attn": float(terms.attn.detach().sum()), "loss/hidn": float(terms.hidn.detach().sum()),
+                    "lr": lr, "throughput/examples_per_s": examples * (step + 1 - ticked) / max(now - tick, 1e-9)})
+                tick, ticked = now, step + 1
+            if step % max(cfg.log_every, total // 10) == 0 or step == total - 1:
+                record["log"].append({"step": step, "loss": float(loss.detach())})
+                say(f"general distillation step {step + 1}/{total} loss {float(loss.detach()):.4f}", highlight=False)
+        record["dev_after"] = measure()
+        _heldout_event(events, total, record["dev_after"])
     if record["dev_after"] is not None:
         say(f"general distillation: held-out L_general {record['dev_before']['total']:.4f} -> "
             f"{record['dev_after']['total']:.4f}", highlight=False)
     return record
+
+
+def _heldout_event(events: EventLog | None, step: int, heldout: dict | None) -> None:
+    if events is not None and heldout is not None:
+        events.scalars(step, {f"heldout/{d}": float(v) for d, v in heldout.items()}, flush=True)

@@ -17,6 +17,7 @@ from torch import nn
 from hrkd_cli.batches import Batch, load_splits, make_batch
 from hrkd_cli.config import Preset
 from hrkd_cli.errors import HrkdError
+from hrkd_cli.events import event_log
 from hrkd_cli.fsio import read_json_if_present
 from hrkd_cli.model.checkpoint import load_classifier, load_extras, save_group, weights_fingerprint
 from hrkd_cli.model.classifier import Projections, set_dropout, uniform_layer_map
@@ -73,6 +74,7 @@ class Setup:
     model: DistillationModel
     layer_map: list[int]
     tokenizer: object
+    general: dict | None = None  # the general stage's record (general_kd.general_distillation), where it ran
 
 
 def step_batch(splits, schedule: StepSchedule, step: int, runtime: Runtime, pad_id: int) -> Batch:
@@ -128,9 +130,10 @@ def distillation_loss(s: Setup, batch: Batch, runtime: Runtime, module: nn.Modul
     return METHODS[cfg.method].loss(cfg, terms, rel), terms, rel
 
 
-def setup(preset: Preset, runtime: Runtime, teacher_path: Path, domains: list[str], data) -> Setup:
+def setup(preset: Preset, runtime: Runtime, teacher_path: Path, domains: list[str], data, out: Path | None = None) -> Setup:
     """Seed, load the frozen teacher(s), build the student (student.init), its projections and the method's own
-    part (its registry entry's student builder), and run the general stage where asked."""
+    part (its registry entry's student builder), and run the general stage where asked (its TensorBoard events,
+    with runtime.tensorboard, under the run directory ``out`` where given)."""
     cfg = preset.distill
     seed_everything(preset.seed)
     teachers = Teachers(teacher_path, domains, runtime)
@@ -150,11 +153,14 @@ def setup(preset: Preset, runtime: Runtime, teacher_path: Path, domains: list[st
     model = DistillationModel(student, projections, relational, cfg.prototype_tokens, cfg.attention_loss != "off", runtime).to(runtime.device)
     set_dropout(model, cfg.dropout)
     tokenizer = load_tokenizer(preset.teacher.model)
+    general = None
     if preset.student.init == "random" and preset.student.general_epochs > 0:
         # TinyBERT's general stage on the task text (labels unused): hrkd_cli/train/general_kd.py
-        general_distillation(preset, runtime, student, projections, teachers, transfer_steps.general_text(preset, data, domains), domains,
-                             layer_map, dev=load_splits(data, "dev", domains), pad_id=tokenizer.pad_token_id or 0)
-    return Setup(preset, data, domains, teachers, model, layer_map, tokenizer)
+        general = general_distillation(preset, runtime, student, projections, teachers,
+                                       transfer_steps.general_text(preset, data, domains), domains, layer_map,
+                                       dev=load_splits(data, "dev", domains), pad_id=tokenizer.pad_token_id or 0,
+                                       events=event_log(preset, out, runtime, domains, stage="general") if out else None)
+    return Setup(preset, data, domains, teachers, model, layer_map, tokenizer, general)
 
 
 def load_distillation_weights(model: DistillationModel, ckpt: Path) -> None:

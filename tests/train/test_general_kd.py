@@ -49,6 +49,11 @@ def test_distill_with_a_general_stage_runs_and_records_it(tiny_preset, cpu_runti
     record = json.loads((out / "run.json").read_text())
     assert record["preset"]["student"]["general_epochs"] == 1
     assert 0 <= record["test"]["average"] <= 1
+    general = record["runs"]["all"]["meta"]["general"]  # the stage's own record, kept with the run
+    assert general["epochs"] == 1 and general["steps"] > 0 and general["log"][-1]["step"] == general["steps"] - 1
+    for when in ("dev_before", "dev_after"):
+        assert set(general[when]) == set(record["test"]) - {"average"} | {"total"}
+        assert general[when]["total"] == pytest.approx(sum(v for k, v in general[when].items() if k != "total"))
     # a run without the stage is another configuration: it may not overwrite this one
     with pytest.raises(HrkdError, match="general_epochs"):
         pipeline.distill(tiny_preset(student=NARROW), cpu_runtime, **quiet)
