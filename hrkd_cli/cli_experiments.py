@@ -174,7 +174,7 @@ def fewshot(
 ) -> None:
     """Teach and distil on the front of each training split per sample (a rate, or a count per domain); print the improvement of HRKD (and Meta-KD) over BERT-single -(TinyBERT-KD)-> BERT_S with its 90% CI (HRKD Figure 2)."""
     # lazy: see the module docstring
-    from hrkd_cli.experiments.fewshot import fewshot as run, parse_counts, parse_methods, parse_rates
+    from hrkd_cli.experiments.fewshot import arm_tags, fewshot as run, parse_counts, parse_methods, parse_rates
     from hrkd_cli.experiments.samples import Sample
     from hrkd_cli.experiments.fewshot_results import fewshot_results, plot_fewshot
     from hrkd_cli.experiments.sweep import parse_seeds
@@ -198,8 +198,9 @@ def fewshot(
         return
     # A subset of the arms is one part of a point: its table reads every run of the point on disk,
     # so that the part that finishes last prints the whole comparison.
-    result = (fewshot_results(Path(p.run_dir), split=split, runs=runs) if arms is None
-              else fewshot_results(Path(p.run_dir), rates=points, split=split))
+    tags = arm_tags(p)  # this call's configuration of each arm, where a point holds several
+    result = (fewshot_results(Path(p.run_dir), split=split, runs=runs, tags=tags) if arms is None
+              else fewshot_results(Path(p.run_dir), rates=points, split=split, tags=tags))
     print_table(out, result.rich_table())
     if plot is not None:
         plot_fewshot(result, plot)

@@ -32,6 +32,7 @@ from hrkd_cli.pipeline import prepared_on_every_rank
 from hrkd_cli.prechecks import check_student_settings
 from hrkd_cli.runs import Say
 from hrkd_cli.runtime import Runtime
+from hrkd_cli.vocabulary import run_names
 
 
 
@@ -119,6 +120,12 @@ def method_preset(preset: Preset, method: str) -> Preset:
 # The arms of one point, in the order they run: each distils from a teacher of its own kind
 # (BERT-single, the HRKD-teacher, the Meta-teacher), so different arms never train the same teacher.
 METHODS = ("tinybert", "hrkd", "meta-kd")
+
+
+def arm_tags(preset: Preset) -> dict[str, str]:
+    """Method -> the student/<tag> its arm runs into under ``preset`` (a --set distill.tag names another
+    configuration, which the point's table then reads instead of the plain one)."""
+    return {m: run_names(method_preset(preset, m)).tag for m in METHODS}
 
 
 def parse_methods(text: str) -> list[str]:

@@ -179,24 +179,28 @@ def _ci_text(ci: tuple[float, float] | None) -> str:
     return "n/a" if ci is None else f"[{ci[0]:+.1f}, {ci[1]:+.1f}]"
 
 
-def _pick(rows, method: str):
-    """The row of ``method`` distilled from its paper teacher; with several configurations, the one with most seeds."""
+def _pick(rows, method: str, tag: str | None = None):
+    """The row of ``method`` distilled from its paper teacher; with several configurations, the one in
+    student/``tag`` (default: the method's plain one), then the one with most seeds."""
     cands = [r for r in rows if r.role == "student" and r.first.method == method and not r.first.drop
              and r.first.teacher_kind == ROW_TEACHER[method] and not (r.first.preset.get("teacher") or {}).get("exclude_domain")]
     if not cands:
         return None
-    cands.sort(key=lambda r: (r.first.tag != method, -len(r.runs), -max(Path(x.path / "run.json").stat().st_mtime for x in r.runs)))
+    cands.sort(key=lambda r: (r.first.tag != (tag or method), -len(r.runs),
+                              -max(Path(x.path / "run.json").stat().st_mtime for x in r.runs)))
     return cands[0]
 
 
-def rate_point(rate, records, split: str = "test") -> RatePoint | None:
-    """Baseline, HRKD and Meta-KD rows of one point's records (a rate in percent, or a Sample); None without a baseline."""
+def rate_point(rate, records, split: str = "test", tags: dict[str, str] | None = None) -> RatePoint | None:
+    """Baseline, HRKD and Meta-KD rows of one point's records (a rate in percent, or a Sample); None without a
+    baseline. ``tags`` (method -> student/<tag>) picks a configuration where a point holds several."""
+    tags = tags or {}
     students = [r for r in records if r.role == "student"]
     if not students:
         return None
     data_hash = check_same_data(students)
     rows = group_rows(students, split, domains_of(students, split))
-    base = _pick(rows, "tinybert")
+    base = _pick(rows, "tinybert", tags.get("tinybert"))
     if base is None:
         return None
     counts = {}
@@ -210,7 +214,7 @@ def rate_point(rate, records, split: str = "test") -> RatePoint | None:
     if (t := _teacher_average(base, split)) is not None:
         pt.teacher_average["baseline"] = t
     for m in METHODS:
-        row = _pick(rows, m)
+        row = _pick(rows, m, tags.get(m))
         if row is None or b is None or "average" not in row.stats or not b.mean:
             continue
         pt.rows[m] = row
@@ -297,10 +301,11 @@ def rate_dirs(results_dir: Path) -> list[tuple[float, Path]]:
 
 
 def fewshot_results(results_dir: Path, rates: list | None = None, split: str = "test",
-                    runs: dict | None = None) -> FewshotResult:
+                    runs: dict | None = None, tags: dict[str, str] | None = None) -> FewshotResult:
     """Figure 2's numbers from <results_dir>/fewshot/{rate,count}-*/ (or from the run directories of one call).
 
-    ``rates`` and the keys of ``runs`` are points: rates in percent or Samples."""
+    ``rates`` and the keys of ``runs`` are points: rates in percent or Samples. ``tags`` (method ->
+    student/<tag>) picks the configuration a `fewshot` call ran where a point holds several (rate_point)."""
 
     points = []
     if runs is not None:
@@ -315,7 +320,7 @@ def fewshot_results(results_dir: Path, rates: list | None = None, split: str = "
         wanted = None if rates is None else {as_sample(r) for r in rates}
         items = [(s, results_records(d)) for s, d in sample_dirs(results_dir) if wanted is None or s in wanted]
     for rate, recs in items:
-        pt = rate_point(rate, recs, split)
+        pt = rate_point(rate, recs, split, tags)
         if pt is not None:
             points.append(pt)
     return FewshotResult(points, split)

@@ -12,7 +12,7 @@ import hrkd_cli.experiments.sweep as sweep_mod
 import hrkd_cli.train.setup as setup_mod
 from hrkd_cli.config import DistillConfig
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.experiments.fewshot import fewshot, parse_counts, parse_methods, parse_rates, rate_preset
+from hrkd_cli.experiments.fewshot import arm_tags, fewshot, parse_counts, parse_methods, parse_rates, rate_preset
 from hrkd_cli.experiments.samples import Sample, rate_dir
 from hrkd_cli.experiments.fewshot_results import fewshot_results
 
@@ -129,6 +129,11 @@ def test_arms_run_apart_train_only_their_own_teacher_and_add_up_to_the_whole_poi
 
 
 # ---------------------------------------------------------------- Figure 2 numbers from records
+
+
+def test_arm_tags_name_the_directories_a_call_runs_into(tiny_preset):
+    assert arm_tags(tiny_preset()) == {"tinybert": "tinybert", "hrkd": "hrkd", "meta-kd": "meta-kd"}
+    assert arm_tags(tiny_preset(distill={"tag": "lr"})) == {"tinybert": "tinybert-lr", "hrkd": "hrkd-lr", "meta-kd": "meta-kd-lr"}
 
 
 def test_parse_counts():

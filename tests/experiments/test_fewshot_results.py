@@ -52,6 +52,20 @@ def test_improvement_rate_and_plot(tmp_path):
         plot_fewshot(result, tmp_path / "figure2.pdf")
 
 
+def test_a_tagged_configuration_is_read_where_the_call_names_it(tmp_path):
+    """A point holding two configurations of each arm (plain, and a --set distill.tag one with more seeds on
+    neither side): without tags the plain one is read, with the call's tags the tagged one."""
+    point = rate_dir(tmp_path, 20)
+    for tag, base, hrkd in (("", [0.50, 0.52], [0.49, 0.50]), ("-lr", [0.69, 0.70], [0.68, 0.69])):
+        for seed in (1, 2):
+            _student(point, f"tinybert{tag}", "tinybert", seed, base[seed - 1], "0" * 64)
+            _student(point, f"hrkd{tag}", "hrkd", seed, hrkd[seed - 1], "0" * 64)
+    plain, tagged = (fewshot_results(tmp_path, tags=t).points[0] for t in (None, {"tinybert": "tinybert-lr", "hrkd": "hrkd-lr"}))
+    assert plain.rows["baseline"].stats["average"].mean == pytest.approx(51.0)
+    assert tagged.rows["baseline"].stats["average"].mean == pytest.approx(69.5)
+    assert tagged.improvement["hrkd"] == pytest.approx(100 * (68.5 - 69.5) / 69.5)
+
+
 def _teacher(root: Path, kind: str, avg: float) -> None:
     (root / "teacher" / kind).mkdir(parents=True)
     (root / "teacher" / kind / "run.json").write_text(json.dumps({"role": "teacher", "kind": kind, "test": {"average": avg}}))
