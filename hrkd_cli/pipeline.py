@@ -14,13 +14,13 @@ from hrkd_cli.config import Preset
 from hrkd_cli.data.store import load_prepared
 from hrkd_cli.data.unlabeled import file_sha256
 from hrkd_cli.fsio import read_json_if_present
-from hrkd_cli.prechecks import check_teacher_settings
 from hrkd_cli.recipes import distill as distill_recipe
 from hrkd_cli.recipes import teach as teach_recipe
 from hrkd_cli.recipes.prepare import FINGERPRINT, fingerprint, prepare
 from hrkd_cli.runs import Say, data_dir
 from hrkd_cli.runtime import Runtime, barrier
 from hrkd_cli.train import transfer_steps
+from hrkd_cli.train.prechecks import check_teacher_settings
 from hrkd_cli.vocabulary import teacher_kind
 
 

@@ -9,11 +9,9 @@ from typing import Callable
 
 import torch
 
-from hrkd_cli.batches import load_splits
 from hrkd_cli.config import Preset
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.fsio import write_json_atomic
-from hrkd_cli.predictions import PREDICTIONS, predictions_record
 
 Say = Callable[[str], None]
 
@@ -51,21 +49,6 @@ def write_run_record(path: Path, record: dict, runtime) -> None:
     env = {**environment(), "device": runtime.device.type, "precision": runtime.precision}
     record = {"written": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "environment": env, **record}
     write_json_atomic(path, record)
-
-
-def score_test(out: Path, data, domains: list[str], runtime) -> dict[str, float]:
-    """Test accuracy per domain and on average of the checkpoint (group) at ``out``, as run.json records it.
-    Every finished teacher and student run scores test through here, so each also leaves its per-example
-    predictions (argmax) beside run.json as predictions.json (hrkd_cli.predictions), written before run.json."""
-    # lazy: the model code behind it costs ~4 s at start-up (transformers, datasets); `hrkd report` needs none
-    from hrkd_cli.train.evaluation import checkpoint_predictions, scores_of
-
-    splits = load_splits(data, "test", domains)
-    predicted = checkpoint_predictions(out, splits, runtime, data.hash)
-    if runtime.is_main:
-        write_json_atomic(Path(out) / PREDICTIONS,
-                          predictions_record(data.manifest, "test", predicted, {s.domain: list(s.label) for s in splits}))
-    return scores_of(predicted, splits)
 
 
 def fit_record(state, total: int, meta: dict) -> dict:

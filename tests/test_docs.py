@@ -263,7 +263,7 @@ def test_commands_are_found_in_compound_lines_and_not_in_other_words():
     line = "pip install -e . && hrkd distill --preset demo; hrkd eval RUN > out.txt  # hrkd nothing"
     assert hrkd_commands(line) == [["distill", "--preset", "demo"], ["eval", "RUN"]]
     assert hrkd_commands("torchrun --nproc_per_node 2 -m hrkd_cli teach --preset demo") == [["teach", "--preset", "demo"]]
-    assert not COMMAND_START.search("from hrkd_cli.export import model_domains")
+    assert not COMMAND_START.search("from hrkd_cli.model.export import model_domains")
     assert not COMMAND_START.search("see hrkd.json")
 
 

@@ -1,7 +1,8 @@
 """The package's floor plan, read from the source (the ``ast`` of every module, nothing imported):
 no import cycle, counting the ``__init__`` of every package an import passes through; recipes import no
-other recipe; the pipeline composes the recipes, experiments sit above it and the CLI on top; at most
-MAX_LEVELS import levels among the recipes, the pipeline and the experiments; the vocabulary imports no torch."""
+other recipe; imports point down the floors (command line, experiments, pipeline, recipes, train and model,
+data and utilities); at most MAX_LEVELS import levels among the recipes, the pipeline and the experiments;
+the vocabulary imports no torch."""
 
 from __future__ import annotations
 
@@ -147,21 +148,37 @@ def test_recipes_pipeline_and_experiments_stand_on_at_most_six_levels():
     assert len(chain) <= MAX_LEVELS, " -> ".join(chain)
 
 
+CLI = {"hrkd_cli.cli", "hrkd_cli.cli_common", "hrkd_cli.cli_experiments", "hrkd_cli.__main__"}
+
+
+def floor(module: str) -> tuple[int, str]:
+    """(height, name) of a module's floor (docs/code.md); an import may point to its own floor or one below."""
+    if module in CLI:
+        return 5, "command line"
+    if module == "hrkd_cli.experiments" or in_package(module, "experiments"):
+        return 4, "experiments"
+    if module == PIPELINE:
+        return 3, "pipeline"
+    if module == "hrkd_cli.recipes" or in_package(module, "recipes"):
+        return 2, "recipes"
+    if any(module == f"hrkd_cli.{p}" or in_package(module, p) for p in ("train", "model")):
+        return 1, "train and model"
+    return 0, "data and utilities"
+
+
+def test_floor_finder_places_modules():
+    assert floor("hrkd_cli.cli")[1] == "command line" and floor("hrkd_cli.pipeline")[1] == "pipeline"
+    assert floor("hrkd_cli.model.losses") == floor("hrkd_cli.train.trainer") == floor("hrkd_cli.train")
+    assert floor("hrkd_cli.runs")[0] == floor("hrkd_cli.data.store")[0] == 0
+    assert floor("hrkd_cli.recipes.teach")[0] < floor("hrkd_cli.experiments.sweep")[0]
+
+
 def test_layers_point_down():
-    """Only the CLI imports experiments; only the CLI and experiments import the pipeline; only those and the
-    pipeline import recipes; nothing imports the CLI."""
-    cli = {"hrkd_cli.cli", "hrkd_cli.cli_common", "hrkd_cli.cli_experiments", "hrkd_cli.__main__"}
-    for module, targets in import_graph().items():
-        for target in targets:
-            if in_package(target, "experiments") and not in_package(module, "experiments"):
-                assert module in cli, f"{module} imports {target}"
-            if target == PIPELINE and not in_package(module, "experiments"):
-                assert module in cli, f"{module} imports {target}"
-            if in_package(target, "recipes") and not (in_package(module, "recipes") or in_package(module, "experiments")
-                                                      or module == PIPELINE):
-                assert module in cli, f"{module} imports {target}"
-            if target in cli - {"hrkd_cli.__main__"}:
-                assert module in cli, f"{module} imports {target}"
+    """command line -> experiments -> pipeline -> recipes -> train and model -> data and utilities: no module
+    imports one on a floor above its own (so nothing imports the CLI, and no utility reaches up into the models)."""
+    upward = [f"{m} ({floor(m)[1]}) imports {t} ({floor(t)[1]})" for m, targets in sorted(import_graph().items())
+              for t in sorted(targets) if floor(t)[0] > floor(m)[0]]
+    assert upward == [], "\n".join(upward)
 
 
 def test_the_vocabulary_imports_nothing_heavy():

@@ -9,7 +9,7 @@ from hrkd_cli.batches import Split
 from hrkd_cli.model.checkpoint import save_checkpoint
 from hrkd_cli.train.evaluation import checkpoint_predictions, domain_accuracy, domain_predictions, evaluate_checkpoint
 from hrkd_cli.predictions import PREDICTIONS, read_predictions
-from hrkd_cli.runs import score_test
+from hrkd_cli.train.evaluation import score_test
 from tiny import tiny_classifier
 
 DOMAINS = ["a", "b"]

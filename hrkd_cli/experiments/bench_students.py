@@ -4,7 +4,7 @@ Every shape is a list of `--set` overrides on the preset (STUDENT_SHAPES), so th
 printed with it: `hrkd distill --preset P --set ...`. On one batch (a sub-batch of distill.batch_per_domain
 from each domain's training split, as `hrkd bench distill` uses) the teacher and every student are timed in
 turn (benchkit.alternating_medians): inference in PyTorch at the run's precision and, where onnxruntime is
-installed, the same model exported to ONNX and quantised to dynamic int8 (hrkd_cli/export.py's exporter and
+installed, the same model exported to ONNX and quantised to dynamic int8 (hrkd_cli/model/export.py's exporter and
 quantiser) run in ONNX Runtime on the CPU. Speed-ups divide the teacher's PyTorch time by the model's time
 from those same measurements. Timing needs no trained weights: without a trained teacher an untrained one of
 the same architecture is timed. The accuracy column is the test average of distilled students of the shape
@@ -23,8 +23,8 @@ from pathlib import Path
 import torch
 from rich.table import Table
 
-from hrkd_cli import export
 from hrkd_cli.batches import Batch, Split, load_splits, make_batch
+from hrkd_cli.model import export
 from hrkd_cli.config import (
     TRANSFER_FIELDS,
     DataConfig,
@@ -37,13 +37,13 @@ from hrkd_cli.config import (
 )
 from hrkd_cli.data.store import load_prepared
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.train.evaluation import accuracy, domain_heads, scores_with_average
+from hrkd_cli.experiments.benchkit import alternating_medians, teacher_for_bench
 from hrkd_cli.fsio import read_json_if_present
 from hrkd_cli.model.classifier import DomainClassifier, count_parameters
-from hrkd_cli.experiments.benchkit import alternating_medians, teacher_for_bench
 from hrkd_cli.pipeline import ensure_prepared
 from hrkd_cli.runs import Say, data_dir, run_dir
 from hrkd_cli.runtime import Runtime
+from hrkd_cli.train.evaluation import accuracy, domain_heads, scores_with_average
 from hrkd_cli.train.students import setup
 
 # (name, --set overrides): the student shapes compared with the teacher, defined for a 6-layer, 12-head teacher

@@ -29,9 +29,9 @@ from hrkd_cli.experiments.samples import as_sample, rate_dir
 from hrkd_cli.experiments.sweep import distill_seeds
 from hrkd_cli.parsing import comma_items, plus_items
 from hrkd_cli.pipeline import prepared_on_every_rank
-from hrkd_cli.prechecks import check_student_settings
 from hrkd_cli.runs import Say
 from hrkd_cli.runtime import Runtime
+from hrkd_cli.train.prechecks import check_student_settings
 from hrkd_cli.vocabulary import run_names
 
 

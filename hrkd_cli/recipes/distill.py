@@ -18,13 +18,13 @@ from pathlib import Path
 
 from hrkd_cli.config import Preset
 from hrkd_cli.data.store import load_prepared
-from hrkd_cli.prechecks import check_student_settings
 from hrkd_cli.runs import Say
 from hrkd_cli.runtime import Runtime
 from hrkd_cli.train import transfer_steps
 from hrkd_cli.train.baselines import check_teacher_kind, distill_baseline
 from hrkd_cli.train.distill import distill_students
 from hrkd_cli.train.methods import METHODS
+from hrkd_cli.train.prechecks import check_student_settings
 from hrkd_cli.train.students import claim_student_dir, student_dir
 
 LOOPS = {"joint": distill_students, "baseline": distill_baseline}

@@ -7,15 +7,15 @@ from pathlib import Path
 from rich.table import Table
 
 from hrkd_cli.batches import load_splits
-from hrkd_cli.model.checkpoint import read_meta
 from hrkd_cli.data.store import load_prepared
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.train.evaluation import evaluate_checkpoint
 from hrkd_cli.fsio import read_json_if_present, write_json_atomic
+from hrkd_cli.model.checkpoint import read_meta
 from hrkd_cli.runs import Say
 from hrkd_cli.runtime import Runtime
-from hrkd_cli.soft_labels import checkpoint_soft_labels
 from hrkd_cli.tables import print_table, results_table
+from hrkd_cli.train.evaluation import evaluate_checkpoint
+from hrkd_cli.train.soft_labels import checkpoint_soft_labels
 
 
 def row_name(path: Path, meta: dict) -> str:

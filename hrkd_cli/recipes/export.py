@@ -1,7 +1,7 @@
 """`hrkd export`: each domain of a teacher or student as a plain transformers folder (``hf``) or ONNX file.
 
 Which transformers class a domain becomes (sequence classification for the pooler head, token
-classification read at [CLS] for the older "cls" head): hrkd_cli/export.py. This recipe picks the
+classification read at [CLS] for the older "cls" head): hrkd_cli/model/export.py. This recipe picks the
 domains, names the folders (``OUT/<domain>/``) and writes the model card of each.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from hrkd_cli import __version__
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.export import (
+from hrkd_cli.model.export import (
     HF_TOLERANCE,
     INT8_PROB_TOLERANCE,
     ONNX_TOLERANCE,

@@ -24,8 +24,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from hrkd_cli.data.tabular import csv_table, json_lines, read_utf8, text_lines
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.export import DomainModel, model_domains, open_domain
 from hrkd_cli.fsio import write_text_atomic
+from hrkd_cli.model.export import DomainModel, model_domains, open_domain
 from hrkd_cli.runs import Say
 
 OUTPUT_FORMATS = ("jsonl", "csv")

@@ -30,14 +30,14 @@ from hrkd_cli.model.checkpoint import load_classifier, read_meta, save_group, we
 from hrkd_cli.model.classifier import DomainClassifier, set_dropout
 from hrkd_cli.model.metakd import PROTOTYPE_FILE
 from hrkd_cli.model.pretrained import load_pretrained_encoder, load_tokenizer
-from hrkd_cli.prechecks import check_teacher_settings
-from hrkd_cli.runs import (Say, check_seq_length, fit_record, meta_data_dir, resumed_time, score_test, teacher_dir,
+from hrkd_cli.runs import (Say, check_seq_length, fit_record, meta_data_dir, resumed_time, teacher_dir,
                            teacher_hash, write_run_record)
 from hrkd_cli.runtime import Runtime, all_reduce_mean_detached, barrier, seed_everything
 from hrkd_cli.sampling import shard
 from hrkd_cli.train import setup as training
-from hrkd_cli.train.evaluation import evaluate_checkpoint, evaluate_model
+from hrkd_cli.train.evaluation import evaluate_checkpoint, evaluate_model, score_test
 from hrkd_cli.train.meta_teacher import train_meta_teacher
+from hrkd_cli.train.prechecks import check_teacher_settings
 from hrkd_cli.train.trainer import resume_parts
 from hrkd_cli.vocabulary import TEACHER_ROW_NAMES
 

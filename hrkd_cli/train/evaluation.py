@@ -6,10 +6,12 @@ from pathlib import Path
 
 import torch
 
-from hrkd_cli.batches import Split, make_batch
-from hrkd_cli.model.checkpoint import load_classifier, members, read_meta
+from hrkd_cli.batches import Split, load_splits, make_batch
 from hrkd_cli.errors import HrkdError
+from hrkd_cli.fsio import write_json_atomic
+from hrkd_cli.model.checkpoint import load_classifier, members, read_meta
 from hrkd_cli.model.classifier import DomainClassifier
+from hrkd_cli.predictions import PREDICTIONS, predictions_record
 from hrkd_cli.runtime import Runtime, all_reduce_mean_detached
 
 
@@ -93,3 +95,15 @@ def scores_of(predictions: dict[str, list[int]], splits: list[Split]) -> dict[st
 def evaluate_checkpoint(path: Path, splits: list[Split], runtime: Runtime, data_hash: str | None = None) -> dict[str, float]:
     """Score a checkpoint, or a group of per-domain checkpoints, on the given splits."""
     return scores_of(checkpoint_predictions(path, splits, runtime, data_hash), splits)
+
+
+def score_test(out: Path, data, domains: list[str], runtime) -> dict[str, float]:
+    """Test accuracy per domain and on average of the checkpoint (group) at ``out``, as run.json records it.
+    Every finished teacher and student run scores test through here, so each also leaves its per-example
+    predictions (argmax) beside run.json as predictions.json (hrkd_cli.predictions), written before run.json."""
+    splits = load_splits(data, "test", domains)
+    predicted = checkpoint_predictions(out, splits, runtime, data.hash)
+    if runtime.is_main:
+        write_json_atomic(Path(out) / PREDICTIONS,
+                          predictions_record(data.manifest, "test", predicted, {s.domain: list(s.label) for s in splits}))
+    return scores_of(predicted, splits)

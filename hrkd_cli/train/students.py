@@ -23,11 +23,11 @@ from hrkd_cli.model.checkpoint import load_classifier, load_extras, save_group, 
 from hrkd_cli.model.classifier import Projections, set_dropout, uniform_layer_map
 from hrkd_cli.model.kd_model import DistillationModel, Teachers, build_student, domain_losses
 from hrkd_cli.model.pretrained import load_tokenizer
-from hrkd_cli.runs import Say, check_seq_length, resumed_time, run_dir, score_test, write_run_record
+from hrkd_cli.runs import Say, check_seq_length, resumed_time, run_dir, write_run_record
 from hrkd_cli.runtime import Runtime, barrier, seed_everything
 from hrkd_cli.sampling import StepSchedule, shard
 from hrkd_cli.train import transfer_steps
-from hrkd_cli.train.evaluation import evaluate_checkpoint
+from hrkd_cli.train.evaluation import evaluate_checkpoint, score_test
 from hrkd_cli.train.general_kd import general_distillation
 from hrkd_cli.train.methods import METHODS
 from hrkd_cli.vocabulary import run_names

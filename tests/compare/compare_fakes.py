@@ -1,5 +1,5 @@
 """Fabricated run directories for the compare tests: run.json and predictions.json as the recipes write them
-(hrkd_cli.runs.score_test writes predictions.json, distill.finish_student run.json)."""
+(hrkd_cli.train.evaluation.score_test writes predictions.json, distill.finish_student run.json)."""
 
 from __future__ import annotations
 

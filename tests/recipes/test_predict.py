@@ -10,7 +10,7 @@ import torch
 from tiny import tiny_preset_dict
 from hrkd_cli.model.checkpoint import load_classifier, members
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.export import open_domain
+from hrkd_cli.model.export import open_domain
 from hrkd_cli.recipes.predict import predict
 from cli_run import run_main
 

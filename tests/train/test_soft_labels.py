@@ -16,7 +16,7 @@ from hrkd_cli import pipeline
 from hrkd_cli.runs import data_dir
 from hrkd_cli.recipes.evaluate import soft_labels
 from hrkd_cli.pipeline import ensure_prepared
-from hrkd_cli.soft_labels import checkpoint_soft_labels, soft_label_entropy
+from hrkd_cli.train.soft_labels import checkpoint_soft_labels, soft_label_entropy
 
 quiet = lambda m: None  # noqa: E731
 

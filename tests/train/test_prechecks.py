@@ -5,7 +5,7 @@ import pytest
 from tiny import tiny_preset_dict
 from hrkd_cli.config import preset_to_toml, validate_preset
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.prechecks import check_student_settings
+from hrkd_cli.train.prechecks import check_student_settings
 from cli_run import run_main
 
 # The tests' teacher (conftest.tiny_teacher_dir): 4 layers, width 32, 4 heads, 128 positions.
