@@ -24,20 +24,17 @@ import torch
 from rich.table import Table
 
 from hrkd_cli.batches import Batch, Split, load_splits, make_batch
-from hrkd_cli.model import export
 from hrkd_cli.config import (
     TRANSFER_FIELDS,
-    DataConfig,
-    DistillConfig,
     Preset,
-    StudentConfig,
     apply_overrides,
+    recorded_preset,
     validate_preset,
-    with_late_fields,
 )
 from hrkd_cli.data.store import load_prepared
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.experiments.benchkit import alternating_medians, teacher_for_bench
+from hrkd_cli.model import export
 from hrkd_cli.fsio import read_json_if_present
 from hrkd_cli.model.classifier import DomainClassifier, count_parameters
 from hrkd_cli.pipeline import ensure_prepared
@@ -79,33 +76,30 @@ def bench_batch(preset: Preset, data, runtime: Runtime) -> Batch:
 # ---------------------------------------------------------------- the accuracy column
 
 
-def _same_section(recorded: dict | None, model_cls, mine: dict, ignore: tuple[str, ...] = ()) -> bool:
-    """A recorded preset section, read as config.recorded_preset reads it, equals ours."""
-    full = {**model_cls().model_dump(mode="json"), **(recorded or {})}
-    return all(full.get(k) == v for k, v in mine.items() if k not in ignore)
-
-
 def distilled_accuracy(shape: Preset, data_hash: str) -> dict:
     """Test averages of the student runs under the run directory distilled as ``shape`` describes.
 
     A run counts when its run.json (student/<tag>/seed-N/run.json) records the same student section, the
     same distill section apart from distill.tag, the same transfer settings (a run on a transfer set is
     another configuration) and the prepared data's hash."""
-    student = shape.student.model_dump(mode="json")
-    distill = shape.distill.model_dump(mode="json")
-    transfer = {k: v for k, v in shape.data.model_dump(mode="json").items() if k in TRANSFER_FIELDS}
+    def configuration(p: Preset) -> tuple:
+        distill = {k: v for k, v in p.distill.model_dump(mode="json").items() if k != "tag"}
+        return p.student.model_dump(mode="json"), distill, {k: v for k, v in p.data.model_dump(mode="json").items() if k in TRANSFER_FIELDS}
+
+    mine = configuration(shape)
     runs = []
     for path in sorted((run_dir(shape) / "student").glob("*/seed-*/run.json")):
         record = read_json_if_present(path)
         if not isinstance(record, dict) or record.get("role", "student") != "student":
             continue
-        # a record that predates a setting ran as before it existed (LATE_FIELDS), not at today's default
-        recorded = with_late_fields(record.get("preset") or {})
         average = (record.get("test") or {}).get("average")
-        if (average is None or record.get("data_hash") != data_hash
-                or not _same_section(recorded.get("student"), StudentConfig, student)
-                or not _same_section(recorded.get("distill"), DistillConfig, distill, ignore=("tag",))
-                or not _same_section(recorded.get("data"), DataConfig, transfer)):
+        if average is None or record.get("data_hash") != data_hash:
+            continue
+        try:  # a setting the record predates counts as it ran before it existed (config.LATE_FIELDS)
+            recorded = recorded_preset(record.get("preset") or {})
+        except ValueError:  # not a preset this version can read: not a run of this shape
+            continue
+        if configuration(recorded) != mine:
             continue
         runs.append({"run": str(path.parent), "test_average": float(average)})
     mean = statistics.fmean(r["test_average"] for r in runs) if runs else None
