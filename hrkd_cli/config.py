@@ -171,23 +171,25 @@ class TeacherConfig(OptimConfig):
 
 
 class StudentConfig(Section):
-    init: Literal["general", "teacher-layers", "pretrained", "random"] = Field(
+    init: Literal["general", "teacher-layers", "teacher-slice", "pretrained", "random"] = Field(
         "general", description="general = the layers teacher_layers of the pre-trained model before any fine-tuning "
         "(student.model, or else teacher.model): one start for every method and teacher, as the paper's TinyBERT "
         "general weights; teacher-layers = the same layers of the distilling teacher after fine-tuning; "
-        "pretrained = all of student.model; random = a fresh encoder of the shape below")
+        "teacher-slice = those layers cut to the narrower shape below (weight selection: evenly spaced dimensions, "
+        "heads and units); pretrained = all of student.model; random = a fresh encoder of the shape below")
     head: Literal["pooler", "cls"] = Field("pooler", description=HEAD_DESCRIPTION)
     model: str = Field("", description="pretrained: hub name or local path; general: the pre-trained model whose "
                        "layers the student takes (empty = teacher.model)")
     teacher_layers: list[int] = Field(default_factory=lambda: [2, 4, 6],
-                                      description="general and teacher-layers: the 1-based layers taken")
-    layers_from: str = Field("", description="teacher-layers: the model whose embeddings and layers the student "
-                             "takes (a path, hub name or hrkd run, e.g. another teacher's run for an initialisation "
-                             "swap); empty = the distilling teacher, whose outputs stay the targets either way")
+                                      description="general, teacher-layers and teacher-slice: the 1-based layers taken")
+    layers_from: str = Field("", description="teacher-layers and teacher-slice: the model whose embeddings and "
+                             "layers the student takes (a path, hub name or hrkd run, e.g. another teacher's run for "
+                             "an initialisation swap); empty = the distilling teacher, whose outputs stay the targets "
+                             "either way")
     num_layers: int = Field(4, ge=1, description="random")
-    hidden_size: int = Field(312, ge=8, description="random")
-    num_heads: int = Field(12, ge=1, description="random")
-    intermediate_size: int = Field(1200, ge=8, description="random")
+    hidden_size: int = Field(312, ge=8, description="random and teacher-slice")
+    num_heads: int = Field(12, ge=1, description="random and teacher-slice")
+    intermediate_size: int = Field(1200, ge=8, description="random and teacher-slice")
     projections: Literal["always", "when-needed"] = "always"
     general_epochs: float = Field(
         0, ge=0, description="random: epochs of general distillation (Eq. 1, 3, 4 on the training text, labels "
@@ -195,9 +197,9 @@ class StudentConfig(Section):
 
     @model_validator(mode="after")
     def _layers_from_needs_teacher_layers(self):
-        if self.layers_from and self.init != "teacher-layers":
-            raise ValueError(f"student.layers_from = {self.layers_from!r} applies to student.init = 'teacher-layers', "
-                             f"not {self.init!r}")
+        if self.layers_from and self.init not in ("teacher-layers", "teacher-slice"):
+            raise ValueError(f"student.layers_from = {self.layers_from!r} applies to student.init = 'teacher-layers' "
+                             f"or 'teacher-slice', not {self.init!r}")
         return self
 
     @model_validator(mode="after")

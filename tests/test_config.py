@@ -97,6 +97,8 @@ def test_layers_from_needs_a_teacher_layers_student_and_names_a_new_row():
     plain = validate_preset({"student": {"init": "teacher-layers"}}, "x.toml")
     swapped = validate_preset({"student": {"init": "teacher-layers", "layers_from": "runs/x/teacher/meta"}}, "x.toml")
     assert swapped.student.layers_from == "runs/x/teacher/meta"
+    sliced = validate_preset({"student": {"init": "teacher-slice", "layers_from": "runs/x/teacher/meta"}}, "x.toml")
+    assert sliced.student.layers_from == "runs/x/teacher/meta"
     # a late field (config.LATE_FIELDS): at its default, earlier runs keep their hash; set, it is a new row
     assert plain.section_hash("student") != swapped.section_hash("student")
 

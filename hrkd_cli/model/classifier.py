@@ -209,6 +209,93 @@ def student_from_teacher_layers(teacher: BertModel, layers: list[int], source: s
     return student
 
 
+def _evenly(n: int, k: int) -> torch.Tensor:
+    """k of the indices 0..n-1, evenly spaced from 0 (every other one when k = n/2)."""
+    return torch.arange(k) * n // k
+
+
+def check_slice_shape(teacher_cfg: BertConfig, hidden: int, heads: int, intermediate: int, source: str) -> None:
+    """What student_from_teacher_slice needs: a shape no wider than its source, head by head."""
+    tc = teacher_cfg
+    problems = [f"student.{name}={v} is wider than {source} {t}"
+                for name, v, t in (("hidden_size", hidden, tc.hidden_size), ("num_heads", heads, tc.num_attention_heads),
+                                   ("intermediate_size", intermediate, tc.intermediate_size)) if v > t]
+    if hidden % heads:
+        problems.append(f"student.hidden_size={hidden} is not divisible by student.num_heads={heads}")
+    elif hidden // heads > tc.hidden_size // tc.num_attention_heads:
+        problems.append(f"student head size {hidden // heads} (hidden_size / num_heads) is wider than {source} "
+                        f"{tc.hidden_size // tc.num_attention_heads}")
+    if problems:
+        raise HrkdError("student.init = 'teacher-slice': " + "; ".join(problems))
+
+
+def student_from_teacher_slice(teacher: BertModel, layers: list[int], hidden: int, heads: int, intermediate: int,
+                               source: str = "the teacher's", pooler: bool = False) -> BertModel:
+    """Weight selection (Xu et al., 2024, "Initializing Models with Larger Ones"): the embeddings and the
+    layers ``layers`` (1-based) of ``teacher``, every weight cut to the student's width.
+
+    One evenly spaced set of residual-stream dimensions is kept in every tensor that reads or writes the
+    residual stream, so the cut layers still compose; attention keeps evenly spaced heads and, inside each,
+    evenly spaced head dimensions; the feed-forward block keeps evenly spaced units. At the teacher's own
+    width this is student_from_teacher_layers."""
+    n = teacher.config.num_hidden_layers
+    if max(layers) > n:
+        raise HrkdError(f"student.teacher_layers={layers} names a layer above {source} {n}")
+    if pooler and teacher.pooler is None:
+        raise HrkdError(f"student.head = 'pooler' needs a pooler in {source} model, which has none "
+                        "(its head is 'cls'); set student.head = 'cls'")
+    tc = teacher.config
+    check_slice_shape(tc, hidden, heads, intermediate, source)
+    t_head, s_head = tc.hidden_size // tc.num_attention_heads, hidden // heads
+    res = _evenly(tc.hidden_size, hidden)
+    att = (_evenly(tc.num_attention_heads, heads)[:, None] * t_head + _evenly(t_head, s_head)[None, :]).flatten()
+    ffn = _evenly(tc.intermediate_size, intermediate)
+
+    def cut(name: str) -> tuple[torch.Tensor | None, ...]:
+        """The kept indices along each dimension of the parameter ``name`` (None: all)."""
+        if name.endswith(("query.weight", "key.weight", "value.weight")):
+            return att, res
+        if name.endswith(("query.bias", "key.bias", "value.bias")):
+            return (att,)
+        if name.endswith("attention.output.dense.weight"):
+            return res, att
+        if name.endswith("intermediate.dense.weight"):
+            return ffn, res
+        if name.endswith("intermediate.dense.bias"):
+            return (ffn,)
+        if name.endswith("output.dense.weight"):
+            return res, ffn
+        if name.endswith("embeddings.weight"):  # word, position and token-type tables: every row, fewer columns
+            return None, res
+        if name.endswith("pooler.dense.weight"):
+            return res, res
+        return (res,)  # LayerNorm weights and biases, output biases, the pooler's bias
+
+    cfg = copy.deepcopy(tc)
+    cfg.num_hidden_layers, cfg.hidden_size, cfg.num_attention_heads, cfg.intermediate_size = \
+        len(layers), hidden, heads, intermediate
+    student = encoder_from_config(cfg, pooler=pooler)
+    source_state = teacher.state_dict()
+    state, missing = {}, []
+    for name, param in student.named_parameters():
+        parts = name.split(".")
+        if parts[0] == "encoder":  # encoder.layer.i.* <- encoder.layer.(layers[i] - 1).*
+            parts[2] = str(layers[int(parts[2])] - 1)
+        key = ".".join(parts)
+        if key not in source_state:
+            missing.append(key)
+            continue
+        t = source_state[key]
+        for dim, keep in enumerate(cut(name)):
+            if keep is not None:
+                t = t.index_select(dim, keep)
+        state[name] = t.clone()
+    if missing:
+        raise weights_mismatch(f"{source} model (student.init = 'teacher-slice')", missing)
+    student.load_state_dict(state, strict=False)  # strict=False: the buffers (position ids) keep their defaults
+    return student
+
+
 def random_student(teacher_cfg: BertConfig, num_layers: int, hidden: int, heads: int, intermediate: int,
                    pooler: bool = False) -> BertModel:
     if hidden % heads:

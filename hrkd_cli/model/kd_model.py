@@ -18,7 +18,8 @@ from hrkd_cli.model.checkpoint import load_classifier, members
 from hrkd_cli.config import DistillConfig, StudentConfig
 from hrkd_cli.errors import HrkdError
 from hrkd_cli.model.graph import HierarchicalRelationalModule, prototype_sum_and_count
-from hrkd_cli.model.classifier import DomainClassifier, EncoderOutput, Projections, random_student, student_from_teacher_layers
+from hrkd_cli.model.classifier import (DomainClassifier, EncoderOutput, Projections, random_student,
+                                      student_from_teacher_layers, student_from_teacher_slice)
 from hrkd_cli.model.pretrained import load_pretrained_encoder
 from hrkd_cli.runtime import Runtime, RngState, all_reduce_sum, requires_grad
 
@@ -93,7 +94,8 @@ def _merge(outs, n: int) -> EncoderOutput:
 def build_student(s: StudentConfig, teacher_model: str, teacher: DomainClassifier, num_domains: int,
                   num_labels: int) -> DomainClassifier:
     """The student before distillation (student.init): the same general start for every method and teacher,
-    the distilling teacher's fine-tuned layers, a whole pre-trained model, or a random encoder.
+    the distilling teacher's fine-tuned layers (whole or cut narrower), a whole pre-trained model, or a random
+    encoder.
     ``teacher_model`` is teacher.model, the general start when student.model is empty."""
     pooler = s.head == "pooler"
     if s.init == "general":
@@ -110,6 +112,14 @@ def build_student(s: StudentConfig, teacher_model: str, teacher: DomainClassifie
                                                   f"student.layers_from {s.layers_from!r}:", pooler=pooler)
         else:
             encoder = student_from_teacher_layers(teacher.encoder, s.teacher_layers, pooler=pooler)
+    elif s.init == "teacher-slice":
+        # A narrower student than the teacher (hidden_size, num_heads, intermediate_size) that still starts from
+        # the teacher's weights instead of random ones; layers_from swaps the source as for teacher-layers.
+        source, where = teacher.encoder, "the teacher's"
+        if s.layers_from:
+            source, where = load_pretrained_encoder(s.layers_from, pooler=pooler), f"student.layers_from {s.layers_from!r}:"
+        encoder = student_from_teacher_slice(source, s.teacher_layers, s.hidden_size, s.num_heads,
+                                             s.intermediate_size, where, pooler=pooler)
     elif s.init == "pretrained":
         if not s.model:
             raise HrkdError("student.init='pretrained' needs student.model (a hub name or a local path)")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from hrkd_cli.config import Preset
 from hrkd_cli.errors import HrkdError
-from hrkd_cli.model.classifier import uniform_layer_map
+from hrkd_cli.model.classifier import check_slice_shape, uniform_layer_map
 from hrkd_cli.model.pretrained import load_bert_config
 from hrkd_cli.runs import check_seq_length
 
@@ -30,12 +30,15 @@ def _student_shape(preset: Preset, tcfg) -> tuple[int, int, int] | None:
             raise HrkdError(f"student.teacher_layers={s.teacher_layers} names a layer above student.init = 'general' "
                             f"({name}): {src.num_hidden_layers}")
         return len(s.teacher_layers), src.num_attention_heads, src.vocab_size
-    if s.init == "teacher-layers":
+    if s.init in ("teacher-layers", "teacher-slice"):
         src, name = (load_bert_config(s.layers_from), f"student.layers_from {s.layers_from!r}:") if s.layers_from \
             else (tcfg, "the teacher's")
         if max(s.teacher_layers) > src.num_hidden_layers:
             raise HrkdError(f"student.teacher_layers={s.teacher_layers} names a layer above {name} "
                             f"{src.num_hidden_layers} (teacher.model {preset.teacher.model!r})")
+        if s.init == "teacher-slice":
+            check_slice_shape(src, s.hidden_size, s.num_heads, s.intermediate_size, name)
+            return len(s.teacher_layers), s.num_heads, src.vocab_size
         return len(s.teacher_layers), src.num_attention_heads, src.vocab_size
     if s.init == "pretrained":
         if not s.model:

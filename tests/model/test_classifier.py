@@ -7,6 +7,7 @@ from hrkd_cli.model.classifier import (
     Projections,
     random_student,
     student_from_teacher_layers,
+    student_from_teacher_slice,
     uniform_layer_map,
 )
 from tiny import tiny_encoder
@@ -79,6 +80,44 @@ def test_student_from_teacher_layers_copies_the_chosen_layers():
     assert torch.equal(s.embeddings.word_embeddings.weight, t.embeddings.word_embeddings.weight)
     with pytest.raises(HrkdError, match="above the teacher's 4"):
         student_from_teacher_layers(t, [2, 5])
+
+
+def test_teacher_slice_at_the_teachers_width_is_teacher_layers():
+    t = tiny_encoder()
+    whole = student_from_teacher_layers(t, [2, 4]).state_dict()
+    sliced = student_from_teacher_slice(t, [2, 4], 32, 4, t.config.intermediate_size).state_dict()
+    assert whole.keys() == sliced.keys() and all(torch.equal(whole[k], sliced[k]) for k in whole)
+
+
+def test_teacher_slice_keeps_evenly_spaced_dimensions_heads_and_units():
+    t = tiny_encoder(layers=4, hidden=32, heads=4)
+    ffn = t.config.intermediate_size
+    s = student_from_teacher_slice(t, [3], 8, 2, ffn // 2, pooler=False)
+    assert (s.config.hidden_size, s.config.num_attention_heads, s.config.intermediate_size) == (8, 2, ffn // 2)
+    res = torch.arange(0, 32, 4)  # every fourth residual dimension
+    att = torch.tensor([0, 2, 4, 6, 16, 18, 20, 22])  # heads 0 and 2 (of 4, 8 wide), every other dimension of each
+    units = torch.arange(ffn // 2) * ffn // (ffn // 2)
+    tl, sl = t.encoder.layer[2], s.encoder.layer[0]
+    assert torch.equal(sl.attention.self.query.weight, tl.attention.self.query.weight[att][:, res])
+    assert torch.equal(sl.attention.self.value.bias, tl.attention.self.value.bias[att])
+    assert torch.equal(sl.attention.output.dense.weight, tl.attention.output.dense.weight[res][:, att])
+    assert torch.equal(sl.intermediate.dense.weight, tl.intermediate.dense.weight[units][:, res])
+    assert torch.equal(sl.output.dense.weight, tl.output.dense.weight[res][:, units])
+    assert torch.equal(sl.output.LayerNorm.weight, tl.output.LayerNorm.weight[res])
+    assert torch.equal(s.embeddings.word_embeddings.weight, t.embeddings.word_embeddings.weight[:, res])
+    assert torch.equal(s.embeddings.position_embeddings.weight, t.embeddings.position_embeddings.weight[:, res])
+    out = s(input_ids=torch.tensor([[2, 5, 7]]), attention_mask=torch.ones(1, 3, dtype=torch.long))
+    assert out.last_hidden_state.shape == (1, 3, 8) and torch.isfinite(out.last_hidden_state).all()
+
+
+def test_teacher_slice_refuses_a_wider_shape_naming_each_setting():
+    t = tiny_encoder(hidden=32, heads=4)
+    with pytest.raises(HrkdError, match=r"student.hidden_size=64 is wider than the teacher's 32; student head size 16"):
+        student_from_teacher_slice(t, [2], 64, 4, 16)
+    with pytest.raises(HrkdError, match=r"student.intermediate_size=999 is wider"):
+        student_from_teacher_slice(t, [2], 16, 4, 999)
+    with pytest.raises(HrkdError, match=r"head size 16 \(hidden_size / num_heads\) is wider than the teacher's 8"):
+        student_from_teacher_slice(t, [2], 32, 2, 16)
 
 
 def test_random_student_checks_heads():

@@ -1,5 +1,5 @@
 """The student's initialisation (kd_model.build_student): the general start shared by every teacher, and whose
-layers a teacher-layers student starts from; the losses a method combines the terms with (Eq. 5, Eq. 17)."""
+layers a teacher-layers (or teacher-slice) student starts from; the losses a method combines the terms with (Eq. 5, Eq. 17)."""
 
 import pytest
 import torch
@@ -100,6 +100,22 @@ def test_a_source_with_too_few_layers_is_refused(tiny_preset, tiny_teacher_dir, 
     BertModel(tiny_bert_config(num_hidden_layers=2)).save_pretrained(tmp_path / "two")
     with pytest.raises(HrkdError, match=r"above student.layers_from '.*two': 2"):
         student_of(tiny_preset(student={"layers_from": str(tmp_path / "two")}), _teacher(tiny_teacher_dir), 3, 2)
+
+
+def test_teacher_slice_cuts_the_teachers_layers_or_those_of_layers_from(tiny_preset, tiny_teacher_dir, tmp_path):
+    teacher = _teacher(tiny_teacher_dir)
+    shape = {"init": "teacher-slice", "hidden_size": 16, "num_heads": 4, "intermediate_size": 32}
+    student = student_of(tiny_preset(student=shape), teacher, 3, 2)  # student.teacher_layers = [2, 4]
+    res = torch.arange(0, 32, 2)
+    assert student.encoder.config.hidden_size == 16 and len(student.heads) == 3
+    assert torch.equal(student.encoder.encoder.layer[1].output.LayerNorm.bias,
+                       teacher.encoder.encoder.layer[3].output.LayerNorm.bias[res])
+    assert torch.equal(student.encoder.pooler.dense.weight, teacher.encoder.pooler.dense.weight[res][:, res])
+    torch.manual_seed(123)
+    BertModel(tiny_bert_config()).save_pretrained(tmp_path / "other")
+    other = BertModel.from_pretrained(tmp_path / "other")
+    swapped = student_of(tiny_preset(student={**shape, "layers_from": str(tmp_path / "other")}), teacher, 3, 2)
+    assert torch.equal(swapped.encoder.embeddings.word_embeddings.weight, other.embeddings.word_embeddings.weight[:, res])
 
 
 def test_domain_rel_loss_scale_setting(tiny_preset):

@@ -16,6 +16,10 @@ CONFLICTS = [
      ["attention loss (Eq. 3)", "student 2, teacher 4"]),
     ({"student": {"init": "random", "num_layers": 2, "hidden_size": 30, "num_heads": 4}},
      ["student.hidden_size=30 is not divisible by student.num_heads=4"]),
+    ({"student": {"init": "teacher-slice", "hidden_size": 64, "num_heads": 4}},
+     ["student.hidden_size=64 is wider than the teacher's 32"]),
+    ({"student": {"init": "teacher-slice", "hidden_size": 16, "num_heads": 2, "intermediate_size": 32}},
+     ["attention loss (Eq. 3)", "student 2, teacher 4"]),
     ({"data": {"max_seq_length": 256}}, ["data.max_seq_length=256", "limit of 128"]),
 ]
 
