@@ -186,18 +186,23 @@ def uniform_layer_map(teacher_layers: int, student_layers: int) -> list[int]:
     return [m * step for m in range(1, student_layers + 1)]
 
 
-def student_from_teacher_layers(teacher: BertModel, layers: list[int], source: str = "the teacher's",
-                                pooler: bool = False) -> BertModel:
-    """DistilBERT-style initialisation: the embeddings and a subset of the layers (1-based) of ``teacher``,
-    and its pooler when ``pooler`` (the source must have one).
-
-    ``source`` names the model in errors (the distilling teacher, ``student.layers_from`` or the general start)."""
+def _check_source(teacher: BertModel, layers: list[int], source: str, pooler: bool) -> None:
+    """The layers and the pooler a student taken from ``teacher`` needs."""
     n = teacher.config.num_hidden_layers
     if max(layers) > n:
         raise HrkdError(f"student.teacher_layers={layers} names a layer above {source} {n}")
     if pooler and teacher.pooler is None:
         raise HrkdError(f"student.head = 'pooler' needs a pooler in {source} model, which has none "
                         "(its head is 'cls'); set student.head = 'cls'")
+
+
+def student_from_teacher_layers(teacher: BertModel, layers: list[int], source: str = "the teacher's",
+                                pooler: bool = False) -> BertModel:
+    """DistilBERT-style initialisation: the embeddings and a subset of the layers (1-based) of ``teacher``,
+    and its pooler when ``pooler`` (the source must have one).
+
+    ``source`` names the model in errors (the distilling teacher, ``student.layers_from`` or the general start)."""
+    _check_source(teacher, layers, source, pooler)
     cfg = copy.deepcopy(teacher.config)
     cfg.num_hidden_layers = len(layers)
     student = encoder_from_config(cfg, pooler=pooler)
@@ -238,12 +243,7 @@ def student_from_teacher_slice(teacher: BertModel, layers: list[int], hidden: in
     residual stream, so the cut layers still compose; attention keeps evenly spaced heads and, inside each,
     evenly spaced head dimensions; the feed-forward block keeps evenly spaced units. At the teacher's own
     width this is student_from_teacher_layers."""
-    n = teacher.config.num_hidden_layers
-    if max(layers) > n:
-        raise HrkdError(f"student.teacher_layers={layers} names a layer above {source} {n}")
-    if pooler and teacher.pooler is None:
-        raise HrkdError(f"student.head = 'pooler' needs a pooler in {source} model, which has none "
-                        "(its head is 'cls'); set student.head = 'cls'")
+    _check_source(teacher, layers, source, pooler)
     tc = teacher.config
     check_slice_shape(tc, hidden, heads, intermediate, source)
     t_head, s_head = tc.hidden_size // tc.num_attention_heads, hidden // heads
@@ -277,7 +277,7 @@ def student_from_teacher_slice(teacher: BertModel, layers: list[int], hidden: in
     student = encoder_from_config(cfg, pooler=pooler)
     source_state = teacher.state_dict()
     state, missing = {}, []
-    for name, param in student.named_parameters():
+    for name, _ in student.named_parameters():
         parts = name.split(".")
         if parts[0] == "encoder":  # encoder.layer.i.* <- encoder.layer.(layers[i] - 1).*
             parts[2] = str(layers[int(parts[2])] - 1)
