@@ -45,15 +45,17 @@ from hrkd_cli.train.students import setup
 
 # (name, --set overrides): the student shapes compared with the teacher, defined for a 6-layer, 12-head teacher
 # such as the embedded MiniLM-L6 (width 384). Each distils with `hrkd distill --preset P --set ...`; distill.tag
-# keeps its runs apart from the preset's own student. The narrow one has 3 layers because the uniform layer map
-# (student layer m -> teacher layer m * N / M) needs the student depth to divide the teacher's 6; it keeps the
-# teacher's 12 heads (head size 16) because the attention loss (Eq. 3) compares heads one to one.
+# keeps its runs apart from the preset's own student. The narrow one is the teacher's layers 2, 4, 6 cut to half
+# the width (teacher-slice): 3 layers because the uniform layer map (student layer m -> teacher layer m * N / M)
+# needs the student depth to divide the teacher's 6, the teacher's 12 heads (head size 16) because the attention
+# loss (Eq. 3) compares heads one to one. It replaced a random start with general distillation on the training
+# text, which stayed near chance on amazon-cpu (results/faster-students.md, results/transfer-students.md).
 STUDENT_SHAPES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("preset", ()),
     ("2 layers", ('student.init="teacher-layers"', "student.teacher_layers=[3, 6]", 'distill.tag="2L"')),
     ("1 layer", ('student.init="teacher-layers"', "student.teacher_layers=[6]", 'distill.tag="1L"')),
-    ("narrow", ('student.init="random"', "student.num_layers=3", "student.hidden_size=192", "student.num_heads=12",
-                "student.intermediate_size=768", "student.general_epochs=3", 'distill.tag="3x192"')),
+    ("narrow", ('student.init="teacher-slice"', "student.teacher_layers=[2, 4, 6]", "student.hidden_size=192",
+                "student.num_heads=12", "student.intermediate_size=768", 'distill.tag="3x192s"')),
 )
 
 

@@ -135,11 +135,11 @@ def test_shipped_shapes_build_on_a_minilm_shaped_teacher():
     assert [n for n, _ in BS.STUDENT_SHAPES] == ["preset", "2 layers", "1 layer", "narrow"]
     for name, sets in BS.STUDENT_SHAPES:
         s = BS.shape_preset(base, name, sets).student
-        depth = len(s.teacher_layers) if s.init in ("general", "teacher-layers") else s.num_layers
+        depth = len(s.teacher_layers) if s.init in ("general", "teacher-layers", "teacher-slice") else s.num_layers
         uniform_layer_map(6, depth)  # raises where the depth does not divide 6
-        if s.init == "random":
+        if s.init == "teacher-slice":  # as wide as its heads allow, cut from the 384-wide teacher
             assert s.num_heads == 12 and s.hidden_size % s.num_heads == 0 and s.intermediate_size == 4 * s.hidden_size
-            assert s.general_epochs > 0
+            assert s.hidden_size < 384 and s.general_epochs == 0
 
 
 def test_bench_students_cli_writes_json(tmp_path, tiny_teacher_dir, capsys, monkeypatch):
