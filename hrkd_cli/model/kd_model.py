@@ -104,22 +104,18 @@ def build_student(s: StudentConfig, teacher_model: str, teacher: DomainClassifie
         name = s.model or teacher_model
         encoder = student_from_teacher_layers(load_pretrained_encoder(name, pooler=pooler), s.teacher_layers,
                                               f"student.init = 'general' ({name}):", pooler=pooler)
-    elif s.init == "teacher-layers":
+    elif s.init in ("teacher-layers", "teacher-slice"):
         # student.layers_from swaps where the layers come from (e.g. another teacher); the soft labels and
-        # features to match stay the distilling teacher's.
-        if s.layers_from:
-            encoder = student_from_teacher_layers(load_pretrained_encoder(s.layers_from, pooler=pooler), s.teacher_layers,
-                                                  f"student.layers_from {s.layers_from!r}:", pooler=pooler)
-        else:
-            encoder = student_from_teacher_layers(teacher.encoder, s.teacher_layers, pooler=pooler)
-    elif s.init == "teacher-slice":
-        # A narrower student than the teacher (hidden_size, num_heads, intermediate_size) that still starts from
-        # the teacher's weights instead of random ones; layers_from swaps the source as for teacher-layers.
+        # features to match stay the distilling teacher's. teacher-slice cuts them to a narrower shape
+        # (hidden_size, num_heads, intermediate_size) instead of starting such a student from random weights.
         source, where = teacher.encoder, "the teacher's"
         if s.layers_from:
             source, where = load_pretrained_encoder(s.layers_from, pooler=pooler), f"student.layers_from {s.layers_from!r}:"
-        encoder = student_from_teacher_slice(source, s.teacher_layers, s.hidden_size, s.num_heads,
-                                             s.intermediate_size, where, pooler=pooler)
+        if s.init == "teacher-layers":
+            encoder = student_from_teacher_layers(source, s.teacher_layers, where, pooler=pooler)
+        else:
+            encoder = student_from_teacher_slice(source, s.teacher_layers, s.hidden_size, s.num_heads,
+                                                 s.intermediate_size, where, pooler=pooler)
     elif s.init == "pretrained":
         if not s.model:
             raise HrkdError("student.init='pretrained' needs student.model (a hub name or a local path)")
